@@ -1,0 +1,5 @@
+import sys
+
+from jaxfrag.sweep import main
+
+sys.exit(main())

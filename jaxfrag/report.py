@@ -1,0 +1,104 @@
+"""From finished cells to the tables, fits, figures and printed report of a sweep.
+
+Contract: `write_tables(folder, ...)` reads every finished cell of a run
+folder and writes results.parquet and summary.csv (one row per experiment
+and d: n, `<m>_mean` / `<m>_se` per metric, the closed-form values and the
+cell statistics); it returns the summary and one log-log fit of the mean gap
+against d per experiment. `write_figures` draws figures/scaling_<name>.png;
+`format_table` is the text printed at the end of a sweep.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from jaxfrag import plots, store
+from jaxfrag.config import Config
+from jaxfrag.experiments import Experiment
+from jaxfrag.stats import Fit, loglog_fit, nonfinite_rows, summarise_cell
+
+__all__ = ["write_tables", "write_figures", "format_table", "nonfinite_rows", "summarise"]
+
+
+def summarise(
+    rows: pd.DataFrame, cell_stats: dict, experiments: dict[str, Experiment], config: Config, order: list[str]
+) -> tuple[pd.DataFrame, dict[str, Fit]]:
+    records = []
+    for name in order:
+        experiment = experiments[name]
+        cells = rows[rows["experiment"] == name]
+        for d, cell in cells.groupby("d", sort=True):
+            d = int(d)
+            records.append(
+                {
+                    "experiment": name,
+                    "d": d,
+                    **summarise_cell(cell, list(experiment.columns)),
+                    **experiment.theory(d, config),
+                    **cell_stats.get((name, d), {}),
+                }
+            )
+    summary = pd.DataFrame.from_records(records)
+    fits = {}
+    for name in order:
+        cells = summary[summary["experiment"] == name] if len(summary) else summary
+        if len(cells):
+            fits[name] = loglog_fit(cells["d"].to_numpy(), cells["gap_mean"].to_numpy())
+    return summary, fits
+
+
+def write_tables(folder: store.RunFolder, experiments: dict[str, Experiment], config: Config, order: list[str]):
+    rows, cell_stats = folder.read_cells()
+    rows = rows.reset_index(drop=True)
+    folder.write_results(rows)
+    summary, fits = summarise(rows, cell_stats, experiments, config, order)
+    folder.write_summary(summary)
+    return summary, fits
+
+
+def write_figures(
+    folder: store.RunFolder, summary: pd.DataFrame, fits: dict[str, Fit], experiments: dict[str, Experiment], config: Config
+) -> None:
+    for name, fit in fits.items():
+        experiment = experiments[name]
+        plots.scaling_figure(
+            summary,
+            name,
+            f"{name} ({experiment.paper}): NN vs optimal robustness",
+            fit,
+            experiment.theory_slope(config),
+            folder.figure_path(f"scaling_{name}.png"),
+        )
+
+
+def format_table(summary: pd.DataFrame, fits: dict[str, Fit], experiments: dict[str, Experiment], config: Config) -> str:
+    names = [name for name in fits]
+    if not names:
+        return "no finished cells"
+    lines = []
+    header = f"{'d':>4}  " + "  ".join(f"{name + ': n  gap mean ± se   (theory)':<40}" for name in names)
+    lines.append(header)
+    for d in sorted(summary["d"].unique()):
+        parts = []
+        for name in names:
+            cell = summary[(summary["experiment"] == name) & (summary["d"] == d)]
+            if cell.empty:
+                parts.append(" " * 40)
+                continue
+            row = cell.iloc[0]
+            theory = row.get("gap_theory", np.nan)
+            parts.append(f"{int(row['n']):>7}  {row['gap_mean']:.4g} ± {row['gap_se']:.2g}   ({theory:.4g})".ljust(40))
+        lines.append(f"{int(d):>4}  " + "  ".join(parts))
+    lines.append("")
+    lines.append("log-log slope of the mean gap against d (95% interval), and the theory's slope:")
+    for name in names:
+        fit = fits[name]
+        lines.append(
+            f"  {name:<5} {fit.slope:+.3f} [{fit.ci_low:+.3f}, {fit.ci_high:+.3f}] over {fit.points} dimensions;"
+            f" theory {experiments[name].theory_slope(config):+.2f}"
+        )
+    nonfinite = int(summary["n_nonfinite"].sum())
+    if nonfinite:
+        lines.append(f"  {nonfinite} trials had NaN or inf and are left out of every mean (column nonfinite)")
+    return "\n".join(lines)

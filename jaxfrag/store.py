@@ -1,0 +1,187 @@
+"""Results on disk: one folder per sweep, written so that nothing is ever half-written.
+
+Layout of a run folder (the contract notebooks and users rely on):
+  meta.json          the config, environment and wall times (written first)
+  cells/<experiment>_d<d>.parquet
+                     one finished (experiment, d) cell: its rows, and its cell
+                     statistics in the file's metadata; present means complete
+  results.parquet    every finished cell's rows: experiment, d, trial, seed,
+                     nonfinite, then the metric columns
+  summary.csv        one row per (experiment, d)
+  figures/           PNGs
+
+Every file is written under a temporary name in its own folder, flushed and
+renamed over the target, so a killed run leaves complete files or none.
+`RunFolder.open` refuses folders it could damage: another run's folder without
+--resume, a non-empty folder that is not a run, or a run with another config.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+META = "meta.json"
+CELLS = "cells"
+RESULTS = "results.parquet"
+SUMMARY = "summary.csv"
+FIGURES = "figures"
+_TEMP_PREFIX = ".tmp-"
+_CELL_META_KEY = b"jaxfrag.cell"
+
+KEY_COLUMNS = ["experiment", "d", "trial", "seed", "nonfinite"]
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class RunFolderError(Exception):
+    """A folder that cannot be used for this run; the message is meant for the user."""
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it replaces `path` atomically."""
+    path = Path(path)
+    fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX + path.name + ".", dir=path.parent)
+    os.close(fd)
+    temp = Path(temp)
+    os.chmod(temp, 0o666 & ~_UMASK)  # mkstemp makes private files; results are ordinary files
+    try:
+        yield temp
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as temp:
+        temp.write_bytes(data)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _canonical(config: dict) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+def _is_scratch(entry: Path) -> bool:
+    return entry.name.startswith(_TEMP_PREFIX)
+
+
+class RunFolder:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def open(cls, path: str | Path, config: dict, resume: bool) -> "RunFolder":
+        """Validate `path` for a run with `config` and make it ready; raises RunFolderError."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunFolderError(f"--out {path} exists and is not a folder")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / CELLS).mkdir(exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=_TEMP_PREFIX + "probe.", dir=path / CELLS)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as error:
+            raise RunFolderError(f"--out {path} is not writable ({error.strerror or error})") from None
+        folder = cls(path)
+        folder._remove_scratch()
+        entries = [e for e in path.iterdir() if e.name != CELLS]
+        meta = folder.read_meta()
+        if meta is None:
+            if entries or any((path / CELLS).iterdir()):
+                raise RunFolderError(f"--out {path} is not empty and holds no jaxfrag run; choose an empty folder")
+        elif not resume:
+            raise RunFolderError(f"--out {path} already holds a run; pass --resume to continue it, or choose another folder")
+        elif folder.done_cells() and _canonical(meta.get("config", {})) != _canonical(config):
+            changed = sorted(k for k in set(config) | set(meta.get("config", {})) if config.get(k) != meta["config"].get(k))
+            raise RunFolderError(
+                f"--resume: {path} was written with a different config ({', '.join(changed)} differ); "
+                "rerun with the same options or choose another folder"
+            )
+        return folder
+
+    def _remove_scratch(self) -> None:
+        for folder in (self.path, self.path / CELLS):
+            for entry in folder.iterdir():
+                if _is_scratch(entry) and entry.is_file():
+                    entry.unlink(missing_ok=True)
+
+    # --- meta -------------------------------------------------------------------------------
+    def read_meta(self) -> dict | None:
+        try:
+            return json.loads((self.path / META).read_text())
+        except FileNotFoundError:
+            return None
+
+    def write_meta(self, meta: dict) -> None:
+        atomic_write_text(self.path / META, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+
+    # --- cells ------------------------------------------------------------------------------
+    def cell_path(self, experiment: str, d: int) -> Path:
+        return self.path / CELLS / f"{experiment}_d{d:04d}.parquet"
+
+    def done_cells(self) -> set[tuple[str, int]]:
+        done = set()
+        for entry in (self.path / CELLS).glob("*.parquet"):
+            experiment, _, d = entry.stem.rpartition("_d")
+            done.add((experiment, int(d)))
+        return done
+
+    def write_cell(self, experiment: str, d: int, rows: pd.DataFrame, stats: dict) -> None:
+        table = pa.Table.from_pandas(rows, preserve_index=False)
+        metadata = dict(table.schema.metadata or {})
+        metadata[_CELL_META_KEY] = json.dumps(stats, sort_keys=True).encode()
+        table = table.replace_schema_metadata(metadata)
+        with atomic_path(self.cell_path(experiment, d)) as temp:
+            pq.write_table(table, temp)
+
+    def read_cells(self) -> tuple[pd.DataFrame, dict[tuple[str, int], dict]]:
+        """All finished cells' rows (in experiment, d order) and their cell statistics."""
+        frames, stats = [], {}
+        for experiment, d in sorted(self.done_cells()):
+            table = pq.read_table(self.cell_path(experiment, d))
+            stats[(experiment, d)] = json.loads((table.schema.metadata or {}).get(_CELL_META_KEY, b"{}"))
+            frames.append(table.to_pandas())
+        if not frames:
+            return pd.DataFrame(columns=KEY_COLUMNS), stats
+        return pd.concat(frames, ignore_index=True), stats
+
+    # --- tables and figures -----------------------------------------------------------------
+    def write_results(self, rows: pd.DataFrame) -> None:
+        buffer = io.BytesIO()
+        rows.to_parquet(buffer, index=False)
+        atomic_write_bytes(self.path / RESULTS, buffer.getvalue())
+
+    def write_summary(self, summary: pd.DataFrame) -> None:
+        atomic_write_text(self.path / SUMMARY, summary.to_csv(index=False))
+
+    def figure_path(self, name: str) -> Path:
+        folder = self.path / FIGURES
+        folder.mkdir(exist_ok=True)
+        return folder / name
+
+
+def load(out_dir: str | Path) -> pd.DataFrame:
+    """The per-trial table of a sweep's output folder, as a pandas DataFrame."""
+    path = Path(out_dir)
+    if (path / RESULTS).exists():
+        return pd.read_parquet(path / RESULTS)
+    if (path / CELLS).is_dir():
+        return RunFolder(path).read_cells()[0]
+    raise FileNotFoundError(f"{path} holds no jaxfrag results")

@@ -1,0 +1,320 @@
+"""python -m jaxfrag.sweep: Monte Carlo of the NN-vs-optimal robustness gap over dimensions.
+
+    python -m jaxfrag.sweep --d 7..64 --out runs/demo
+    python -m jaxfrag.sweep --d 8,12,16 --experiment thm6 --trials 2000 --out runs/thm6
+    python -m jaxfrag.sweep --d 8..64:8 --out runs/demo --resume
+
+For each (experiment, d) cell it runs --trials trials (compiled per bucket of
+dimensions, sharded over the devices), writes the cell atomically, and at the
+end writes results.parquet, summary.csv, meta.json and figures/ (see
+`jaxfrag.store`) and prints the gap per d with the fitted log-log slopes.
+Bad input is reported in one line on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from datetime import datetime, timezone
+
+EXPERIMENT_NAMES = ("thm1", "thm4", "thm6")
+DEFAULT_TRIALS = 500
+RESULTS_REFRESH_S = 20.0  # rewrite results.parquet / summary.csv at most this often during a run
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_dims(text: str) -> list[int]:
+    """'7..64' (inclusive), '8..64:8', '8,12,16', '12', or a comma-separated mix."""
+    dims: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise UsageError(f"--d {text!r}: empty item")
+        try:
+            if ".." in part:
+                bounds, _, step_text = part.partition(":")
+                low_text, _, high_text = bounds.partition("..")
+                low, high = int(low_text), int(high_text)
+                step = int(step_text) if step_text else 1
+                if step <= 0:
+                    raise UsageError(f"--d {text!r}: the step must be positive")
+                if high < low:
+                    raise UsageError(f"--d {text!r}: the range {low}..{high} is reversed")
+                dims.extend(range(low, high + 1, step))
+            else:
+                dims.append(int(part))
+        except ValueError:
+            raise UsageError(f"--d {text!r}: expected integers like 7..64, 8..64:8, 8,12,16 or 12") from None
+    if not dims:
+        raise UsageError(f"--d {text!r}: no dimensions")
+    if min(dims) < 2:
+        raise UsageError(f"--d {text!r}: every d must be at least 2, got {min(dims)}")
+    return sorted(set(dims))
+
+
+def parse_experiments(values: list[str]) -> list[str]:
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in EXPERIMENT_NAMES]
+    if unknown or not names:
+        raise UsageError(
+            f"--experiment: unknown experiment {', '.join(map(repr, unknown)) or '(none)'}; "
+            f"choose from {', '.join(EXPERIMENT_NAMES)}"
+        )
+    return [name for name in EXPERIMENT_NAMES if name in names]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, no usage dump
+        raise UsageError(message)
+
+
+def _positive_int(name):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be positive, got {value}")
+        return value
+
+    return parse
+
+
+def _nonnegative_int(name):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(name):
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="python -m jaxfrag.sweep",
+        description="Monte Carlo of the NN-vs-optimal adversarial robustness gap (Theorems 1, 4, 6).",
+    )
+    parser.add_argument("--d", required=True, help="dimensions: 7..64, 8..64:8, 8,12,16 or 12")
+    parser.add_argument(
+        "--experiment", nargs="+", default=list(EXPERIMENT_NAMES), help="one or more of thm1, thm4, thm6 (default: all)"
+    )
+    parser.add_argument("--trials", type=_positive_int("--trials"), default=DEFAULT_TRIALS, help="trials per dimension")
+    parser.add_argument("--seed", type=_nonnegative_int("--seed"), default=0)
+    parser.add_argument("--out", default=None, help="output folder (default: runs/sweep-<time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cells")
+    parser.add_argument("--chunk", type=_positive_int("--chunk"), default=None, help="trials per compiled step")
+    parser.add_argument("--x64", action="store_true", help="compute in float64")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--devices", type=_positive_int("--devices"), default=None, help="CPU devices (default: cores)")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="persistent XLA compilation cache (default: $JAXFRAG_CACHE_DIR or ~/.cache/jaxfrag/xla; '' turns it off)",
+    )
+    model = parser.add_argument_group("models")
+    model.add_argument("--depth", type=_positive_int("--depth"), default=None, help="weight layers of the constructed nets (default: thm1 2, thm4 3, thm6 2)")
+    model.add_argument("--width-mult", type=_positive_int("--width-mult"), default=2, help="hidden width = this x d")
+    model.add_argument("--generator-depth", type=_nonnegative_int("--generator-depth"), default=2, help="thm4: t in x = G_t..G_1 v")
+    model.add_argument("--scale-columns", type=_positive_float("--scale-columns"), default=1.0, help="thm6: factor on A's first d-1 columns (5 in section 6)")
+    model.add_argument("--brute-force-max-d", type=_nonnegative_int("--brute-force-max-d"), default=12, help="thm6: enumerate all 2^(d-1) opposite points up to this d")
+    model.add_argument("--max-nodes", type=_positive_int("--max-nodes"), default=1 << 26, help="thm6: sphere-decoder node cap per search")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.dims = parse_dims(args.d)
+    args.experiments = parse_experiments(args.experiment)
+    if args.brute_force_max_d > 20:
+        raise UsageError("--brute-force-max-d above 20 would enumerate over a million points per trial; use the sphere decoder")
+    if args.out is None:
+        args.out = os.path.join("runs", "sweep-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if args.cache_dir is None:
+        default_cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jaxfrag", "xla")
+        args.cache_dir = os.environ.get("JAXFRAG_CACHE_DIR", default_cache)
+    return args
+
+
+def run_config(args: argparse.Namespace) -> dict:
+    """Everything that determines the rows: the resume fingerprint."""
+    return {
+        "experiments": args.experiments,
+        "d": args.dims,
+        "trials": args.trials,
+        "seed": args.seed,
+        "x64": args.x64,
+        "depth": args.depth,
+        "width_mult": args.width_mult,
+        "generator_depth": args.generator_depth,
+        "scale_columns": args.scale_columns,
+        "brute_force_max_d": args.brute_force_max_d,
+        "max_nodes": args.max_nodes,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = parse_args(argv)
+    except UsageError as error:
+        print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
+        return 2
+    from jaxfrag import store
+
+    config_dict = run_config(args)
+    try:
+        folder = store.RunFolder.open(args.out, config_dict, args.resume)
+    except store.RunFolderError as error:
+        print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, config_dict, folder)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished cells are kept in {args.out}; rerun with --resume to continue", file=sys.stderr)
+        return 130
+
+
+def _run(args, config_dict: dict, folder) -> int:
+    import jax
+
+    from jaxfrag import parallel
+
+    jax.config.update("jax_enable_x64", args.x64)
+    parallel.configure_cpu_devices(args.devices)
+    if args.cache_dir:
+        # Compiling is most of a short sweep's time on a CPU; a rerun reuses the programs.
+        jax.config.update("jax_compilation_cache_dir", args.cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+    import numpy as np
+    import pandas as pd
+    from tqdm import tqdm
+
+    from jaxfrag import report
+    from jaxfrag.config import Config
+    from jaxfrag.experiments import registry
+
+    started = time.perf_counter()
+    config = Config(
+        seed=args.seed,
+        trials=args.trials,
+        x64=args.x64,
+        depth=args.depth,
+        width_mult=args.width_mult,
+        generator_depth=args.generator_depth,
+        scale_columns=args.scale_columns,
+        brute_force_max_d=args.brute_force_max_d,
+        max_nodes=args.max_nodes,
+    )
+    experiments = registry()
+    done = folder.done_cells()
+    previous = folder.read_meta() if done else None
+    meta = {
+        "config": config_dict,
+        "seed": args.seed,
+        "x64": args.x64,
+        "jaxfrag_version": _version(),
+        "jax_environment": jax.print_environment_info(return_string=True),
+        "devices": [str(device) for device in jax.devices()],
+        "compilation_cache": args.cache_dir or None,
+        "started": previous["started"] if previous else _now(),
+        "status": "running",
+        "stages": previous.get("stages", {}) if previous else {},
+    }
+    folder.write_meta(meta)
+    planned = [(name, d) for name in args.experiments for d in args.dims]
+    todo = [cell for cell in planned if cell not in done]
+    runner = parallel.CellRunner(config)
+    progress = tqdm(
+        total=len(todo) * args.trials,
+        unit="trial",
+        disable=args.no_progress or not sys.stdout.isatty(),
+        dynamic_ncols=True,
+    )
+    last_refresh = time.perf_counter()
+    for name, d in todo:
+        experiment = experiments[name]
+        progress.set_description(f"{name} d={d}")
+        result = runner.run_cell(experiment, d, args.chunk, on_chunk=progress.update)
+        columns = result.columns
+        rows = pd.DataFrame(
+            {
+                "experiment": name,
+                "d": np.full(args.trials, d, np.int32),
+                "trial": np.arange(args.trials, dtype=np.int32),
+                "seed": np.full(args.trials, args.seed, np.int64),
+                "nonfinite": report.nonfinite_rows(columns),
+                **columns,
+            }
+        )
+        size = experiment.size(d, config)
+        stats = {"size": size, **experiment.cell_stats(result.aux, d, size, config)}
+        folder.write_cell(name, d, rows, stats)
+        meta["stages"][f"{name}/d={d}"] = {
+            "compile_s": round(result.compile_s, 3),
+            "run_s": round(result.run_s, 3),
+            "trials_per_s": round(args.trials / max(result.run_s, 1e-9), 1),
+            "compiled_size": size,
+            "chunk": runner.chunk_for(experiment, d, args.chunk),
+            **({"decoder_nodes_total": int(columns["decoder_nodes"].sum())} if "decoder_nodes" in columns else {}),
+        }
+        folder.write_meta(meta)
+        if time.perf_counter() - last_refresh > RESULTS_REFRESH_S:
+            report.write_tables(folder, experiments, config, args.experiments)
+            last_refresh = time.perf_counter()
+    progress.close()
+    meta["stages"]["cells_s"] = round(time.perf_counter() - started, 3)
+    tic = time.perf_counter()
+    summary, fits = report.write_tables(folder, experiments, config, args.experiments)
+    meta["stages"]["tables_s"] = round(time.perf_counter() - tic, 3)
+    tic = time.perf_counter()
+    report.write_figures(folder, summary, fits, experiments, config)
+    meta["stages"]["figures_s"] = round(time.perf_counter() - tic, 3)
+    meta["fits"] = {name: fit._asdict() for name, fit in fits.items()}
+    meta["status"] = "complete"
+    meta["finished"] = _now()
+    meta["wall_s"] = round(time.perf_counter() - started, 3)
+    folder.write_meta(meta)
+    print(report.format_table(summary, fits, experiments, config))
+    print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, meta.json, figures/) in {meta['wall_s']:.1f} s")
+    return 0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("jaxfrag")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
