@@ -57,14 +57,19 @@ def point_metrics(points: jax.Array, hidden: networks.HiddenLayers, d) -> dict[s
     }
 
 
-def trial(key: jax.Array, d, config: Config, size: int | None = None) -> dict[str, jax.Array]:
+def inputs(key: jax.Array, d, config: Config, size: int | None = None):
+    """A trial's data points (size, size) and the hidden layers of its network."""
     size = size or d
     key_points, key_net = jax.random.split(key)
     points = data.gaussian_points(key_points, d, size)
     hidden = networks.gaussian_hidden_layers(
         key_net, d, config.hidden_widths("thm1", d), config.hidden_widths("thm1", size), size
     )
-    return point_metrics(points, hidden, d)
+    return points, hidden
+
+
+def trial(key: jax.Array, d, config: Config, size: int | None = None) -> dict[str, jax.Array]:
+    return point_metrics(*inputs(key, d, config, size), d)
 
 
 def run_chunk(keys: jax.Array, d, size: int, config: Config) -> dict[str, jax.Array]:

@@ -27,12 +27,20 @@ from jaxfrag.experiments import Experiment
 from jaxfrag.experiments.thm1 import COLUMNS, point_metrics
 
 
-def trial(key: jax.Array, d, config: Config, size: int | None = None) -> dict[str, jax.Array]:
+def inputs(key: jax.Array, d, config: Config, size: int | None = None):
+    """A trial's data points (size, size), the hidden layers of its network, and the key for Lemma 3."""
     size = size or d
     key_points, key_net, key_bartlett = jax.random.split(key, 3)
     points = data.generative_points(key_points, d, config.generator_depth, size)
     widths, sizes = config.hidden_widths("thm4", d), config.hidden_widths("thm4", size)
     hidden = networks.gaussian_hidden_layers(key_net, d, widths, sizes, size)
+    return points, hidden, key_bartlett
+
+
+def trial(key: jax.Array, d, config: Config, size: int | None = None) -> dict[str, jax.Array]:
+    size = size or d
+    points, hidden, key_bartlett = inputs(key, d, config, size)
+    widths, sizes = config.hidden_widths("thm4", d), config.hidden_widths("thm4", size)
     upper = jnp.triu_indices(size)
     if widths:
         bartlett = rmt.bartlett_product_r(key_bartlett, widths, d, size, sizes)

@@ -40,15 +40,22 @@ COLUMNS = {
 }
 
 
-def network_metrics(key: jax.Array, d, config: Config, size: int | None = None):
-    """Everything but the optimum for one trial; also returns A and z for the search."""
+def inputs(key: jax.Array, d, config: Config, size: int | None = None):
+    """A trial's mixing matrix A (size, size), sign vector z, and the hidden layers of its network."""
     size = size or d
     key_data, key_net = jax.random.split(key)
     a, z = data.hypercube_model(key_data, d, config.scale_columns, size)
-    f = linalg.qr(a)
     hidden = networks.gaussian_hidden_layers(
         key_net, d, config.hidden_widths("thm6", d), config.hidden_widths("thm6", size), size
     )
+    return a, z, hidden
+
+
+def network_metrics(key: jax.Array, d, config: Config, size: int | None = None):
+    """Everything but the optimum for one trial; also returns A and z for the search."""
+    size = size or d
+    a, z, hidden = inputs(key, d, config, size)
+    f = linalg.qr(a)
     model = functools.partial(networks.apply, networks.condition6_network(hidden, f))
     x = a @ z
     label = jnp.where(z[-1] > 0, 0, 1)  # output 0 is class +1

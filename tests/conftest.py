@@ -1,0 +1,37 @@
+"""Test session set-up: two simulated CPU devices and a session-wide XLA compilation cache.
+
+Two devices (as equinox's tests do) let the sharding code run for real on a
+laptop or CI machine; every test that needs one device uses a one-device mesh.
+The compilation cache is shared with the CLI subprocesses through
+JAXFRAG_CACHE_DIR, so a program compiled once serves the whole session.
+"""
+
+import os
+import shutil
+import tempfile
+
+import jax
+import pytest
+
+jax.config.update("jax_num_cpu_devices", 2)
+
+_CACHE = tempfile.mkdtemp(prefix="jaxfrag-test-xla-")
+os.environ["JAXFRAG_CACHE_DIR"] = _CACHE
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_CACHE, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def devices():
+    found = jax.devices()
+    assert len(found) == 2, "conftest asks for two CPU devices"
+    return found
+
+
+def tolerance(dtype) -> float:
+    """Relative tolerance for comparisons against float64 numpy references."""
+    return 2e-4 if jax.numpy.dtype(dtype) == jax.numpy.float32 else 1e-10

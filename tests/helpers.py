@@ -1,0 +1,28 @@
+"""Shared test helpers: cached runners, so each compiled program is built once per session."""
+
+import functools
+
+import jax
+import numpy as np
+
+from jaxfrag import parallel
+from jaxfrag.config import Config
+from jaxfrag.experiments import registry
+
+
+@functools.cache
+def runner(config: Config, num_devices: int = 2) -> parallel.CellRunner:
+    return parallel.CellRunner(config, parallel.make_mesh(jax.devices()[:num_devices]))
+
+
+def run_cell(name: str, d: int, config: Config, num_devices: int = 2, chunk: int | None = None):
+    """One cell's CellResult with the given config."""
+    return runner(config, num_devices).run_cell(registry()[name], d, chunk)
+
+
+def fisher_p(p_values) -> float:
+    """Fisher's combination of independent p-values."""
+    from scipy import stats
+
+    p_values = np.clip(np.asarray(p_values, float), 1e-300, 1)
+    return float(stats.chi2.sf(-2 * np.sum(np.log(p_values)), 2 * len(p_values)))

@@ -1,0 +1,135 @@
+"""Closed-form laws against the engine's samples: fixed seeds, tolerances from standard errors.
+
+Each test compares a Monte Carlo sample with a law derived in jaxfrag.rmt and
+fails when the engine computes the wrong quantity (e.g. the wrong diagonal
+entry, an unnormalised R, a mis-scaled generator).
+"""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from helpers import run_cell
+from scipy import integrate, stats
+
+from jaxfrag import data, linalg, rmt
+from jaxfrag.config import Config
+
+SAMPLES = 20000
+
+
+def phi_samples(d: int, scale_columns: float, n: int = SAMPLES, seed: int = 0) -> np.ndarray:
+    """phi = R_dd / ||a_d|| computed with the engine's own sampler and QR."""
+
+    def one(key):
+        a, _ = data.hypercube_model(key, d, scale_columns)
+        return linalg.qr_r(a)[-1, -1] / jnp.linalg.norm(a[:, -1])
+
+    keys = jax.random.split(jax.random.key(seed), n)
+    return np.asarray(jax.jit(jax.vmap(one))(keys), np.float64)
+
+
+@pytest.mark.parametrize("d,scale", [(2, 1.0), (5, 1.0), (12, 1.0), (12, 5.0), (40, 1.0)])
+def test_mean_of_phi_matches_closed_form(d, scale):
+    phi = phi_samples(d, scale)
+    se = math.sqrt(rmt.phi_variance(d) / len(phi))
+    assert abs(phi.mean() - rmt.phi_mean(d)) < 4 * se
+
+
+@pytest.mark.parametrize("d,scale", [(3, 1.0), (12, 5.0), (40, 1.0)])
+def test_law_of_phi_squared_is_beta(d, scale):
+    phi = phi_samples(d, scale, seed=1)
+    assert stats.kstest(phi**2, rmt.phi_squared_law(d).cdf).pvalue > 0.01
+
+
+def test_phi_mean_formula_against_integration():
+    for d in [2, 3, 7, 30, 200]:
+        by_integration = rmt.phi_squared_law(d).expect(np.sqrt)
+        assert rmt.phi_mean(d) == pytest.approx(by_integration, rel=1e-7)
+    assert rmt.phi_mean(10_000) / rmt.phi_mean_asymptote(10_000) == pytest.approx(1, abs=1e-4)
+
+
+def _ks_bonferroni(samples: np.ndarray, laws) -> float:
+    p_values = [stats.kstest(samples[:, k], law.cdf).pvalue for k, law in enumerate(laws)]
+    return min(1.0, min(p_values) * len(p_values))
+
+
+@pytest.mark.parametrize("rows,cols", [(5, 5), (12, 8), (30, 10)])
+def test_bartlett_law_of_r_for_the_engine_qr(rows, cols):
+    keys = jax.random.split(jax.random.key(2), 4000)
+    r = jax.jit(jax.vmap(lambda k: linalg.qr_r(jax.random.normal(k, (rows, cols)))))(keys)
+    i, j = np.triu_indices(cols)
+    samples = np.asarray(r, np.float64)[:, i, j]
+    laws = [rmt.bartlett_entry_law(rows, a, b) for a, b in zip(i, j)]
+    assert _ks_bonferroni(samples, laws) > 0.01
+
+
+@pytest.mark.parametrize("rows,cols", [(5, 5), (30, 10)])
+def test_bartlett_sampler_follows_the_law(rows, cols):
+    keys = jax.random.split(jax.random.key(3), 4000)
+    r = jax.jit(jax.vmap(lambda k: rmt.bartlett_r(k, rows, cols)))(keys)
+    i, j = np.triu_indices(cols)
+    samples = np.asarray(r, np.float64)[:, i, j]
+    laws = [rmt.bartlett_entry_law(rows, a, b) for a, b in zip(i, j)]
+    assert _ks_bonferroni(samples, laws) > 0.01
+    assert np.all(np.asarray(r)[:, np.tril_indices(cols, -1)[0], np.tril_indices(cols, -1)[1]] == 0)
+
+
+def test_padded_bartlett_draws_equal_unpadded():
+    key = jax.random.key(4)
+    plain = rmt.bartlett_r(key, 9, 5)
+    padded = jax.jit(lambda k, d, m: rmt.bartlett_r(k, m, d, size=8, max_rows=12))(key, 5, 9)
+    np.testing.assert_array_equal(np.asarray(padded)[3:, 3:], np.asarray(plain))
+    np.testing.assert_array_equal(np.asarray(padded)[:3, :3], np.eye(3))
+
+
+def test_lemma3_qr_of_product_is_product_of_bartlett_factors():
+    """Direct check, outside the experiments: R(H2 H1) ~ R2 R1 (Bonferroni over entries, two-sample KS)."""
+    d, width, n = 4, 7, 6000
+
+    def qr_side(key):
+        k1, k2 = jax.random.split(key)
+        return linalg.qr_r(jax.random.normal(k2, (width, width)) @ jax.random.normal(k1, (width, d)))
+
+    keys = jax.random.split(jax.random.key(5), n)
+    qr_r = np.asarray(jax.jit(jax.vmap(qr_side))(keys))
+    product = np.asarray(jax.jit(jax.vmap(lambda k: rmt.bartlett_product_r(k, (width, width), d)))(keys))
+    i, j = np.triu_indices(d)
+    p = stats.ks_2samp(qr_r[:, i, j], product[:, i, j], axis=0).pvalue
+    assert min(1.0, p.min() * p.size) > 0.01
+    # It can fail: a single Bartlett factor does not have the law of the product.
+    single = np.asarray(jax.jit(jax.vmap(lambda k: rmt.bartlett_r(k, width, d)))(keys))
+    assert stats.ks_2samp(qr_r[:, i, j], single[:, i, j], axis=0).pvalue.min() < 1e-6
+
+
+def test_thm1_attack_norm_is_rayleigh_sqrt2_for_any_d():
+    assert rmt.thm1_attack_norm_law().mean() == pytest.approx(math.sqrt(math.pi))
+    assert integrate.quad(lambda r: r * r * rmt.thm1_attack_norm_law().pdf(r), 0, np.inf)[0] == pytest.approx(4)
+    config = Config(trials=2000, seed=11)
+    p_values = []
+    for d in (6, 20):
+        e = run_cell("thm1", d, config).columns["e_norm"].astype(np.float64)
+        p_values.append(stats.kstest(e, rmt.thm1_attack_norm_law().cdf).pvalue)
+        assert abs(np.mean(e**2) - 4) < 4 * np.std(e**2, ddof=1) / math.sqrt(len(e))
+    assert min(p_values) > 0.01
+
+
+@pytest.mark.parametrize("t", [1, 2])
+def test_thm4_attack_second_moment(t):
+    config = Config(trials=2000, seed=12, generator_depth=t)
+    d = 8
+    e2 = run_cell("thm4", d, config).columns["e_norm"].astype(np.float64) ** 2
+    se = np.std(e2, ddof=1) / math.sqrt(len(e2))
+    assert abs(e2.mean() - rmt.attack_norm_sq_mean(d, t)) < 4 * se
+
+
+def test_lemma3_check_inside_thm4_does_not_reject():
+    from jaxfrag.experiments import registry
+
+    config = Config(trials=2000, seed=13)
+    result = run_cell("thm4", 6, config)
+    stats_ = registry()["thm4"].cell_stats(result.aux, 6, registry()["thm4"].size(6, config), config)
+    assert stats_["lemma3_entries"] == 21
+    assert stats_["lemma3_ks_bonferroni_p"] > 0.01

@@ -1,0 +1,217 @@
+"""The command line: parsing, bad input, the output contract, resume and kills."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import jaxfrag
+from jaxfrag.sweep import UsageError, parse_dims
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sweep(*args, check=True, timeout=600):
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxfrag.sweep", "--no-progress", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def snapshot(folder: Path) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [("7..10", [7, 8, 9, 10]), ("8..64:8", [8, 16, 24, 32, 40, 48, 56, 64]), ("8,12,16", [8, 12, 16]), ("12", [12]), ("9,3..4", [3, 4, 9])],
+)
+def test_parse_dims(text, expected):
+    assert parse_dims(text) == expected
+
+
+@pytest.mark.parametrize("text", ["64..7", "", "abc", "1", "1..5", "7..", "7..64:0", "8,,9", "2.5"])
+def test_parse_dims_rejects(text):
+    with pytest.raises(UsageError):
+        parse_dims(text)
+
+
+BAD_INPUTS = {
+    "reversed d": ["--d", "64..7"],
+    "empty d": ["--d", ""],
+    "non-numeric d": ["--d", "seven"],
+    "d below 2": ["--d", "1..4"],
+    "zero trials": ["--d", "8", "--trials", "0"],
+    "negative trials": ["--d", "8", "--trials", "-3"],
+    "unknown experiment": ["--d", "8", "--experiment", "thm9"],
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_one_line_exit_2(case, tmp_path):
+    out = tmp_path / "out"
+    result = sweep(*BAD_INPUTS[case], "--out", out, check=False)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "error" in result.stderr
+    assert not out.exists()
+
+
+def test_unwritable_out_is_rejected(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = sweep("--d", "8", "--out", blocker / "out", check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "not writable" in result.stderr and "Traceback" not in result.stderr
+    result = sweep("--d", "8", "--out", blocker, check=False)
+    assert result.returncode == 2 and "not a folder" in result.stderr
+    assert blocker.read_text() == "not a folder"
+
+
+def test_non_empty_folder_that_is_not_a_run_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    result = sweep("--d", "8", "--out", tmp_path, check=False)
+    assert result.returncode == 2 and "not empty" in result.stderr
+    assert (tmp_path / "notes.txt").read_text() == "mine" and not (tmp_path / "meta.json").exists()
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    result = sweep("--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "24", "--seed", "3", "--out", out)
+    return out, result
+
+
+def test_output_contract(small_run):
+    out, result = small_run
+    rows = pd.read_parquet(out / "results.parquet")
+    assert list(rows.columns[:5]) == ["experiment", "d", "trial", "seed", "nonfinite"]
+    assert len(rows) == 2 * 3 * 24 and set(rows["experiment"]) == {"thm1", "thm6"}
+    assert (rows["seed"] == 3).all() and not rows["nonfinite"].any()
+    pd.testing.assert_frame_equal(jaxfrag.load(out), rows)
+    summary = pd.read_csv(out / "summary.csv")
+    assert len(summary) == 6
+    for column in ["n", "gap_mean", "gap_se", "gap_theory", "phi_mean_theory", "opt_robustness_mean", "e_norm_se"]:
+        assert column in summary.columns
+    thm6 = summary[summary["experiment"] == "thm6"].set_index("d")
+    assert thm6.loc[9, "opt_method"] == "brute_force" and thm6.loc[14, "opt_method"] == "sphere_decoder"
+    # The summary is the mean of the stored rows.
+    cell = rows[(rows["experiment"] == "thm6") & (rows["d"] == 9)]
+    assert thm6.loc[9, "gap_mean"] == pytest.approx(cell["gap"].mean())
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["status"] == "complete" and meta["config"]["trials"] == 24 and meta["x64"] is False
+    assert "jax:" in meta["jax_environment"] and len(meta["devices"]) >= 1
+    assert {"thm1/d=5", "thm6/d=14"} <= set(meta["stages"]) and "compile_s" in meta["stages"]["thm1/d=5"]
+    for name in ("thm1", "thm6"):
+        assert (out / "figures" / f"scaling_{name}.png").stat().st_size > 10_000
+    assert "log-log slope" in result.stdout and "thm6" in result.stdout
+    assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_rerun_without_resume_is_refused_and_changes_nothing(small_run):
+    out, _ = small_run
+    before = snapshot(out)
+    result = sweep("--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "24", "--seed", "3", "--out", out, check=False)
+    assert result.returncode == 2 and "--resume" in result.stderr
+    assert snapshot(out) == before
+
+
+def test_resume_with_another_config_is_refused_and_changes_nothing(small_run):
+    out, _ = small_run
+    before = snapshot(out)
+    result = sweep("--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "25", "--seed", "3", "--out", out, "--resume", check=False)
+    assert result.returncode == 2 and "different config" in result.stderr and "trials" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert snapshot(out) == before
+
+
+def test_resume_of_a_finished_run_recomputes_nothing(small_run):
+    out, _ = small_run
+    rows = pd.read_parquet(out / "results.parquet")
+    cells = {p.name: p.read_bytes() for p in (out / "cells").iterdir()}
+    sweep("--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "24", "--seed", "3", "--out", out, "--resume")
+    assert {p.name: p.read_bytes() for p in (out / "cells").iterdir()} == cells
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), rows)
+
+
+KILL_ARGS = ["--d", "26..31", "--experiment", "thm1", "--trials", "1500", "--seed", "5"]
+
+
+def _start(out):
+    return subprocess.Popen(
+        [sys.executable, "-m", "jaxfrag.sweep", "--no-progress", *KILL_ARGS, "--out", str(out)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _kill_when(process, condition, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if condition():
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_resume_after_sigkill_gives_the_uninterrupted_rows(tmp_path):
+    reference = tmp_path / "reference"
+    sweep(*KILL_ARGS, "--out", reference)
+    out = tmp_path / "killed"
+    process = _start(out)
+    killed = _kill_when(process, lambda: len(list((out / "cells").glob("*.parquet"))) >= 2)
+    assert killed, "the run finished before it could be killed"
+    done = len(list((out / "cells").glob("*.parquet")))
+    assert 2 <= done < 6
+    # What the kill left is complete: every cell file reads, meta.json parses.
+    for cell in (out / "cells").glob("*.parquet"):
+        assert len(pd.read_parquet(cell)) == 1500
+    json.loads((out / "meta.json").read_text())
+    sweep(*KILL_ARGS, "--out", out, "--resume")
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_parquet(reference / "results.parquet"))
+    assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
+
+
+def test_resume_of_a_run_killed_before_any_cell_starts_afresh(tmp_path):
+    out = tmp_path / "early"
+    process = _start(out)
+    assert _kill_when(process, lambda: (out / "meta.json").exists())
+    assert not list((out / "cells").glob("*.parquet"))
+    # Nothing finished, so even a different config may take the folder over.
+    sweep("--d", "6", "--experiment", "thm1", "--trials", "10", "--out", out, "--resume")
+    rows = pd.read_parquet(out / "results.parquet")
+    assert len(rows) == 10 and (rows["d"] == 6).all()
+
+
+def test_existing_empty_folder_is_used(tmp_path):
+    sweep("--d", "6", "--experiment", "thm6", "--trials", "8", "--out", tmp_path)
+    assert len(pd.read_parquet(tmp_path / "results.parquet")) == 8
+
+
+def test_nonfinite_trials_are_flagged_and_never_averaged():
+    from jaxfrag.stats import nonfinite_rows, summarise_cell
+
+    columns = {"gap": np.array([0.5, np.nan, 1.5, np.inf]), "flips": np.array([True, True, False, True])}
+    flags = nonfinite_rows(columns)
+    assert flags.tolist() == [False, True, False, True]
+    rows = pd.DataFrame({**columns, "nonfinite": flags})
+    summary = summarise_cell(rows, ["gap", "flips"])
+    assert summary["n"] == 2 and summary["n_nonfinite"] == 2
+    assert summary["gap_mean"] == pytest.approx(1.0) and summary["flips_mean"] == pytest.approx(0.5)
