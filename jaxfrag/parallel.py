@@ -9,6 +9,7 @@ Contract:
   runs its slice independently, with no communication), and runs a cell's trial
   indices through it chunk by chunk. The last chunk is padded with extra trial
   indices whose rows are dropped, so there is one compiled shape per bucket.
+  Chunks are multiples of devices x TRIAL_GROUP (see `jaxfrag.experiments`).
 * On a CPU-only host, `configure_cpu_devices` splits the CPU into several
   devices (one per core by default) so that sharding uses every core.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, NamedTuple
 
 import jax
@@ -26,7 +28,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxfrag.config import Config
-from jaxfrag.experiments import EXPERIMENT_IDS, Experiment
+from jaxfrag.experiments import EXPERIMENT_IDS, TRIAL_GROUP, Experiment
 
 AXIS = "trials"
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of working memory per chunk
@@ -68,29 +70,47 @@ def make_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (AXIS,))
 
 
+def round_chunk(chunk: int, num_devices: int) -> int:
+    """Round a chunk up so that every device gets a whole number of trial groups."""
+    unit = num_devices * TRIAL_GROUP
+    return unit * math.ceil(chunk / unit)
+
+
 def auto_chunk(trials: int, bytes_per_trial: int, num_devices: int, budget: int = DEFAULT_MEMORY_BUDGET) -> int:
-    """Trials per compiled step: all of them if memory allows, split evenly otherwise; a multiple of the devices."""
-    cap = max(num_devices, budget // max(bytes_per_trial, 1))
+    """Trials per compiled step: all of them if memory allows, split evenly otherwise (then rounded)."""
+    cap = max(1, budget // max(bytes_per_trial, 1))
     chunks = math.ceil(trials / cap)
-    per_chunk = math.ceil(trials / chunks)
-    return num_devices * math.ceil(per_chunk / num_devices)
+    return round_chunk(math.ceil(trials / chunks), num_devices)
 
 
 class CellResult(NamedTuple):
     columns: dict[str, np.ndarray]  # metric columns, one entry per trial
     aux: dict[str, np.ndarray]  # per-trial auxiliary arrays for cell statistics
-    compile_s: float
+    compile_s: float  # compiling its program (0 if an earlier cell compiled it)
+    compile_wait_s: float  # how long this cell waited for that program
     run_s: float
 
 
 class CellRunner:
-    """Runs (experiment, d) cells on a mesh; caches one compiled step per (experiment, size, chunk)."""
+    """Runs (experiment, d) cells on a mesh; one compiled step per (experiment, compiled size, chunk).
 
-    def __init__(self, config: Config, mesh: Mesh | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET):
+    `prefetch` starts compiling a cell's program on a background thread, so that
+    a sweep compiles the next bucket's program while it runs the current cells
+    (XLA compiles outside the GIL); `run_cell` waits for it.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        mesh: Mesh | None = None,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        compile_workers: int = 1,
+    ):
         self.config = config
         self.mesh = mesh or make_mesh()
         self.memory_budget = memory_budget
-        self._compiled: dict[tuple[str, int, int], Callable] = {}
+        self._pool = ThreadPoolExecutor(max_workers=compile_workers, thread_name_prefix="jaxfrag-compile")
+        self._programs: dict[tuple[str, int, int], Future] = {}
 
     @property
     def num_devices(self) -> int:
@@ -98,14 +118,19 @@ class CellRunner:
 
     def chunk_for(self, experiment: Experiment, d: int, chunk: int | None = None) -> int:
         if chunk:
-            return self.num_devices * math.ceil(chunk / self.num_devices)
+            return round_chunk(chunk, self.num_devices)
         size = experiment.size(d, self.config)
         return auto_chunk(self.config.trials, experiment.bytes_per_trial(size, self.config), self.num_devices, self.memory_budget)
 
-    def _step(self, experiment: Experiment, size: int, chunk: int) -> tuple[Callable, float]:
-        cache_key = (experiment.name, size, chunk)
-        if cache_key in self._compiled:
-            return self._compiled[cache_key], 0.0
+    def prefetch(self, experiment: Experiment, d: int, chunk: int | None = None) -> Future:
+        """Start (or find) the compilation of the program that runs this cell."""
+        size, chunk = experiment.size(d, self.config), self.chunk_for(experiment, d, chunk)
+        key = (experiment.name, size, chunk)
+        if key not in self._programs:
+            self._programs[key] = self._pool.submit(self._compile, experiment, size, chunk)
+        return self._programs[key]
+
+    def _compile(self, experiment: Experiment, size: int, chunk: int) -> tuple[Callable, float]:
         config = self.config
 
         def local(key_data, d, trial_index):
@@ -127,9 +152,7 @@ class CellRunner:
             .lower(key_data, jnp.int32(0), jax.ShapeDtypeStruct((chunk,), jnp.int32, sharding=self._sharding()))
             .compile(compiler_options=compiler_options(self.mesh))
         )
-        elapsed = time.perf_counter() - start
-        self._compiled[cache_key] = compiled
-        return compiled, elapsed
+        return compiled, time.perf_counter() - start
 
     def _sharding(self) -> NamedSharding:
         return NamedSharding(self.mesh, PartitionSpec(AXIS))
@@ -143,9 +166,13 @@ class CellRunner:
     ) -> CellResult:
         """All `config.trials` trials of one (experiment, d) cell, as numpy columns in trial order."""
         trials = self.config.trials
+        program = self.prefetch(experiment, d, chunk)
+        first_use = not getattr(program, "used", False)
+        program.used = True
+        wait_start = time.perf_counter()
+        step, compile_s = program.result()
+        compile_wait_s = time.perf_counter() - wait_start
         chunk = self.chunk_for(experiment, d, chunk)
-        size = experiment.size(d, self.config)
-        step, compile_s = self._step(experiment, size, chunk)
         key_data = jax.random.key_data(cell_key(self.config.seed, experiment.name, d))
         pieces: list[dict[str, np.ndarray]] = []
         start = time.perf_counter()
@@ -160,4 +187,4 @@ class CellRunner:
         merged = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
         columns = {name: merged[name] for name in experiment.columns}
         aux = {name: value for name, value in merged.items() if name.startswith("_")}
-        return CellResult(columns, aux, compile_s, run_s)
+        return CellResult(columns, aux, compile_s if first_use else 0.0, compile_wait_s, run_s)

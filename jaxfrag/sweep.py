@@ -131,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--devices", type=_positive_int("--devices"), default=None, help="CPU devices (default: cores)")
     parser.add_argument(
+        "--compile-workers", type=_positive_int("--compile-workers"), default=2,
+        help="programs compiled ahead in the background while cells run",
+    )
+    parser.add_argument(
         "--cache-dir",
         default=None,
         help="persistent XLA compilation cache (default: $JAXFRAG_CACHE_DIR or ~/.cache/jaxfrag/xla; '' turns it off)",
@@ -247,7 +251,9 @@ def _run(args, config_dict: dict, folder) -> int:
     folder.write_meta(meta)
     planned = [(name, d) for name in args.experiments for d in args.dims]
     todo = [cell for cell in planned if cell not in done]
-    runner = parallel.CellRunner(config)
+    runner = parallel.CellRunner(config, compile_workers=args.compile_workers)
+    for name, d in todo:  # compile ahead, in the order the cells will need the programs
+        runner.prefetch(experiments[name], d, args.chunk)
     progress = tqdm(
         total=len(todo) * args.trials,
         unit="trial",
@@ -275,6 +281,7 @@ def _run(args, config_dict: dict, folder) -> int:
         folder.write_cell(name, d, rows, stats)
         meta["stages"][f"{name}/d={d}"] = {
             "compile_s": round(result.compile_s, 3),
+            "compile_wait_s": round(result.compile_wait_s, 3),
             "run_s": round(result.run_s, 3),
             "trials_per_s": round(args.trials / max(result.run_s, 1e-9), 1),
             "compiled_size": size,

@@ -15,14 +15,20 @@ import pytest
 
 jax.config.update("jax_num_cpu_devices", 2)
 
-_CACHE = tempfile.mkdtemp(prefix="jaxfrag-test-xla-")
+# One cache for the whole session: pytest-xdist workers inherit the variable
+# from the controlling process, which made the folder and removes it at the end.
+_OWNER = "JAXFRAG_TEST_CACHE" not in os.environ
+if _OWNER:
+    os.environ["JAXFRAG_TEST_CACHE"] = tempfile.mkdtemp(prefix="jaxfrag-test-xla-")
+_CACHE = os.environ["JAXFRAG_TEST_CACHE"]
 os.environ["JAXFRAG_CACHE_DIR"] = _CACHE
 jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def pytest_unconfigure(config):
-    shutil.rmtree(_CACHE, ignore_errors=True)
+    if _OWNER:
+        shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

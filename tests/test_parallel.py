@@ -8,6 +8,7 @@ from helpers import run_cell
 
 from jaxfrag import parallel
 from jaxfrag.config import Config
+from jaxfrag.experiments import TRIAL_GROUP
 
 
 @pytest.mark.parametrize("name,d", [("thm1", 9), ("thm6", 20)])
@@ -30,9 +31,11 @@ def test_trial_keys_depend_only_on_identity():
         assert not np.array_equal(jax.random.key_data(other), jax.random.key_data(key))
 
 
-def test_auto_chunk_is_a_multiple_of_devices_and_fits_memory():
+def test_auto_chunk_gives_every_device_whole_trial_groups_and_fits_memory():
+    unit = 2 * TRIAL_GROUP
     assert parallel.auto_chunk(2000, 1000, 2, budget=10**9) == 2000
-    assert parallel.auto_chunk(2001, 1000, 2, budget=10**9) == 2002
+    assert parallel.auto_chunk(2001, 1000, 2, budget=10**9) == unit * -(-2001 // unit)
     chunk = parallel.auto_chunk(2000, 10**6, 2, budget=10**8)
-    assert chunk % 2 == 0 and chunk * 10**6 <= 10**8 + 2 * 10**6
-    assert parallel.auto_chunk(3, 10**9, 2, budget=1) == 2
+    assert chunk % unit == 0 and chunk * 10**6 <= 10**8 + unit * 10**6
+    assert parallel.auto_chunk(3, 10**9, 2, budget=1) == unit
+    assert parallel.round_chunk(17, 1) == 24

@@ -41,6 +41,21 @@ def registry() -> dict[str, Experiment]:
     return {e.name: e for e in (thm1.EXPERIMENT, thm4.EXPERIMENT, thm6.EXPERIMENT)}
 
 
+# Trials per vmapped group inside a device's chunk. A batched Householder sweep
+# streams every trial's matrix through memory once per column; in groups of 8
+# the group stays in cache, which made thm6's per-trial work 2.7x faster at
+# d = 49 than one vmap over 1000 trials. Chunks per device are multiples of it,
+# so every trial runs through the same compiled group (bitwise reproducible).
+TRIAL_GROUP = 8
+
+
+def map_trials(fn: Callable, keys: jax.Array):
+    """fn(key) for every trial key, vmapped in groups of TRIAL_GROUP (len(keys) must be a multiple)."""
+    if keys.shape[0] % TRIAL_GROUP:
+        raise ValueError(f"a chunk per device must be a multiple of {TRIAL_GROUP} trials, got {keys.shape[0]}")
+    return jax.lax.map(fn, keys, batch_size=TRIAL_GROUP)
+
+
 # Stable integers folded into the key, so that adding experiments never changes
 # an existing experiment's numbers.
 EXPERIMENT_IDS = {"thm1": 1, "thm4": 4, "thm6": 6, "linear": 100, "relu": 200}

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from jaxfrag import attacks, data, embedding, linalg, networks, optimal, rmt
 from jaxfrag.config import Config
-from jaxfrag.experiments import Experiment
+from jaxfrag.experiments import Experiment, map_trials
 
 COLUMNS = {
     "e_norm": "||e|| of the constructed attack, eq. (3)",
@@ -73,7 +73,7 @@ def trial(key: jax.Array, d, config: Config, size: int | None = None) -> dict[st
 
 
 def run_chunk(keys: jax.Array, d, size: int, config: Config) -> dict[str, jax.Array]:
-    return jax.vmap(trial, in_axes=(0, None, None, None))(keys, d, config, size)
+    return map_trials(lambda key: trial(key, d, config, size), keys)
 
 
 def theory(d: int, config: Config) -> dict[str, float]:
@@ -97,7 +97,7 @@ EXPERIMENT = Experiment(
     paper="Theorem 1",
     columns=COLUMNS,
     run_chunk=run_chunk,
-    size=lambda d, config: embedding.bucket(d),
+    size=lambda d, config: embedding.bucket(d, 32),  # 2 programs for d = 7..64
     theory=theory,
     theory_slope=lambda config: -0.5,
     bytes_per_trial=bytes_per_trial,

@@ -23,7 +23,7 @@ from scipy import stats
 
 from jaxfrag import data, embedding, networks, rmt
 from jaxfrag.config import Config
-from jaxfrag.experiments import Experiment
+from jaxfrag.experiments import Experiment, map_trials
 from jaxfrag.experiments.thm1 import COLUMNS, point_metrics
 
 
@@ -54,7 +54,7 @@ def trial(key: jax.Array, d, config: Config, size: int | None = None) -> dict[st
 
 
 def run_chunk(keys: jax.Array, d, size: int, config: Config) -> dict[str, jax.Array]:
-    return jax.vmap(trial, in_axes=(0, None, None, None))(keys, d, config, size)
+    return map_trials(lambda key: trial(key, d, config, size), keys)
 
 
 def lemma3_stats(aux: dict[str, np.ndarray], d: int, size: int, config: Config) -> dict[str, float]:
@@ -94,7 +94,7 @@ EXPERIMENT = Experiment(
     paper="Theorem 4, Lemma 3",
     columns=COLUMNS,
     run_chunk=run_chunk,
-    size=lambda d, config: embedding.bucket(d),
+    size=lambda d, config: embedding.bucket(d, 32),  # 2 programs for d = 7..64
     theory=theory,
     theory_slope=lambda config: -(config.generator_depth + 1) / 2,
     bytes_per_trial=bytes_per_trial,

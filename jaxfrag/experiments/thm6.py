@@ -22,7 +22,7 @@ import jax.numpy as jnp
 
 from jaxfrag import attacks, data, embedding, linalg, networks, optimal, rmt
 from jaxfrag.config import Config
-from jaxfrag.experiments import Experiment
+from jaxfrag.experiments import Experiment, map_trials
 
 COLUMNS = {
     "phi": "R_dd / ||a_d||",
@@ -89,20 +89,33 @@ def uses_brute_force(d: int, config: Config) -> bool:
 
 def compiled_size(d: int, config: Config) -> int:
     # All brute-force dimensions share one program; enumerating 2^(size-1)
-    # patterns must stay cheap, so that program is exactly brute_force_max_d wide.
-    return config.brute_force_max_d if uses_brute_force(d, config) else embedding.bucket(d)
+    # patterns must stay cheap, so that program is exactly brute_force_max_d
+    # wide. Beyond, sizes 32, 48, 64, ...: the decoder's per-node cost grows
+    # with the size, so the grid is finer than thm1's. 4 programs for 7..64.
+    if uses_brute_force(d, config):
+        return config.brute_force_max_d
+    return max(32, embedding.bucket(d, 16))
+
+
+def search_inputs(key: jax.Array, d, config: Config, size: int):
+    """One trial's network metrics and its nearest-opposite-point problem (brute-force or search form)."""
+    metrics, a, z = network_metrics(key, d, config, size)
+    c, b = optimal.opposite_class_problem(a, z, embedding.real_mask(size, d))
+    if uses_brute_force(size, config):
+        problem = optimal.closest_binary_bruteforce(c, b)
+    else:
+        problem = optimal.search_problem(c, b)
+    return metrics, a, z, problem
 
 
 def run_chunk(keys: jax.Array, d, size: int, config: Config, decoder_lanes: int = 256) -> dict[str, jax.Array]:
-    metrics, a, z = jax.vmap(network_metrics, in_axes=(0, None, None, None))(keys, d, config, size)
-    real = embedding.real_mask(size, d)
-    c, b = jax.vmap(optimal.opposite_class_problem, in_axes=(0, 0, None))(a, z, real)
+    metrics, a, z, problem = map_trials(lambda key: search_inputs(key, d, config, size), keys)
     num = keys.shape[0]
     if uses_brute_force(size, config):
-        bits = jax.vmap(optimal.closest_binary_bruteforce)(c, b)
+        bits = problem
         exact, nodes = jnp.ones(num, bool), jnp.zeros(num, jnp.int32)
     else:
-        problems, perm = jax.vmap(optimal.search_problem)(c, b)
+        problems, perm = problem
         # Padded columns (BIG e_k) sort to the top of the search: skip them.
         found = optimal.sphere_decode(problems, skip=size - d, lanes=decoder_lanes, max_nodes=config.max_nodes)
         # Back from the sorted column order: bit j of the search is column perm[j] of C.

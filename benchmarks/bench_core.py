@@ -1,0 +1,231 @@
+"""Benchmark: the engine's thm6 computation and batched QR against the numpy a researcher would use.
+
+    python benchmarks/bench_core.py            # full run (a few minutes on 2 cores)
+    python benchmarks/bench_core.py --quick    # a smoke run
+
+Both sides run in this one process, alternately, and the medians of repeated
+timings are compared. Results go to benchmarks/results/bench_core-<time>.json
+with the machine's description.
+
+* thm6: trials per second for the whole per-trial computation (sample, QR,
+  network, exact robustness checked by applying it, the attack, the exact
+  nearest opposite point) -- the engine sharded over all devices against a
+  per-trial numpy loop of the same computation (benchmarks/numpy_thm6.py).
+* QR: matrices per second for d in {8, 12, 16, 32, 64}: the engine's R-only
+  Householder QR (vmapped, sharded over the devices) and full QR, against
+  numpy's stacked np.linalg.qr (complete and mode="r") and jnp.linalg.qr on
+  one device (LAPACK), with the fraction of the measured matmul ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import timeit
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from jaxfrag import parallel  # noqa: E402
+
+parallel.configure_cpu_devices()
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import numpy_thm6  # noqa: E402
+from jax.sharding import PartitionSpec  # noqa: E402
+
+from jaxfrag import linalg  # noqa: E402
+from jaxfrag.config import Config  # noqa: E402
+from jaxfrag.experiments import registry  # noqa: E402
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "platform": platform.platform(),
+        "processor": model,
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "jax": jax.__version__,
+        "devices": [str(d) for d in jax.devices()],
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def median_time(fn, repeat: int) -> tuple[float, float]:
+    times = timeit.repeat(fn, number=1, repeat=repeat)
+    return float(np.median(times)), float(np.min(times))
+
+
+def bench_thm6(dims, engine_trials, numpy_seconds, repeat):
+    experiment = registry()["thm6"]
+    rows = []
+    for d in dims:
+        config = Config(trials=engine_trials, seed=1)
+        runner = parallel.CellRunner(config)
+        first = runner.run_cell(experiment, d)  # compiles
+        engine_times = [runner.run_cell(experiment, d).run_s for _ in range(repeat)]
+        engine_rate = engine_trials / float(np.median(engine_times))
+        rng = np.random.default_rng(d)
+        numpy_results, start = [], time.perf_counter()
+        while time.perf_counter() - start < numpy_seconds or len(numpy_results) < 5:
+            numpy_results.append(numpy_thm6.trial(rng, d))
+        numpy_rate = len(numpy_results) / (time.perf_counter() - start)
+        engine_gap = first.columns["gap"]
+        numpy_gap = np.array([r["gap"] for r in numpy_results])
+        z = (engine_gap.mean() - numpy_gap.mean()) / np.hypot(
+            engine_gap.std() / np.sqrt(len(engine_gap)), numpy_gap.std() / np.sqrt(len(numpy_gap))
+        )
+        row = {
+            "d": d,
+            "engine_trials_per_s": engine_rate,
+            "engine_compile_s": first.compile_s,
+            "numpy_trials_per_s": numpy_rate,
+            "numpy_trials_timed": len(numpy_results),
+            "ratio": engine_rate / numpy_rate,
+            "mean_gap_engine": float(engine_gap.mean()),
+            "mean_gap_numpy": float(numpy_gap.mean()),
+            "mean_gap_z": float(z),
+            "decoder_nodes_per_trial": float(first.columns["decoder_nodes"].mean()),
+        }
+        rows.append(row)
+        print(
+            f"thm6 d={d:3d}: engine {engine_rate:10.0f} trials/s (compile {first.compile_s:.1f} s) | "
+            f"numpy loop {numpy_rate:8.1f} trials/s | ratio {row['ratio']:7.1f}x | mean gap z {z:+.1f}",
+            flush=True,
+        )
+    sweep_engine = sum(engine_trials / r["engine_trials_per_s"] for r in rows)
+    sweep_numpy = sum(engine_trials / r["numpy_trials_per_s"] for r in rows)
+    compile_total = sum(r["engine_compile_s"] for r in rows)
+    summary = {
+        "trials_per_d": engine_trials,
+        "engine_s": sweep_engine,
+        "engine_s_with_compile": sweep_engine + compile_total,
+        "numpy_s_estimated": sweep_numpy,
+        "ratio": sweep_numpy / sweep_engine,
+        "ratio_with_compile": sweep_numpy / (sweep_engine + compile_total),
+    }
+    print(
+        f"thm6 over these d at {engine_trials} trials each: engine {sweep_engine:.1f} s "
+        f"({sweep_engine + compile_total:.1f} s with compiling), numpy loop {sweep_numpy:.1f} s: "
+        f"{summary['ratio']:.1f}x ({summary['ratio_with_compile']:.1f}x with compiling)",
+        flush=True,
+    )
+    return rows, summary
+
+
+def matmul_ceiling(repeat: int) -> float:
+    """float32 GFLOP/s of a large matmul in XLA on all devices' cores (the hardware ceiling for QR)."""
+    n = 2048
+    a = jnp.ones((n, n), jnp.float32)
+    f = jax.jit(lambda a: a @ a)
+    jax.block_until_ready(f(a))
+    _, best = median_time(lambda: jax.block_until_ready(f(a)), repeat)
+    return 2 * n**3 / best / 1e9
+
+
+def bench_qr(dims, repeat, seconds_per_case):
+    mesh = parallel.make_mesh()
+    sharding = jax.sharding.NamedSharding(mesh, PartitionSpec(parallel.AXIS))
+    options = parallel.compiler_options(mesh)
+
+    def sharded(fn):
+        body = jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=PartitionSpec(parallel.AXIS), out_specs=PartitionSpec(parallel.AXIS), check_vma=False)
+        return body
+
+    def full_qr(a):
+        f = linalg.qr(a)
+        return linalg.q_matmul(f, jnp.eye(a.shape[1], dtype=a.dtype)), f.r
+
+    ceiling = matmul_ceiling(repeat)
+    print(f"matmul ceiling (XLA, float32, 2048^3): {ceiling:.1f} GFLOP/s", flush=True)
+    rows = []
+    for d in dims:
+        # Size the batch so that one numpy call takes ~seconds_per_case.
+        probe = np.random.default_rng(0).standard_normal((256, d, d)).astype(np.float32)
+        t = median_time(lambda: np.linalg.qr(probe, mode="r"), 3)[0]
+        batch = int(max(mesh.devices.size, min(400_000, 256 * seconds_per_case / max(t, 1e-6))))
+        batch -= batch % mesh.devices.size
+        stack = np.random.default_rng(1).standard_normal((batch, d, d)).astype(np.float32)
+        on_devices = jax.device_put(stack, sharding)
+        single = jax.device_put(stack, jax.devices()[0])
+        cases = {
+            "engine_r": jax.jit(sharded(linalg.qr_r)).lower(on_devices).compile(compiler_options=options),
+            "engine_qr": jax.jit(sharded(full_qr)).lower(on_devices).compile(compiler_options=options),
+            "jnp_lapack_r_1_device": jax.jit(lambda a: jnp.linalg.qr(a, mode="r")),
+        }
+        timings = {}
+        for name, fn in cases.items():
+            arg = single if "1_device" in name else on_devices
+            jax.block_until_ready(fn(arg))
+            timings[name] = median_time(lambda fn=fn, arg=arg: jax.block_until_ready(fn(arg)), repeat)[0]
+        timings["numpy_r"] = median_time(lambda: np.linalg.qr(stack, mode="r"), repeat)[0]
+        timings["numpy_qr"] = median_time(lambda: np.linalg.qr(stack), repeat)[0]
+        rates = {name: batch / t for name, t in timings.items()}
+        flops_r = 4 / 3 * d**3  # Householder R of a d x d matrix
+        row = {
+            "d": d,
+            "batch": batch,
+            "matrices_per_s": rates,
+            "engine_r_vs_numpy_r": rates["engine_r"] / rates["numpy_r"],
+            "engine_qr_vs_numpy_qr": rates["engine_qr"] / rates["numpy_qr"],
+            "engine_r_fraction_of_matmul_ceiling": rates["engine_r"] * flops_r / 1e9 / ceiling,
+            "numpy_r_fraction_of_matmul_ceiling": rates["numpy_r"] * flops_r / 1e9 / ceiling,
+        }
+        rows.append(row)
+        print(
+            f"QR d={d:3d} batch {batch:7d}: engine R {rates['engine_r']/1e3:8.1f} k/s, engine Q+R {rates['engine_qr']/1e3:8.1f} k/s | "
+            f"numpy R {rates['numpy_r']/1e3:8.1f} k/s, numpy Q+R {rates['numpy_qr']/1e3:8.1f} k/s | jnp LAPACK R (1 device) "
+            f"{rates['jnp_lapack_r_1_device']/1e3:8.1f} k/s | R ratio {row['engine_r_vs_numpy_r']:.2f}x, "
+            f"Q+R ratio {row['engine_qr_vs_numpy_qr']:.2f}x | ceiling {100*row['engine_r_fraction_of_matmul_ceiling']:.1f}% "
+            f"(numpy {100*row['numpy_r_fraction_of_matmul_ceiling']:.1f}%)",
+            flush=True,
+        )
+    return rows, ceiling
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        thm6_dims, engine_trials, numpy_seconds, repeat, qr_dims, qr_seconds = [8, 20], 200, 1.0, 3, [8, 12], 0.05
+    else:
+        thm6_dims, engine_trials, numpy_seconds, repeat, qr_dims, qr_seconds = [8, 16, 24, 32, 40, 48, 56, 64], 2000, 6.0, 5, [8, 12, 16, 32, 64], 0.5
+    info = machine()
+    print(f"{info['processor']}, {info['cpu_count']} cores, jax {info['jax']} on {len(info['devices'])} devices", flush=True)
+    thm6_rows, thm6_summary = bench_thm6(thm6_dims, engine_trials, numpy_seconds, repeat)
+    qr_rows, ceiling = bench_qr(qr_dims, repeat, qr_seconds)
+    result = {
+        "benchmark": "bench_core",
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": info,
+        "thm6": {"per_d": thm6_rows, "sweep": thm6_summary},
+        "qr": {"per_d": qr_rows, "matmul_ceiling_gflops": ceiling},
+        "quick": args.quick,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench_core-{datetime.now().strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
