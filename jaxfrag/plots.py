@@ -1,6 +1,6 @@
 """Figures of a sweep, drawn with matplotlib from summary.csv rows.
 
-Contract: `scaling_figure(summary, experiment, fit, theory_slope, path)` draws
+Contract: `scaling_figure(summary, experiment, title, fit, theory_slope, theory_label, path)` draws
 the mean gap against d on log-log axes with 95% error bars, the fitted line
 with its slope interval, a reference slope of -1/2, the theory curve where one
 is known, and the theory's predicted slope; it writes a PNG atomically.
@@ -22,7 +22,7 @@ from jaxfrag.store import atomic_path  # noqa: E402
 
 
 def scaling_figure(
-    summary: pd.DataFrame, experiment: str, title: str, fit: Fit, theory_slope: float, path: Path
+    summary: pd.DataFrame, experiment: str, title: str, fit: Fit, theory_slope: float, theory_label: str, path: Path
 ) -> None:
     cells = summary[summary["experiment"] == experiment].sort_values("d")
     d = cells["d"].to_numpy(float)
@@ -39,7 +39,7 @@ def scaling_figure(
             label=f"fit: slope {fit.slope:.3f} [{fit.ci_low:.3f}, {fit.ci_high:.3f}]",
         )
     if "gap_theory" in cells and cells["gap_theory"].notna().any():
-        ax.plot(d, cells["gap_theory"], "k--", lw=1, label=f"theory (slope {theory_slope:g} as d grows)")
+        ax.plot(d, cells["gap_theory"], "k--", lw=1, label=f"{theory_label} (slope {theory_slope:g} as d grows)")
     if len(d):
         anchor = np.sqrt(d.min() * d.max())
         level = np.exp(np.interp(np.log(anchor), np.log(d), np.log(mean)))

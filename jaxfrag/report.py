@@ -68,6 +68,7 @@ def write_figures(
             f"{name} ({experiment.paper}): NN vs optimal robustness",
             fit,
             experiment.theory_slope(config),
+            experiment.gap_theory_kind,
             folder.figure_path(f"scaling_{name}.png"),
         )
 
@@ -77,7 +78,7 @@ def format_table(summary: pd.DataFrame, fits: dict[str, Fit], experiments: dict[
     if not names:
         return "no finished cells"
     lines = []
-    header = f"{'d':>4}  " + "  ".join(f"{name + ': n  gap mean ± se   (theory)':<40}" for name in names)
+    header = f"{'d':>4}  " + "  ".join(f"{name + ': n  gap mean ± se   (closed form)':<40}" for name in names)
     lines.append(header)
     for d in sorted(summary["d"].unique()):
         parts = []
@@ -91,13 +92,16 @@ def format_table(summary: pd.DataFrame, fits: dict[str, Fit], experiments: dict[
             parts.append(f"{int(row['n']):>7}  {row['gap_mean']:.4g} ± {row['gap_se']:.2g}   ({theory:.4g})".ljust(40))
         lines.append(f"{int(d):>4}  " + "  ".join(parts))
     lines.append("")
-    lines.append("log-log slope of the mean gap against d (95% interval), and the theory's slope:")
+    lines.append("log-log slope of the mean gap against d (95% interval) and of the closed form over the same d:")
     for name in names:
         fit = fits[name]
+        cells = summary[summary["experiment"] == name]
+        closed = loglog_fit(cells["d"].to_numpy(), cells["gap_theory"].to_numpy())
         lines.append(
-            f"  {name:<5} {fit.slope:+.3f} [{fit.ci_low:+.3f}, {fit.ci_high:+.3f}] over {fit.points} dimensions;"
-            f" theory {experiments[name].theory_slope(config):+.2f}"
+            f"  {name:<5} measured {fit.slope:+.3f} [{fit.ci_low:+.3f}, {fit.ci_high:+.3f}] over {fit.points} d;"
+            f" closed form {closed.slope:+.3f} ({experiments[name].theory_slope(config):+.2f} as d grows)"
         )
+    lines.append("closed forms: " + "; ".join(f"{name}: {experiments[name].gap_theory_kind}" for name in names))
     nonfinite = int(summary["n_nonfinite"].sum())
     if nonfinite:
         lines.append(f"  {nonfinite} trials had NaN or inf and are left out of every mean (column nonfinite)")

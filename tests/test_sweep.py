@@ -200,6 +200,14 @@ def test_resume_of_a_run_killed_before_any_cell_starts_afresh(tmp_path):
     assert len(rows) == 10 and (rows["d"] == 6).all()
 
 
+def test_x64_run_computes_in_float64(tmp_path):
+    sweep("--d", "6,14", "--trials", "16", "--x64", "--out", tmp_path)
+    rows = pd.read_parquet(tmp_path / "results.parquet")
+    assert rows["gap"].dtype == np.float64 and len(rows) == 3 * 2 * 16
+    assert rows["nn_min_flips"].all() and not rows["nonfinite"].any()
+    assert json.loads((tmp_path / "meta.json").read_text())["x64"] is True
+
+
 def test_existing_empty_folder_is_used(tmp_path):
     sweep("--d", "6", "--experiment", "thm6", "--trials", "8", "--out", tmp_path)
     assert len(pd.read_parquet(tmp_path / "results.parquet")) == 8

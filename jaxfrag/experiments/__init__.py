@@ -28,7 +28,8 @@ class Experiment(NamedTuple):
     run_chunk: Callable[[jax.Array, jax.Array, int, Config], dict[str, jax.Array]]
     size: Callable[[int, Config], int]  # the compiled size for dimension d
     theory: Callable[[int, Config], dict[str, float]]  # closed forms for summary.csv
-    theory_slope: Callable[[Config], float]  # predicted log-log slope of the gap against d
+    theory_slope: Callable[[Config], float]  # predicted log-log slope of the gap against d, as d grows
+    gap_theory_kind: str  # what summary.csv's gap_theory is for the mean gap: "upper bound", ...
     bytes_per_trial: Callable[[int, Config], int]  # working memory at a compiled size, to size chunks
     cell_stats: Callable[[dict[str, np.ndarray], int, int, Config], dict[str, float | str]] = (
         lambda aux, d, size, config: {}

@@ -25,7 +25,7 @@ COLUMNS = {
     "e_flips": "adding e gives f_{d-1} > f_d, eq. (2), so the label is no longer d",
     "e_targeted": "adding e makes class d-1 the argmax (the construction leaves other classes free)",
     "nn_robustness": "the network's exact minimal perturbation at x_d: min over j of margin / ||w_d - w_j||",
-    "nn_min_flips": "that perturbation x(1+1e-4) changes the label and x(1-1e-4) does not",
+    "nn_min_flips": "that perturbation x(1+s) changes the label and x(1-s) does not; s = 1e-4, or the float resolution of x if coarser",
     "opt_robustness": "half the smallest distance from x_d to another point (minimum-distance classifier)",
     "gap": "nn_robustness / opt_robustness",
 }
@@ -100,5 +100,6 @@ EXPERIMENT = Experiment(
     size=lambda d, config: embedding.bucket(d, 32),  # 2 programs for d = 7..64
     theory=theory,
     theory_slope=lambda config: -0.5,
+    gap_theory_kind="asymptotic upper bound E||e|| / sqrt(d/2)",
     bytes_per_trial=bytes_per_trial,
 )

@@ -97,6 +97,7 @@ EXPERIMENT = Experiment(
     size=lambda d, config: embedding.bucket(d, 32),  # 2 programs for d = 7..64
     theory=theory,
     theory_slope=lambda config: -(config.generator_depth + 1) / 2,
+    gap_theory_kind="asymptotic upper bound RMS||e|| / sqrt(d/2)",
     bytes_per_trial=bytes_per_trial,
     cell_stats=lemma3_stats,
 )
