@@ -27,7 +27,7 @@ import platform
 import sys
 import time
 import timeit
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jax
@@ -146,7 +146,13 @@ def bench_qr(dims, repeat, seconds_per_case):
     options = parallel.compiler_options(mesh)
 
     def sharded(fn):
-        body = jax.shard_map(fn, mesh=mesh, in_specs=PartitionSpec(parallel.AXIS), out_specs=PartitionSpec(parallel.AXIS), check_vma=False)
+        body = jax.shard_map(
+            fn,
+            mesh=mesh,
+            in_specs=PartitionSpec(parallel.AXIS),
+            out_specs=PartitionSpec(parallel.AXIS),
+            check_vma=False,
+        )
         return body
 
     def full_qr(a):
@@ -162,7 +168,7 @@ def bench_qr(dims, repeat, seconds_per_case):
     for d in dims:
         # Size the batch so that one numpy call takes ~seconds_per_case.
         probe = np.random.default_rng(0).standard_normal((256, d, d)).astype(np.float32)
-        t = median_time(lambda: np.linalg.qr(probe, mode="r"), 3)[0]
+        t = median_time(lambda probe=probe: np.linalg.qr(probe, mode="r"), 3)[0]
         unit = mesh.devices.size * linalg.stack_group(d, d)
         batch = int(max(unit, min(400_000, 256 * seconds_per_case / max(t, 1e-6))))
         batch -= batch % unit
@@ -172,7 +178,9 @@ def bench_qr(dims, repeat, seconds_per_case):
         cases = {
             "engine_r": jax.jit(sharded(linalg.qr_r_stack)).lower(on_devices).compile(compiler_options=options),
             "engine_qr": jax.jit(sharded(grouped(full_qr))).lower(on_devices).compile(compiler_options=options),
-            "engine_r_one_vmap": jax.jit(sharded(jax.vmap(linalg.qr_r))).lower(on_devices).compile(compiler_options=options),
+            "engine_r_one_vmap": jax.jit(sharded(jax.vmap(linalg.qr_r)))
+            .lower(on_devices)
+            .compile(compiler_options=options),
             "jnp_lapack_r_1_device": jax.jit(lambda a: jnp.linalg.qr(a, mode="r")),
         }
         timings = {}
@@ -180,8 +188,8 @@ def bench_qr(dims, repeat, seconds_per_case):
             arg = single if "1_device" in name else on_devices
             jax.block_until_ready(fn(arg))
             timings[name] = median_time(lambda fn=fn, arg=arg: jax.block_until_ready(fn(arg)), repeat)[0]
-        timings["numpy_r"] = median_time(lambda: np.linalg.qr(stack, mode="r"), repeat)[0]
-        timings["numpy_qr"] = median_time(lambda: np.linalg.qr(stack), repeat)[0]
+        timings["numpy_r"] = median_time(lambda stack=stack: np.linalg.qr(stack, mode="r"), repeat)[0]
+        timings["numpy_qr"] = median_time(lambda stack=stack: np.linalg.qr(stack), repeat)[0]
         rates = {name: batch / t for name, t in timings.items()}
         rates = dict(sorted(rates.items()))
         flops_r = 4 / 3 * d**3  # Householder R of a d x d matrix
@@ -195,12 +203,15 @@ def bench_qr(dims, repeat, seconds_per_case):
             "numpy_r_fraction_of_matmul_ceiling": rates["numpy_r"] * flops_r / 1e9 / ceiling,
         }
         rows.append(row)
+        kilo = {name: rate / 1e3 for name, rate in rates.items()}
         print(
-            f"QR d={d:3d} batch {batch:7d}: engine R {rates['engine_r']/1e3:8.1f} k/s, engine Q+R {rates['engine_qr']/1e3:8.1f} k/s | "
-            f"numpy R {rates['numpy_r']/1e3:8.1f} k/s, numpy Q+R {rates['numpy_qr']/1e3:8.1f} k/s | jnp LAPACK R (1 device) "
-            f"{rates['jnp_lapack_r_1_device']/1e3:8.1f} k/s | one vmap {rates['engine_r_one_vmap']/1e3:8.1f} k/s | R ratio {row['engine_r_vs_numpy_r']:.2f}x, "
-            f"Q+R ratio {row['engine_qr_vs_numpy_qr']:.2f}x | ceiling {100*row['engine_r_fraction_of_matmul_ceiling']:.1f}% "
-            f"(numpy {100*row['numpy_r_fraction_of_matmul_ceiling']:.1f}%)",
+            f"QR d={d:3d} batch {batch:7d}: engine R {kilo['engine_r']:8.1f} k/s, "
+            f"engine Q+R {kilo['engine_qr']:8.1f} k/s | numpy R {kilo['numpy_r']:8.1f} k/s, "
+            f"numpy Q+R {kilo['numpy_qr']:8.1f} k/s | jnp LAPACK R (1 device) {kilo['jnp_lapack_r_1_device']:8.1f} k/s"
+            f" | one vmap {kilo['engine_r_one_vmap']:8.1f} k/s | R ratio {row['engine_r_vs_numpy_r']:.2f}x, "
+            f"Q+R ratio {row['engine_qr_vs_numpy_qr']:.2f}x | "
+            f"ceiling {100 * row['engine_r_fraction_of_matmul_ceiling']:.1f}% "
+            f"(numpy {100 * row['numpy_r_fraction_of_matmul_ceiling']:.1f}%)",
             flush=True,
         )
     return rows, ceiling
@@ -215,14 +226,26 @@ def main(argv=None):
     if args.quick:
         thm6_dims, engine_trials, numpy_seconds, repeat, qr_dims, qr_seconds = [8, 20], 200, 1.0, 3, [8, 12], 0.05
     else:
-        thm6_dims, engine_trials, numpy_seconds, repeat, qr_dims, qr_seconds = [8, 16, 24, 32, 40, 48, 56, 64], 2000, 6.0, 5, [8, 12, 16, 32, 64], 0.5
+        thm6_dims, engine_trials, numpy_seconds, repeat, qr_dims, qr_seconds = (
+            [8, 16, 24, 32, 40, 48, 56, 64],
+            2000,
+            6.0,
+            5,
+            [8, 12, 16, 32, 64],
+            0.5,
+        )
     info = machine()
-    print(f"{info['processor']}, {info['cpu_count']} cores, jax {info['jax']} on {len(info['devices'])} devices", flush=True)
-    thm6_rows, thm6_summary = bench_thm6(thm6_dims, engine_trials, numpy_seconds, repeat) if args.only != "qr" else ([], {})
+    print(
+        f"{info['processor']}, {info['cpu_count']} cores, jax {info['jax']} on {len(info['devices'])} devices",
+        flush=True,
+    )
+    thm6_rows, thm6_summary = (
+        bench_thm6(thm6_dims, engine_trials, numpy_seconds, repeat) if args.only != "qr" else ([], {})
+    )
     qr_rows, ceiling = bench_qr(qr_dims, repeat, qr_seconds) if args.only != "thm6" else ([], None)
     result = {
         "benchmark": "bench_core",
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": info,
         "thm6": {"per_d": thm6_rows, "sweep": thm6_summary},
         "qr": {"per_d": qr_rows, "matmul_ceiling_gflops": ceiling},

@@ -18,7 +18,8 @@ and its label, and return plain arrays; vmap them over trials.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

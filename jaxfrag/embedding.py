@@ -29,6 +29,7 @@ import jax.numpy as jnp
 # and a power of two, so the arithmetic on them is exact in float32.
 BIG = 2.0**20
 
+
 def bucket(d: int, multiple: int) -> int:
     """A compiled size for dimension d: d rounded up to a multiple of `multiple`.
 

@@ -60,11 +60,11 @@ def gaussian_hidden_layers(
     """
     size = size or d
     sizes = sizes or tuple(widths)
-    keys = jax.random.split(key, max(len(widths), 1))
+    keys = jax.random.split(key, len(widths)) if widths else []
     real_in, size_in = (d,) + tuple(widths)[:-1], (size,) + tuple(sizes)[:-1]
     layers = tuple(
         embedding.normal_layer(k, m_out, m_in, size - d, (s_out, s_in))
-        for k, m_out, m_in, s_out, s_in in zip(keys, widths, real_in, sizes, size_in)
+        for k, m_out, m_in, s_out, s_in in zip(keys, widths, real_in, sizes, size_in, strict=True)
     )
     product = jnp.eye(size, dtype=jnp.result_type(float))
     for h in layers:

@@ -12,9 +12,15 @@ another class. Contract:
   so the optimum is a binary closest-vector problem `min_s || b + C s ||`.
   `opposite_class_problem` builds (C, b) for one trial;
   `closest_binary_bruteforce` solves it for one trial by enumeration (small d);
-  `sphere_decode` solves a whole batch of them exactly by depth-first
-  Schnorr-Euchner search on the sorted QR of [C | b], radius initialised at
-  ||b|| (the last-bit flip, i.e. 2||a_d|| in full distance).
+  `search_problem` puts it in the sorted QR basis of [C | b], and
+  `sphere_decode` solves a whole batch of those exactly by depth-first
+  Schnorr-Euchner search with the radius fixed at ||b|| (the last-bit flip,
+  i.e. 2||a_d|| in full distance), sharing the work of large trees between
+  lanes (see `sphere_decode`).
+
+Hand-written because no maintained JAX (or numpy) library does exact binary
+closest-vector search, let alone batched; the algorithm is the textbook one
+(Schnorr-Euchner enumeration, Wübben's sorted QR).
 
 Everything returns the minimising bit pattern; callers recompute the distance
 from the original matrix so that the reported number is the length of a real
@@ -32,8 +38,10 @@ from jax import lax
 
 from jaxfrag import embedding, linalg
 
-# Default cap on search nodes per trial. A trial that hits it reports its best
-# point found (an upper bound on the optimum) and `exact = False`.
+# Default cap on the nodes of one search (a trial, or a share of one taken by
+# another lane). A search that hits it reports the best point it found (an
+# upper bound on the optimum) and `exact = False`; at d <= 64 the largest trees
+# seen have under 10^6 nodes.
 DEFAULT_MAX_NODES = 1 << 26
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +42,9 @@ def configure_cpu_devices(count: int | None = None) -> None:
     --xla_force_host_platform_device_count) is left alone.
     """
     if count is None:
-        if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        if "JAX_NUM_CPU_DEVICES" in os.environ or "xla_force_host_platform_device_count" in os.environ.get(
+            "XLA_FLAGS", ""
+        ):
             return
         count = os.cpu_count() or 1
     jax.config.update("jax_num_cpu_devices", count)
@@ -127,7 +130,9 @@ class CellRunner:
         if chunk:
             return round_chunk(chunk, self.num_devices)
         size = experiment.size(d, self.config)
-        return auto_chunk(self.config.trials, experiment.bytes_per_trial(size, self.config), self.num_devices, self.memory_budget)
+        return auto_chunk(
+            self.config.trials, experiment.bytes_per_trial(size, self.config), self.num_devices, self.memory_budget
+        )
 
     def prefetch(self, experiment: Experiment, d: int, chunk: int | None = None) -> Future:
         """Start (or find) the compilation of the program that runs this cell."""

@@ -58,7 +58,11 @@ def write_tables(folder: store.RunFolder, experiments: dict[str, Experiment], co
 
 
 def write_figures(
-    folder: store.RunFolder, summary: pd.DataFrame, fits: dict[str, Fit], experiments: dict[str, Experiment], config: Config
+    folder: store.RunFolder,
+    summary: pd.DataFrame,
+    fits: dict[str, Fit],
+    experiments: dict[str, Experiment],
+    config: Config,
 ) -> None:
     for name, fit in fits.items():
         experiment = experiments[name]
@@ -73,7 +77,9 @@ def write_figures(
         )
 
 
-def format_table(summary: pd.DataFrame, fits: dict[str, Fit], experiments: dict[str, Experiment], config: Config) -> str:
+def format_table(
+    summary: pd.DataFrame, fits: dict[str, Fit], experiments: dict[str, Experiment], config: Config
+) -> str:
     names = [name for name in fits]
     if not names:
         return "no finished cells"
@@ -97,8 +103,9 @@ def format_table(summary: pd.DataFrame, fits: dict[str, Fit], experiments: dict[
         fit = fits[name]
         cells = summary[summary["experiment"] == name]
         closed = loglog_fit(cells["d"].to_numpy(), cells["gap_theory"].to_numpy())
+        interval = f"[{fit.ci_low:+.3f}, {fit.ci_high:+.3f}]" if np.isfinite(fit.ci_low) else "(no interval from < 3 d)"
         lines.append(
-            f"  {name:<5} measured {fit.slope:+.3f} [{fit.ci_low:+.3f}, {fit.ci_high:+.3f}] over {fit.points} d;"
+            f"  {name:<5} measured {fit.slope:+.3f} {interval} over {fit.points} d;"
             f" closed form {closed.slope:+.3f} ({experiments[name].theory_slope(config):+.2f} as d grows)"
         )
     lines.append("closed forms: " + "; ".join(f"{name}: {experiments[name].gap_theory_kind}" for name in names))

@@ -54,7 +54,9 @@ def bartlett_r(key: jax.Array, num_rows, d, size: int | None = None, max_rows: i
     p = size - d
     off, inside = embedding.placed(jax.random.normal(key_off, (size * size,), dtype), d, d, p, p, (size, size))
     off = jnp.where(inside, jnp.triu(off, k=1), 0)
-    draws, real = embedding.placed(jax.random.normal(key_diag, (size * max_rows,), dtype), d, num_rows, p, 0, (size, max_rows))
+    draws, real = embedding.placed(
+        jax.random.normal(key_diag, (size * max_rows,), dtype), d, num_rows, p, 0, (size, max_rows)
+    )
     dof = num_rows - (jnp.arange(size) - p)  # per real row j: num_rows - j
     chi2 = jnp.sum(jnp.where(real & (jnp.arange(max_rows)[None, :] < dof[:, None]), draws * draws, 0), axis=1)
     diag = jnp.where(embedding.real_mask(size, d), jnp.sqrt(chi2), 1)
@@ -68,7 +70,7 @@ def bartlett_product_r(
     max_rows = max_rows or tuple(row_counts)
     keys = jax.random.split(key, len(row_counts))
     product = None
-    for k, rows, bound in zip(keys, row_counts, max_rows):
+    for k, rows, bound in zip(keys, row_counts, max_rows, strict=True):
         factor = bartlett_r(k, rows, d, size, bound)
         product = factor if product is None else factor @ product
     return product

@@ -67,4 +67,11 @@ def loglog_fit(d: np.ndarray, y: np.ndarray) -> Fit:
         half = stats.t.ppf(0.975, len(d) - 2) * result.stderr
     else:
         half = math.nan
-    return Fit(float(result.slope), float(result.stderr), result.slope - half, result.slope + half, float(result.intercept), len(d))
+    return Fit(
+        float(result.slope),
+        float(result.stderr),
+        result.slope - half,
+        result.slope + half,
+        float(result.intercept),
+        len(d),
+    )

@@ -23,8 +23,8 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pyarrow as pa
@@ -86,7 +86,7 @@ class RunFolder:
         self.path = Path(path)
 
     @classmethod
-    def open(cls, path: str | Path, config: dict, resume: bool) -> "RunFolder":
+    def open(cls, path: str | Path, config: dict, resume: bool) -> RunFolder:
         """Validate `path` for a run with `config` and make it ready; raises RunFolderError."""
         path = Path(path)
         if path.exists() and not path.is_dir():
@@ -107,9 +107,13 @@ class RunFolder:
             if entries or any((path / CELLS).iterdir()):
                 raise RunFolderError(f"--out {path} is not empty and holds no jaxfrag run; choose an empty folder")
         elif not resume:
-            raise RunFolderError(f"--out {path} already holds a run; pass --resume to continue it, or choose another folder")
+            raise RunFolderError(
+                f"--out {path} already holds a run; pass --resume to continue it, or choose another folder"
+            )
         elif folder.done_cells() and _canonical(meta.get("config", {})) != _canonical(config):
-            changed = sorted(k for k in set(config) | set(meta.get("config", {})) if config.get(k) != meta["config"].get(k))
+            changed = sorted(
+                k for k in set(config) | set(meta.get("config", {})) if config.get(k) != meta["config"].get(k)
+            )
             raise RunFolderError(
                 f"--resume: {path} was written with a different config ({', '.join(changed)} differ); "
                 "rerun with the same options or choose another folder"

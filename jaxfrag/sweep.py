@@ -18,7 +18,7 @@ import math
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 EXPERIMENT_NAMES = ("thm1", "thm4", "thm6")
 DEFAULT_TRIALS = 500
@@ -74,40 +74,17 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(name):
+def _number(name: str, convert=int, low: float = 0, inclusive: bool = False):
+    """An argparse type: a finite number of `convert`'s kind above `low` (at least `low` if inclusive)."""
+    noun = "an integer" if convert is int else "a number"
+
     def parse(text):
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be positive, got {value}")
-        return value
-
-    return parse
-
-
-def _nonnegative_int(name):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{name} must be >= 0, got {value}")
-        return value
-
-    return parse
-
-
-def _positive_float(name):
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be a positive number, got {text}")
+            raise argparse.ArgumentTypeError(f"{name} must be {noun}, got {text!r}") from None
+        if not math.isfinite(value) or not (value >= low if inclusive else value > low):
+            raise argparse.ArgumentTypeError(f"{name} must be {'>=' if inclusive else '>'} {low:g}, got {text}")
         return value
 
     return parse
@@ -122,16 +99,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--experiment", nargs="+", default=list(EXPERIMENT_NAMES), help="one or more of thm1, thm4, thm6 (default: all)"
     )
-    parser.add_argument("--trials", type=_positive_int("--trials"), default=DEFAULT_TRIALS, help="trials per dimension")
-    parser.add_argument("--seed", type=_nonnegative_int("--seed"), default=0)
+    parser.add_argument("--trials", type=_number("--trials"), default=DEFAULT_TRIALS, help="trials per dimension")
+    parser.add_argument("--seed", type=_number("--seed", inclusive=True), default=0)
     parser.add_argument("--out", default=None, help="output folder (default: runs/sweep-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cells")
-    parser.add_argument("--chunk", type=_positive_int("--chunk"), default=None, help="trials per compiled step")
+    parser.add_argument("--chunk", type=_number("--chunk"), default=None, help="trials per compiled step")
     parser.add_argument("--x64", action="store_true", help="compute in float64")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--devices", type=_positive_int("--devices"), default=None, help="CPU devices (default: cores)")
+    parser.add_argument("--devices", type=_number("--devices"), default=None, help="CPU devices (default: cores)")
     parser.add_argument(
-        "--compile-workers", type=_positive_int("--compile-workers"), default=2,
+        "--compile-workers",
+        type=_number("--compile-workers"),
+        default=2,
         help="programs compiled ahead in the background while cells run",
     )
     parser.add_argument(
@@ -140,12 +119,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="persistent XLA compilation cache (default: $JAXFRAG_CACHE_DIR or ~/.cache/jaxfrag/xla; '' turns it off)",
     )
     model = parser.add_argument_group("models")
-    model.add_argument("--depth", type=_positive_int("--depth"), default=None, help="weight layers of the constructed nets (default: thm1 2, thm4 3, thm6 2)")
-    model.add_argument("--width-mult", type=_positive_int("--width-mult"), default=2, help="hidden width = this x d")
-    model.add_argument("--generator-depth", type=_nonnegative_int("--generator-depth"), default=2, help="thm4: t in x = G_t..G_1 v")
-    model.add_argument("--scale-columns", type=_positive_float("--scale-columns"), default=1.0, help="thm6: factor on A's first d-1 columns (5 in section 6)")
-    model.add_argument("--brute-force-max-d", type=_nonnegative_int("--brute-force-max-d"), default=12, help="thm6: enumerate all 2^(d-1) opposite points up to this d")
-    model.add_argument("--max-nodes", type=_positive_int("--max-nodes"), default=1 << 26, help="thm6: sphere-decoder node cap per search")
+    model.add_argument(
+        "--depth",
+        type=_number("--depth"),
+        default=None,
+        help="weight layers of the constructed nets (default: thm1 2, thm4 3, thm6 2)",
+    )
+    model.add_argument("--width-mult", type=_number("--width-mult"), default=2, help="hidden width = this x d")
+    model.add_argument(
+        "--generator-depth",
+        type=_number("--generator-depth", inclusive=True),
+        default=2,
+        help="thm4: t in x = G_t..G_1 v",
+    )
+    model.add_argument(
+        "--scale-columns",
+        type=_number("--scale-columns", float),
+        default=1.0,
+        help="thm6: factor on A's first d-1 columns (5 in section 6)",
+    )
+    model.add_argument(
+        "--brute-force-max-d",
+        type=_number("--brute-force-max-d", inclusive=True),
+        default=12,
+        help="thm6: enumerate all 2^(d-1) opposite points up to this d",
+    )
+    model.add_argument(
+        "--max-nodes",
+        type=_number("--max-nodes"),
+        default=1 << 26,
+        help="thm6: sphere-decoder node cap per search",
+    )
     return parser
 
 
@@ -154,11 +158,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.dims = parse_dims(args.d)
     args.experiments = parse_experiments(args.experiment)
     if args.brute_force_max_d > 20:
-        raise UsageError("--brute-force-max-d above 20 would enumerate over a million points per trial; use the sphere decoder")
+        raise UsageError(
+            "--brute-force-max-d above 20 would enumerate over a million points per trial; use the sphere decoder"
+        )
     if args.out is None:
         args.out = os.path.join("runs", "sweep-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
     if args.cache_dir is None:
-        default_cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jaxfrag", "xla")
+        default_cache = os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jaxfrag", "xla"
+        )
         args.cache_dir = os.environ.get("JAXFRAG_CACHE_DIR", default_cache)
     return args
 
@@ -311,7 +319,7 @@ def _run(args, config_dict: dict, folder) -> int:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _version() -> str:

@@ -1,6 +1,9 @@
 """Shared test helpers: cached runners, so each compiled program is built once per session."""
 
 import functools
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -26,3 +29,20 @@ def fisher_p(p_values) -> float:
 
     p_values = np.clip(np.asarray(p_values, float), 1e-300, 1)
     return float(stats.chi2.sf(-2 * np.sum(np.log(p_values)), 2 * len(p_values)))
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def sweep(*args, check=True, timeout=600):
+    """Run `python -m jaxfrag.sweep --no-progress ARGS` in a subprocess, as a user would."""
+    result = subprocess.run(
+        [sys.executable, "-m", "jaxfrag.sweep", "--no-progress", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=timeout,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result

@@ -111,7 +111,9 @@ def test_thm6_metrics_against_numpy(d, scale):
     engine = run_cell("thm6", d, config).columns
     keys = trial_keys("thm6", d, config, CHECKED)
     a, z = (np.asarray(v, np.float64) for v in jax.vmap(lambda k: thm6.inputs(k, d, config)[:2])(keys))
-    reference = {k: np.array([numpy_thm6(ai, zi)[k] for ai, zi in zip(a, z)]) for k in numpy_thm6(a[0], z[0])}
+    reference = {
+        k: np.array([numpy_thm6(ai, zi)[k] for ai, zi in zip(a, z, strict=True)]) for k in numpy_thm6(a[0], z[0])
+    }
     # float32 cancellation in g(x) = f_{+1}(x) - f_{-1}(x) limits agreement to ~1e-4 relative.
     assert_matches(engine, reference, CHECKED, rtol=1e-3)
     assert engine["opt_exact"].all() and engine["attack_flips"].all() and engine["nn_min_flips"].all()

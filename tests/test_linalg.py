@@ -37,7 +37,9 @@ def test_qr_matches_numpy_with_positive_diagonal(shape, dtype):
         n = shape[1]
         np.testing.assert_allclose(linalg.q_matmul(f, jnp.eye(n, dtype=dtype)), q_ref, atol=tolerance(dtype) * 10)
         vector = _matrix((shape[0],), dtype, seed=1)
-        np.testing.assert_allclose(linalg.qt_matmul(f, jnp.asarray(vector)), q_ref.T @ vector, atol=tolerance(dtype) * 10)
+        np.testing.assert_allclose(
+            linalg.qt_matmul(f, jnp.asarray(vector)), q_ref.T @ vector, atol=tolerance(dtype) * 10
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -47,7 +49,9 @@ def test_triangular_solves(n, dtype):
         r = np.triu(_matrix((n, n), dtype)) + 4 * np.eye(n, dtype=np.dtype(dtype))
         b = _matrix((n, 3), dtype, seed=2)
         np.testing.assert_allclose(r @ np.asarray(linalg.solve_upper(r, b)), b, atol=tolerance(dtype) * 10)
-        np.testing.assert_allclose(r.T @ np.asarray(linalg.solve_upper_transpose(r, b[:, 0])), b[:, 0], atol=tolerance(dtype) * 10)
+        np.testing.assert_allclose(
+            r.T @ np.asarray(linalg.solve_upper_transpose(r, b[:, 0])), b[:, 0], atol=tolerance(dtype) * 10
+        )
 
 
 @pytest.mark.parametrize("num_sorted", [0, 5, 11])
@@ -61,7 +65,15 @@ def test_sorted_qr_orders_smallest_residual_first(num_sorted):
     np.testing.assert_allclose(r, r_ref, atol=1e-10)
     # Greedy rule: each chosen column had the smallest residual among those left.
     for k in range(num_sorted):
-        residual = np.linalg.norm(a[:, perm[k:num_sorted]] - numpy_qr(a[:, perm[:k]])[0] @ (numpy_qr(a[:, perm[:k]])[0].T @ a[:, perm[k:num_sorted]]), axis=0) if k else np.linalg.norm(a[:, perm[:num_sorted]], axis=0)
+        residual = (
+            np.linalg.norm(
+                a[:, perm[k:num_sorted]]
+                - numpy_qr(a[:, perm[:k]])[0] @ (numpy_qr(a[:, perm[:k]])[0].T @ a[:, perm[k:num_sorted]]),
+                axis=0,
+            )
+            if k
+            else np.linalg.norm(a[:, perm[:num_sorted]], axis=0)
+        )
         assert residual[0] <= residual.min() + 1e-9
 
 

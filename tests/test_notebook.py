@@ -1,28 +1,21 @@
 """The scaling-laws notebook runs end to end on a tiny sweep."""
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import nbformat
+from helpers import ROOT, sweep
 from nbclient import NotebookClient
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_scaling_laws_notebook_executes(tmp_path):
     run = tmp_path / "run"
-    subprocess.run(
-        [sys.executable, "-m", "jaxfrag.sweep", "--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "30", "--no-progress", "--out", str(run)],
-        check=True,
-        cwd=ROOT,
-        capture_output=True,
-    )
+    sweep("--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "30", "--out", run)
     notebook = nbformat.read(ROOT / "notebooks" / "scaling_laws.ipynb", as_version=4)
     os.environ["JAXFRAG_RUN"] = str(run)
     try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+        NotebookClient(
+            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+        ).execute()
     finally:
         os.environ.pop("JAXFRAG_RUN")
     text = "\n".join(

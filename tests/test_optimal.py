@@ -59,7 +59,10 @@ def test_sphere_decoder_agrees_with_brute_force(d, scale):
 def test_optimum_against_independent_numpy_search(d):
     a, z, c, b = problems(d, 60, seed=1)
     decoded, _, _ = decoded_distance(c, b)
-    reference = [numpy_nearest_opposite(np.asarray(ai, np.float64), np.asarray(zi, np.float64)) for ai, zi in zip(a, z)]
+    reference = [
+        numpy_nearest_opposite(np.asarray(ai, np.float64), np.asarray(zi, np.float64))
+        for ai, zi in zip(a, z, strict=True)
+    ]
     np.testing.assert_allclose(decoded, reference, rtol=1e-5)
     # The optimum is not always the last-bit flip ||a_d|| (the paper's shortcut):
     last_bit = np.linalg.norm(np.asarray(a)[:, :, -1], axis=1)

@@ -18,7 +18,9 @@ def test_rows_do_not_depend_on_chunk_size_or_device_count(name, d, devices):
     for num_devices, chunk in [(1, 16), (2, 50), (2, 18)]:
         other = run_cell(name, d, config, num_devices=num_devices, chunk=chunk).columns
         for column, values in reference.items():
-            np.testing.assert_array_equal(other[column], values, err_msg=f"{column} with {num_devices} devices, chunk {chunk}")
+            np.testing.assert_array_equal(
+                other[column], values, err_msg=f"{column} with {num_devices} devices, chunk {chunk}"
+            )
 
 
 def test_trial_keys_depend_only_on_identity():

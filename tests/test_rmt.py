@@ -62,7 +62,7 @@ def test_bartlett_law_of_r_for_the_engine_qr(rows, cols):
     r = jax.jit(jax.vmap(lambda k: linalg.qr_r(jax.random.normal(k, (rows, cols)))))(keys)
     i, j = np.triu_indices(cols)
     samples = np.asarray(r, np.float64)[:, i, j]
-    laws = [rmt.bartlett_entry_law(rows, a, b) for a, b in zip(i, j)]
+    laws = [rmt.bartlett_entry_law(rows, a, b) for a, b in zip(i, j, strict=True)]
     assert _ks_bonferroni(samples, laws) > 0.01
 
 
@@ -72,7 +72,7 @@ def test_bartlett_sampler_follows_the_law(rows, cols):
     r = jax.jit(jax.vmap(lambda k: rmt.bartlett_r(k, rows, cols)))(keys)
     i, j = np.triu_indices(cols)
     samples = np.asarray(r, np.float64)[:, i, j]
-    laws = [rmt.bartlett_entry_law(rows, a, b) for a, b in zip(i, j)]
+    laws = [rmt.bartlett_entry_law(rows, a, b) for a, b in zip(i, j, strict=True)]
     assert _ks_bonferroni(samples, laws) > 0.01
     assert np.all(np.asarray(r)[:, np.tril_indices(cols, -1)[0], np.tril_indices(cols, -1)[1]] == 0)
 

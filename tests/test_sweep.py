@@ -11,24 +11,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ROOT, sweep
 
 import jaxfrag
 from jaxfrag.sweep import UsageError, parse_dims
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def sweep(*args, check=True, timeout=600):
-    result = subprocess.run(
-        [sys.executable, "-m", "jaxfrag.sweep", "--no-progress", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-    )
-    if check:
-        assert result.returncode == 0, result.stderr
-    return result
 
 
 def snapshot(folder: Path) -> dict:
@@ -37,7 +23,13 @@ def snapshot(folder: Path) -> dict:
 
 @pytest.mark.parametrize(
     "text,expected",
-    [("7..10", [7, 8, 9, 10]), ("8..64:8", [8, 16, 24, 32, 40, 48, 56, 64]), ("8,12,16", [8, 12, 16]), ("12", [12]), ("9,3..4", [3, 4, 9])],
+    [
+        ("7..10", [7, 8, 9, 10]),
+        ("8..64:8", [8, 16, 24, 32, 40, 48, 56, 64]),
+        ("8,12,16", [8, 12, 16]),
+        ("12", [12]),
+        ("9,3..4", [3, 4, 9]),
+    ],
 )
 def test_parse_dims(text, expected):
     assert parse_dims(text) == expected
@@ -124,7 +116,9 @@ def test_output_contract(small_run):
 def test_rerun_without_resume_is_refused_and_changes_nothing(small_run):
     out, _ = small_run
     before = snapshot(out)
-    result = sweep("--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "24", "--seed", "3", "--out", out, check=False)
+    result = sweep(
+        "--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "24", "--seed", "3", "--out", out, check=False
+    )
     assert result.returncode == 2 and "--resume" in result.stderr
     assert snapshot(out) == before
 
@@ -132,7 +126,21 @@ def test_rerun_without_resume_is_refused_and_changes_nothing(small_run):
 def test_resume_with_another_config_is_refused_and_changes_nothing(small_run):
     out, _ = small_run
     before = snapshot(out)
-    result = sweep("--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "25", "--seed", "3", "--out", out, "--resume", check=False)
+    result = sweep(
+        "--d",
+        "5,9,14",
+        "--experiment",
+        "thm1",
+        "thm6",
+        "--trials",
+        "25",
+        "--seed",
+        "3",
+        "--out",
+        out,
+        "--resume",
+        check=False,
+    )
     assert result.returncode == 2 and "different config" in result.stderr and "trials" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert snapshot(out) == before
@@ -185,7 +193,9 @@ def test_resume_after_sigkill_gives_the_uninterrupted_rows(tmp_path):
         assert len(pd.read_parquet(cell)) == 1500
     json.loads((out / "meta.json").read_text())
     sweep(*KILL_ARGS, "--out", out, "--resume")
-    pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), pd.read_parquet(reference / "results.parquet"))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "results.parquet"), pd.read_parquet(reference / "results.parquet")
+    )
     assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
 
 

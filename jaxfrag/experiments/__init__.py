@@ -13,7 +13,8 @@ the edge; only the sphere decoder is batched by design.
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import numpy as np

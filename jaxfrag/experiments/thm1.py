@@ -25,7 +25,10 @@ COLUMNS = {
     "e_flips": "adding e gives f_{d-1} > f_d, eq. (2), so the label is no longer d",
     "e_targeted": "adding e makes class d-1 the argmax (the construction leaves other classes free)",
     "nn_robustness": "the network's exact minimal perturbation at x_d: min over j of margin / ||w_d - w_j||",
-    "nn_min_flips": "that perturbation x(1+s) changes the label and x(1-s) does not; s = 1e-4, or the float resolution of x if coarser",
+    "nn_min_flips": (
+        "that perturbation x(1+s) changes the label and x(1-s) does not; "
+        "s = 1e-4, or the float resolution of x if coarser"
+    ),
     "opt_robustness": "half the smallest distance from x_d to another point (minimum-distance classifier)",
     "gap": "nn_robustness / opt_robustness",
 }

@@ -64,7 +64,9 @@ def lemma3_stats(aux: dict[str, np.ndarray], d: int, size: int, config: Config) 
     rows, cols = np.triu_indices(size)
     p = size - d
     real = (rows >= p) & (cols >= p)  # the real d x d block of the padded R
-    p_values = np.atleast_1d(stats.ks_2samp(aux["_lemma3_qr"][:, real], aux["_lemma3_bartlett"][:, real], axis=0).pvalue)
+    p_values = np.atleast_1d(
+        stats.ks_2samp(aux["_lemma3_qr"][:, real], aux["_lemma3_bartlett"][:, real], axis=0).pvalue
+    )
     return {
         "lemma3_ks_min_p": float(np.min(p_values)),
         "lemma3_ks_bonferroni_p": float(min(1.0, np.min(p_values) * p_values.size)),

@@ -29,7 +29,10 @@ COLUMNS = {
     "r_dd": "R_dd of A = Q R (diagonal >= 0)",
     "a_d_norm": "||a_d||, the last column of A",
     "nn_robustness": "the network's exact distance from x to its decision boundary",
-    "nn_min_flips": "that perturbation x(1+s) changes the label and x(1-s) does not; s = 1e-4, or the float resolution of x if coarser",
+    "nn_min_flips": (
+        "that perturbation x(1+s) changes the label and x(1-s) does not; "
+        "s = 1e-4, or the float resolution of x if coarser"
+    ),
     "attack_norm": "||e|| for e = -2 z_d R_dd Q_{:,d}",
     "attack_flips": "adding e changes the network's label",
     "opt_robustness": "half the distance from x to the nearest opposite-class point A z'",
@@ -124,7 +127,9 @@ def run_chunk(keys: jax.Array, d, size: int, config: Config, lanes: int | None =
     else:
         problems, perm = problem
         # Padded columns (BIG e_k) sort to the top of the search: skip them.
-        found = optimal.sphere_decode(problems, skip=size - d, lanes=lanes or decoder_lanes(), max_nodes=config.max_nodes)
+        found = optimal.sphere_decode(
+            problems, skip=size - d, lanes=lanes or decoder_lanes(), max_nodes=config.max_nodes
+        )
         # Back from the sorted column order: bit j of the search is column perm[j] of C.
         bits = jax.vmap(lambda p, s: jnp.zeros(size - 1, s.dtype).at[p[: size - 1]].set(s))(perm, found.bits)
         exact, nodes = found.exact, found.nodes
