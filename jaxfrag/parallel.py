@@ -166,6 +166,10 @@ class CellRunner:
         )
         return compiled, time.perf_counter() - start
 
+    def close(self) -> None:
+        """Drop compilations that have not started (an interrupted sweep should not wait for them)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
     def _sharding(self) -> NamedSharding:
         return NamedSharding(self.mesh, PartitionSpec(AXIS))
 

@@ -268,38 +268,41 @@ def _run(args, config_dict: dict, folder) -> int:
         disable=args.no_progress or not sys.stdout.isatty(),
         dynamic_ncols=True,
     )
-    last_refresh = time.perf_counter()
-    for name, d in todo:
-        experiment = experiments[name]
-        progress.set_description(f"{name} d={d}")
-        result = runner.run_cell(experiment, d, args.chunk, on_chunk=progress.update)
-        columns = result.columns
-        rows = pd.DataFrame(
-            {
-                "experiment": name,
-                "d": np.full(args.trials, d, np.int32),
-                "trial": np.arange(args.trials, dtype=np.int32),
-                "seed": np.full(args.trials, args.seed, np.int64),
-                "nonfinite": report.nonfinite_rows(columns),
-                **columns,
+    try:
+        last_refresh = time.perf_counter()
+        for name, d in todo:
+            experiment = experiments[name]
+            progress.set_description(f"{name} d={d}")
+            result = runner.run_cell(experiment, d, args.chunk, on_chunk=progress.update)
+            columns = result.columns
+            rows = pd.DataFrame(
+                {
+                    "experiment": name,
+                    "d": np.full(args.trials, d, np.int32),
+                    "trial": np.arange(args.trials, dtype=np.int32),
+                    "seed": np.full(args.trials, args.seed, np.int64),
+                    "nonfinite": report.nonfinite_rows(columns),
+                    **columns,
+                }
+            )
+            size = experiment.size(d, config)
+            stats = {"size": size, **experiment.cell_stats(result.aux, d, size, config)}
+            folder.write_cell(name, d, rows, stats)
+            meta["stages"][f"{name}/d={d}"] = {
+                "compile_s": round(result.compile_s, 3),
+                "compile_wait_s": round(result.compile_wait_s, 3),
+                "run_s": round(result.run_s, 3),
+                "trials_per_s": round(args.trials / max(result.run_s, 1e-9), 1),
+                "compiled_size": size,
+                "chunk": runner.chunk_for(experiment, d, args.chunk),
+                **({"decoder_nodes_total": int(columns["decoder_nodes"].sum())} if "decoder_nodes" in columns else {}),
             }
-        )
-        size = experiment.size(d, config)
-        stats = {"size": size, **experiment.cell_stats(result.aux, d, size, config)}
-        folder.write_cell(name, d, rows, stats)
-        meta["stages"][f"{name}/d={d}"] = {
-            "compile_s": round(result.compile_s, 3),
-            "compile_wait_s": round(result.compile_wait_s, 3),
-            "run_s": round(result.run_s, 3),
-            "trials_per_s": round(args.trials / max(result.run_s, 1e-9), 1),
-            "compiled_size": size,
-            "chunk": runner.chunk_for(experiment, d, args.chunk),
-            **({"decoder_nodes_total": int(columns["decoder_nodes"].sum())} if "decoder_nodes" in columns else {}),
-        }
-        folder.write_meta(meta)
-        if time.perf_counter() - last_refresh > RESULTS_REFRESH_S:
-            report.write_tables(folder, experiments, config, args.experiments)
-            last_refresh = time.perf_counter()
+            folder.write_meta(meta)
+            if time.perf_counter() - last_refresh > RESULTS_REFRESH_S:
+                report.write_tables(folder, experiments, config, args.experiments)
+                last_refresh = time.perf_counter()
+    finally:
+        runner.close()
     progress.close()
     meta["stages"]["cells_s"] = round(time.perf_counter() - started, 3)
     tic = time.perf_counter()
