@@ -13,6 +13,13 @@ ONE trial of dimension d; data points are the COLUMNS of the returned matrix.
   Returns the mixing matrix A (first d-1 columns optionally scaled, as in
   section 6) and the sign vector z of the trial's data point.
 * `hypercube_points` -- every point A z of that model (2^d columns, small d).
+* `mixing_matrix` -- the A of that model alone.
+* `hypercube_indices` / `hypercube_batch` -- section 6's training sets: point
+  index i in [0, 2^d) stands for z_j = 2 bit_j(i) - 1, and its class is the last
+  bit (class 0 is z_d = -1, class 1 is z_d = +1; with W1 the class-0 row this
+  gives the signs of the paper's Table 1). All 2^d indices while that is at
+  most `max_points`, else `max_points` of them drawn without replacement.
+  Points are made from indices on the fly, so no (2^d, d) array is stored.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxfrag import embedding
+from jaxfrag.config import MAX_SAMPLED_D
 
 
 def gaussian_points(key: jax.Array, d, size: int | None = None) -> jax.Array:
@@ -47,10 +55,43 @@ def hypercube_model(
     """(A, z): A Gaussian with columns 1..d-1 times `scale_columns`; z a uniform sign vector."""
     size = size or d
     key_a, key_z = jax.random.split(key)
-    a = embedding.normal_matrix(key_a, d, size)
-    scaled = embedding.real_mask(size, d) & (jnp.arange(size) < size - 1)
-    a = a * jnp.where(scaled, scale_columns, 1).astype(a.dtype)[None, :]
+    a = mixing_matrix(key_a, d, scale_columns, size)
     return a, embedding.sign_vector(key_z, d, size, a.dtype)
+
+
+def mixing_matrix(key: jax.Array, d, scale_columns: float = 1.0, size: int | None = None) -> jax.Array:
+    """(size, size): Gaussian A with its first d-1 (real) columns times `scale_columns`."""
+    size = size or d
+    a = embedding.normal_matrix(key, d, size)
+    scaled = embedding.real_mask(size, d) & (jnp.arange(size) < size - 1)
+    return a * jnp.where(scaled, scale_columns, 1).astype(a.dtype)[None, :]
+
+
+def num_points(d: int, max_points: int) -> int:
+    """How many hypercube points section 6's training set has: 2^d, or max_points if fewer."""
+    return min(2**d, max_points)
+
+
+def hypercube_indices(key: jax.Array, d: int, max_points: int) -> jax.Array:
+    """(n,) int32 point indices: all 2^d in order, or max_points drawn uniformly without replacement."""
+    if 2**d <= max_points:
+        return jnp.arange(2**d, dtype=jnp.int32)
+    if d > MAX_SAMPLED_D:
+        raise ValueError(f"sampling hypercube points needs d <= {MAX_SAMPLED_D}, got {d}")
+    return jax.random.choice(key, 2**d, (max_points,), replace=False).astype(jnp.int32)
+
+
+def sign_vectors(indices: jax.Array, d: int, dtype=jnp.float32) -> jax.Array:
+    """(n, d): z with z_j = 2 bit_j(index) - 1 for each index."""
+    bits = (indices[:, None] >> jnp.arange(d, dtype=indices.dtype)[None, :]) & 1
+    return (2 * bits - 1).astype(dtype)
+
+
+def hypercube_batch(a: jax.Array, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(x, labels): the points A z of `indices` as rows (n, d), and their classes (last bit, int32)."""
+    d = a.shape[0]
+    z = sign_vectors(indices, d, a.dtype)
+    return z @ a.T, ((indices >> (d - 1)) & 1).astype(jnp.int32)
 
 
 def all_sign_vectors(d: int) -> np.ndarray:

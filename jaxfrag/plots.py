@@ -4,6 +4,7 @@ Contract: `scaling_figure(summary, experiment, title, fit, theory_slope, theory_
 the mean gap against d on log-log axes with 95% error bars, the fitted line
 with its slope interval, a reference slope of -1/2, the theory curve where one
 is known, and the theory's predicted slope; it writes a PNG atomically.
+`figure2` and `table1_figure` are the paper's section 6 views (linear experiment).
 """
 
 from __future__ import annotations
@@ -51,7 +52,74 @@ def scaling_figure(
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as temp:
         fig.savefig(temp, format="png", dpi=120)
     plt.close(fig)
+
+
+def figure2(cells: pd.DataFrame, path: Path) -> None:
+    """The paper's Figure 2 (mean phi and mean |cos theta1| against d) and the selection effect of success.
+
+    `cells` are the linear experiment's summary.csv rows. Left: over successful runs (the paper's
+    conditioning) with 95% intervals and the closed-form E[phi]. Right: phi unconditioned against phi
+    on successes, with the success fraction.
+    """
+    from jaxfrag import rmt
+
+    d = cells["d"].to_numpy(float)
+    grid = np.arange(int(d.min()), int(d.max()) + 1)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3))
+
+    def series(ax, prefix, name, label, **style):
+        mean, se = cells[f"{prefix}_{name}_mean"].to_numpy(float), cells[f"{prefix}_{name}_se"].to_numpy(float)
+        ax.errorbar(d, mean, yerr=1.96 * np.nan_to_num(se), capsize=2, ms=4, label=label, **style)
+
+    series(left, "success", "abs_cos_theta1", "mean |cos theta1| (trained nets)", fmt="o-")
+    series(left, "success", "phi", "mean phi (QR of A)", fmt="s--")
+    left.plot(grid, rmt.phi_mean(grid), "k:", lw=1, label="E[phi], closed form")
+    left.set_title("Figure 2: successful runs (train acc 1), 95% CI")
+    series(right, "all", "phi", "mean phi, all runs", fmt="o-")
+    series(right, "success", "phi", "mean phi, successful runs", fmt="s--")
+    right.plot(grid, rmt.phi_mean(grid), "k:", lw=1, label="E[phi], closed form")
+    twin = right.twinx()
+    twin.plot(d, cells["success_fraction"], "^", color="gray", ms=4, label="success fraction (right axis)")
+    twin.set_ylim(0, 1.05)
+    twin.set_ylabel("success fraction")
+    right.set_title("conditioning on success selects larger phi")
+    for ax in (left, right):
+        ax.set_xlabel("input dimension d")
+        ax.grid(True, alpha=0.3)
+    left.set_ylabel("compression ratio")
+    left.legend(fontsize=8)
+    lines, labels = right.get_legend_handles_labels()
+    more, more_labels = twin.get_legend_handles_labels()
+    right.legend(lines + more, labels + more_labels, fontsize=8)
+    _save(fig, path)
+
+
+def table1_figure(ours: pd.DataFrame, paper: dict[str, list[float]], d: int, path: Path) -> None:
+    """The paper's Table 1 layout: ours (first successful runs at d) above the paper's."""
+    fig, axes = plt.subplots(2, 1, figsize=(12, 3.4))
+    tables = [
+        (ours, f"jaxfrag: the first {len(ours.columns)} runs with training accuracy 1, d = {d}"),
+        (
+            pd.DataFrame(paper, index=[f"exp {i + 1}" for i in range(len(paper["phi"]))]).T.set_axis(
+                ["cos(theta1)", "cos(theta2)", "phi"]
+            ),
+            f"the paper's Table 1, d = {d}",
+        ),
+    ]
+    for ax, (table, title) in zip(axes, tables, strict=True):
+        ax.axis("off")
+        ax.set_title(title, fontsize=9)
+        if len(table.columns):
+            cells = [[f"{v:.4f}" for v in row] for row in table.to_numpy()]
+            drawn = ax.table(cellText=cells, rowLabels=list(table.index), colLabels=list(table.columns), loc="center")
+            drawn.auto_set_font_size(False)
+            drawn.set_fontsize(8)
+    _save(fig, path)

@@ -4,8 +4,10 @@ Contract: `write_tables(folder, ...)` reads every finished cell of a run
 folder and writes results.parquet and summary.csv (one row per experiment
 and d: n, `<m>_mean` / `<m>_se` per metric, the closed-form values and the
 cell statistics); it returns the summary and one log-log fit of the mean gap
-against d per experiment. `write_figures` draws figures/scaling_<name>.png;
-`format_table` is the text printed at the end of a sweep.
+against d per experiment, and the rows. `write_figures` draws
+figures/scaling_<name>.png and each experiment's own figures (linear: the
+paper's Table 1 and Figure 2); `format_table` is the text printed at the end of
+a sweep, with each experiment's own report (linear: the Table 2 comparison).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def summarise(
                     **summarise_cell(cell, list(experiment.columns)),
                     **experiment.theory(d, config),
                     **cell_stats.get((name, d), {}),
+                    **experiment.cell_summary(cell, d, config),
                 }
             )
     summary = pd.DataFrame.from_records(records)
@@ -54,7 +57,7 @@ def write_tables(folder: store.RunFolder, experiments: dict[str, Experiment], co
     folder.write_results(rows)
     summary, fits = summarise(rows, cell_stats, experiments, config, order)
     folder.write_summary(summary)
-    return summary, fits
+    return summary, fits, rows
 
 
 def write_figures(
@@ -63,6 +66,7 @@ def write_figures(
     fits: dict[str, Fit],
     experiments: dict[str, Experiment],
     config: Config,
+    rows: pd.DataFrame,
 ) -> None:
     for name, fit in fits.items():
         experiment = experiments[name]
@@ -75,10 +79,16 @@ def write_figures(
             experiment.gap_theory_kind,
             folder.figure_path(f"scaling_{name}.png"),
         )
+        if experiment.figures:
+            experiment.figures(folder.figure_path, summary, rows[rows["experiment"] == name], config)
 
 
 def format_table(
-    summary: pd.DataFrame, fits: dict[str, Fit], experiments: dict[str, Experiment], config: Config
+    summary: pd.DataFrame,
+    fits: dict[str, Fit],
+    experiments: dict[str, Experiment],
+    config: Config,
+    rows: pd.DataFrame | None = None,
 ) -> str:
     names = [name for name in fits]
     if not names:
@@ -112,4 +122,7 @@ def format_table(
     nonfinite = int(summary["n_nonfinite"].sum())
     if nonfinite:
         lines.append(f"  {nonfinite} trials had NaN or inf and are left out of every mean (column nonfinite)")
+    for name in names:
+        if experiments[name].report and rows is not None:
+            lines.extend(["", experiments[name].report(summary, rows, config)])
     return "\n".join(lines)

@@ -3,6 +3,7 @@
     python -m jaxfrag.sweep --d 7..64 --out runs/demo
     python -m jaxfrag.sweep --d 8,12,16 --experiment thm6 --trials 2000 --out runs/thm6
     python -m jaxfrag.sweep --d 8..64:8 --out runs/demo --resume
+    python -m jaxfrag.sweep --experiment linear --d 12 --trials 256 --out runs/table2
 
 For each (experiment, d) cell it runs --trials trials (compiled per bucket of
 dimensions, sharded over the devices), writes the cell atomically, and at the
@@ -20,8 +21,12 @@ import sys
 import time
 from datetime import UTC, datetime
 
-EXPERIMENT_NAMES = ("thm1", "thm4", "thm6")
+from jaxfrag.config import INITS, MAX_SAMPLED_D, OPTIMIZERS
+
+EXPERIMENT_NAMES = ("thm1", "thm4", "thm6", "linear")
+DEFAULT_EXPERIMENTS = ["thm1", "thm4", "thm6"]  # linear trains networks: asked for by name
 DEFAULT_TRIALS = 500
+DEFAULT_TRIALS_LINEAR = 256  # when linear is among the experiments: ~3 s of training per network at d = 16
 RESULTS_REFRESH_S = 20.0  # rewrite results.parquet / summary.csv at most this often during a run
 
 
@@ -93,13 +98,21 @@ def _number(name: str, convert=int, low: float = 0, inclusive: bool = False):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m jaxfrag.sweep",
-        description="Monte Carlo of the NN-vs-optimal adversarial robustness gap (Theorems 1, 4, 6).",
+        description="Monte Carlo of the NN-vs-optimal adversarial robustness gap (Theorems 1, 4, 6; section 6).",
     )
     parser.add_argument("--d", required=True, help="dimensions: 7..64, 8..64:8, 8,12,16 or 12")
     parser.add_argument(
-        "--experiment", nargs="+", default=list(EXPERIMENT_NAMES), help="one or more of thm1, thm4, thm6 (default: all)"
+        "--experiment",
+        nargs="+",
+        default=DEFAULT_EXPERIMENTS,
+        help="one or more of thm1, thm4, thm6, linear (default: thm1 thm4 thm6)",
     )
-    parser.add_argument("--trials", type=_number("--trials"), default=DEFAULT_TRIALS, help="trials per dimension")
+    parser.add_argument(
+        "--trials",
+        type=_number("--trials"),
+        default=None,
+        help=f"trials per dimension (default {DEFAULT_TRIALS}; {DEFAULT_TRIALS_LINEAR} when linear is run)",
+    )
     parser.add_argument("--seed", type=_number("--seed", inclusive=True), default=0)
     parser.add_argument("--out", default=None, help="output folder (default: runs/sweep-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cells")
@@ -135,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--scale-columns",
         type=_number("--scale-columns", float),
-        default=1.0,
-        help="thm6: factor on A's first d-1 columns (5 in section 6)",
+        default=None,
+        help="thm6, linear: factor on A's first d-1 columns (default: thm6 1 as in Theorem 6, linear 5 as in "
+        "section 6; 1 turns it off)",
     )
     model.add_argument(
         "--brute-force-max-d",
@@ -148,7 +162,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-nodes",
         type=_number("--max-nodes"),
         default=1 << 26,
-        help="thm6: sphere-decoder node cap per search",
+        help="thm6, linear: sphere-decoder node cap per search",
+    )
+    train = parser.add_argument_group("linear: trained networks (section 6; lr, batch and init are our choice)")
+    train.add_argument("--width", type=_number("--width"), default=3000, help="hidden width")
+    train.add_argument(
+        "--hidden-layers", type=_number("--hidden-layers", inclusive=True), default=1, help="hidden linear layers"
+    )
+    train.add_argument("--bias", action="store_true", help="layers with biases (off: W = H2 H1 as analysed)")
+    train.add_argument("--lr", type=_number("--lr", float), default=1e-3, help="learning rate")
+    train.add_argument("--batch-size", type=_number("--batch-size"), default=64, help="minibatch size")
+    train.add_argument("--epochs", type=_number("--epochs"), default=20, help="training epochs")
+    train.add_argument("--init", choices=INITS, default="torch", help="torch: U(+-1/sqrt(fan_in)), nn.Linear's")
+    train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="with PyTorch's defaults")
+    train.add_argument(
+        "--max-points",
+        type=_number("--max-points", low=2, inclusive=True),
+        default=65536,
+        help="train on all 2^d points while 2^d <= this, else on this many sampled without replacement",
     )
     return parser
 
@@ -157,6 +188,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     args.dims = parse_dims(args.d)
     args.experiments = parse_experiments(args.experiment)
+    if args.trials is None:
+        args.trials = DEFAULT_TRIALS_LINEAR if "linear" in args.experiments else DEFAULT_TRIALS
+    if "linear" in args.experiments and max(args.dims) > MAX_SAMPLED_D:
+        raise UsageError(f"--experiment linear: d must be at most {MAX_SAMPLED_D}, got {max(args.dims)}")
     if args.brute_force_max_d > 20:
         raise UsageError(
             "--brute-force-max-d above 20 would enumerate over a million points per trial; use the sphere decoder"
@@ -185,6 +220,21 @@ def run_config(args: argparse.Namespace) -> dict:
         "scale_columns": args.scale_columns,
         "brute_force_max_d": args.brute_force_max_d,
         "max_nodes": args.max_nodes,
+        **(
+            {
+                "width": args.width,
+                "hidden_layers": args.hidden_layers,
+                "bias": args.bias,
+                "lr": args.lr,
+                "batch_size": args.batch_size,
+                "epochs": args.epochs,
+                "init": args.init,
+                "optimizer": args.optimizer,
+                "max_points": args.max_points,
+            }
+            if "linear" in args.experiments
+            else {}
+        ),
     }
 
 
@@ -240,6 +290,15 @@ def _run(args, config_dict: dict, folder) -> int:
         scale_columns=args.scale_columns,
         brute_force_max_d=args.brute_force_max_d,
         max_nodes=args.max_nodes,
+        width=args.width,
+        hidden_layers=args.hidden_layers,
+        bias=args.bias,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        init=args.init,
+        optimizer=args.optimizer,
+        max_points=args.max_points,
     )
     experiments = registry()
     done = folder.done_cells()
@@ -306,17 +365,17 @@ def _run(args, config_dict: dict, folder) -> int:
     progress.close()
     meta["stages"]["cells_s"] = round(time.perf_counter() - started, 3)
     tic = time.perf_counter()
-    summary, fits = report.write_tables(folder, experiments, config, args.experiments)
+    summary, fits, rows = report.write_tables(folder, experiments, config, args.experiments)
     meta["stages"]["tables_s"] = round(time.perf_counter() - tic, 3)
     tic = time.perf_counter()
-    report.write_figures(folder, summary, fits, experiments, config)
+    report.write_figures(folder, summary, fits, experiments, config, rows)
     meta["stages"]["figures_s"] = round(time.perf_counter() - tic, 3)
     meta["fits"] = {name: fit._asdict() for name, fit in fits.items()}
     meta["status"] = "complete"
     meta["finished"] = _now()
     meta["wall_s"] = round(time.perf_counter() - started, 3)
     folder.write_meta(meta)
-    print(report.format_table(summary, fits, experiments, config))
+    print(report.format_table(summary, fits, experiments, config, rows))
     print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, meta.json, figures/) in {meta['wall_s']:.1f} s")
     return 0
 

@@ -49,6 +49,14 @@ BAD_INPUTS = {
     "zero trials": ["--d", "8", "--trials", "0"],
     "negative trials": ["--d", "8", "--trials", "-3"],
     "unknown experiment": ["--d", "8", "--experiment", "thm9"],
+    "linear: zero width": ["--d", "8", "--experiment", "linear", "--width", "0"],
+    "linear: negative width": ["--d", "8", "--experiment", "linear", "--width", "-5"],
+    "linear: max-points below 2": ["--d", "8", "--experiment", "linear", "--max-points", "1"],
+    "linear: unknown optimiser": ["--d", "8", "--experiment", "linear", "--optimizer", "lbfgs"],
+    "linear: unknown init": ["--d", "8", "--experiment", "linear", "--init", "orthogonal"],
+    "linear: zero lr": ["--d", "8", "--experiment", "linear", "--lr", "0"],
+    "linear: zero epochs": ["--d", "8", "--experiment", "linear", "--epochs", "0"],
+    "linear: d too large to sample": ["--d", "30", "--experiment", "linear"],
 }
 
 

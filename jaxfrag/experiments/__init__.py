@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+import pandas as pd
 
 from jaxfrag.config import Config
 
@@ -35,12 +36,18 @@ class Experiment(NamedTuple):
     cell_stats: Callable[[dict[str, np.ndarray], int, int, Config], dict[str, float | str]] = (
         lambda aux, d, size, config: {}
     )
+    # Extra summary.csv columns computed from a cell's stored rows (so a resumed run gets them too).
+    cell_summary: Callable[[pd.DataFrame, int, Config], dict[str, float]] = lambda rows, d, config: {}
+    # Text printed after the gap table, e.g. the paper's tables beside ours: (summary, rows, config) -> str.
+    report: Callable[[pd.DataFrame, pd.DataFrame, Config], str] | None = None
+    # Extra figures: (figure_path(name) -> Path, summary, rows, config) -> None.
+    figures: Callable[[Callable, pd.DataFrame, pd.DataFrame, Config], None] | None = None
 
 
 def registry() -> dict[str, Experiment]:
-    from jaxfrag.experiments import thm1, thm4, thm6
+    from jaxfrag.experiments import linear, thm1, thm4, thm6
 
-    return {e.name: e for e in (thm1.EXPERIMENT, thm4.EXPERIMENT, thm6.EXPERIMENT)}
+    return {e.name: e for e in (thm1.EXPERIMENT, thm4.EXPERIMENT, thm6.EXPERIMENT, linear.EXPERIMENT)}
 
 
 # Trials per vmapped group inside a device's chunk. A batched Householder sweep

@@ -47,7 +47,7 @@ def inputs(key: jax.Array, d, config: Config, size: int | None = None):
     """A trial's mixing matrix A (size, size), sign vector z, and the hidden layers of its network."""
     size = size or d
     key_data, key_net = jax.random.split(key)
-    a, z = data.hypercube_model(key_data, d, config.scale_columns, size)
+    a, z = data.hypercube_model(key_data, d, config.scale_for("thm6"), size)
     hidden = networks.gaussian_hidden_layers(
         key_net, d, config.hidden_widths("thm6", d), config.hidden_widths("thm6", size), size
     )
@@ -103,12 +103,15 @@ def compiled_size(d: int, config: Config) -> int:
 def search_inputs(key: jax.Array, d, config: Config, size: int):
     """One trial's network metrics and its nearest-opposite-point problem (brute-force or search form)."""
     metrics, a, z = network_metrics(key, d, config, size)
+    return metrics, a, z, opposite_point_problem(a, z, d, size, config)
+
+
+def opposite_point_problem(a: jax.Array, z: jax.Array, d, size: int, config: Config):
+    """One trial's nearest-opposite-point problem: solved bits (brute force) or the sorted search form."""
     c, b = optimal.opposite_class_problem(a, z, embedding.real_mask(size, d))
     if uses_brute_force(size, config):
-        problem = optimal.closest_binary_bruteforce(c, b)
-    else:
-        problem = optimal.search_problem(c, b)
-    return metrics, a, z, problem
+        return optimal.closest_binary_bruteforce(c, b)
+    return optimal.search_problem(c, b)
 
 
 def decoder_lanes() -> int:
@@ -120,7 +123,14 @@ def decoder_lanes() -> int:
 
 def run_chunk(keys: jax.Array, d, size: int, config: Config, lanes: int | None = None) -> dict[str, jax.Array]:
     metrics, a, z, problem = map_trials(lambda key: search_inputs(key, d, config, size), keys)
-    num = keys.shape[0]
+    metrics.update(solve_optimum(a, z, problem, d, size, config, lanes))
+    metrics["gap"] = metrics["nn_robustness"] / metrics["opt_robustness"]
+    return {name: metrics[name] for name in COLUMNS}
+
+
+def solve_optimum(a, z, problem, d, size: int, config: Config, lanes: int | None = None) -> dict[str, jax.Array]:
+    """A chunk's optimum columns (opt_robustness, opt_bits_flipped, opt_exact, decoder_nodes) from its problems."""
+    num = a.shape[0]
     if uses_brute_force(size, config):
         bits = problem
         exact, nodes = jnp.ones(num, bool), jnp.zeros(num, jnp.int32)
@@ -133,10 +143,7 @@ def run_chunk(keys: jax.Array, d, size: int, config: Config, lanes: int | None =
         # Back from the sorted column order: bit j of the search is column perm[j] of C.
         bits = jax.vmap(lambda p, s: jnp.zeros(size - 1, s.dtype).at[p[: size - 1]].set(s))(perm, found.bits)
         exact, nodes = found.exact, found.nodes
-    metrics.update(jax.vmap(optimum_metrics)(a, z, bits))
-    metrics.update(opt_exact=exact, decoder_nodes=nodes)
-    metrics["gap"] = metrics["nn_robustness"] / metrics["opt_robustness"]
-    return {name: metrics[name] for name in COLUMNS}
+    return {**jax.vmap(optimum_metrics)(a, z, bits), "opt_exact": exact, "decoder_nodes": nodes}
 
 
 def theory(d: int, config: Config) -> dict[str, float]:

@@ -1,0 +1,271 @@
+"""Section 6's trained linear networks: the network, its training, every metric against numpy, chunking."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import tolerance
+from helpers import run_cell
+from jax import enable_x64
+from scipy import stats
+
+from jaxfrag import data, linear_net, parallel
+from jaxfrag.config import Config
+from jaxfrag.experiments import linear
+
+DTYPES = [jnp.float32, jnp.float64]
+# Small but the real protocol: 64-wide nets, a few epochs.
+SMALL = Config(trials=16, seed=7, width=64, epochs=3)
+
+
+def numpy_signs(d: int) -> np.ndarray:
+    """(2^d, d): z for point index i, z_j = 2 bit_j(i) - 1 (written independently of jaxfrag.data)."""
+    return np.array([[1.0 if (i >> j) & 1 else -1.0 for j in range(d)] for i in range(2**d)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [3, 40])  # unrolled input-layer cotangent, and the dot beyond 32 columns
+def test_narrow_product_gradient_matches_autodiff(d, dtype):
+    with enable_x64(dtype == jnp.float64):
+        rng = np.random.default_rng(d)
+        m, h = (jnp.asarray(rng.standard_normal(s), dtype) for s in [(2, 50), (50, d)])
+        probe = jnp.asarray(rng.standard_normal((2, d)), dtype)
+
+        def loss(product):
+            return lambda m, h: jnp.sum(jnp.sin(product(m, h) * probe))
+
+        ours = jax.grad(loss(linear_net._narrow_product), argnums=(0, 1))(m, h)
+        plain = jax.grad(loss(jnp.matmul), argnums=(0, 1))(m, h)
+        for a, b in zip(ours, plain, strict=True):
+            np.testing.assert_allclose(a, b, rtol=tolerance(dtype), atol=tolerance(dtype))
+
+
+@pytest.mark.parametrize("bias,hidden_layers", [(False, 1), (True, 1), (True, 2), (False, 0)])
+def test_affine_map_is_the_network(bias, hidden_layers):
+    d = 5
+    config = Config(width=7, bias=bias, hidden_layers=hidden_layers)
+    with enable_x64(True):
+        net = linear_net.init(jax.random.key(1), d, config, jnp.float64)
+        w, b = linear_net.affine_map(net)
+        x = jnp.asarray(np.random.default_rng(0).standard_normal(d))
+        np.testing.assert_allclose(linear_net.apply(net, x), w @ x + b, rtol=1e-12)
+        assert len(net.weights) == hidden_layers + 1 and len(net.biases) == (hidden_layers + 1 if bias else 0)
+
+
+def test_torch_init_is_uniform_with_bound_one_over_sqrt_fan_in():
+    config = Config(width=3000, bias=True)
+    net = linear_net.init(jax.random.key(2), 12, config)
+    for values, fan_in in [(net.weights[0], 12), (net.weights[1], 3000), (net.biases[0], 12), (net.biases[1], 3000)]:
+        bound = 1 / np.sqrt(fan_in)
+        scaled = np.asarray(values, float).ravel() / bound
+        assert np.all(np.abs(scaled) <= 1)
+        if scaled.size > 1000:  # U(-1, 1): KS test against the exact law
+            assert stats.kstest(scaled, stats.uniform(-1, 2).cdf).pvalue > 1e-3
+
+
+def numpy_adam_training(a, indices, weights, config, key):
+    """The training loop written out in numpy, float64: layered forward (x H1^T) H2^T, hand-derived
+    cross-entropy gradients, torch.optim.Adam's update; the same shuffled batches (batch_plan)."""
+    h1, h2 = (np.asarray(w, float) for w in weights)
+    signs = numpy_signs(a.shape[0])[np.asarray(indices)]
+    x_all, y_all = signs @ np.asarray(a, float).T, (signs[:, -1] > 0).astype(int)
+    params, m, v = [h1, h2], [np.zeros_like(h1), np.zeros_like(h2)], [np.zeros_like(h1), np.zeros_like(h2)]
+    b1, b2, eps, t = 0.9, 0.999, 1e-8, 0
+    batch = min(config.batch_size, len(indices))
+    for epoch in range(config.epochs):
+        positions, valid = linear_net.batch_plan(jax.random.fold_in(key, epoch), len(indices), batch)
+        for pos, ok in zip(np.asarray(positions), np.asarray(valid), strict=True):
+            x, y = x_all[pos[ok]], y_all[pos[ok]]
+            hidden = x @ params[0].T
+            logits = hidden @ params[1].T
+            p = np.exp(logits - logits.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            g_logits = (p - np.eye(2)[y]) / len(y)
+            grads = [(g_logits @ params[1]).T @ x, g_logits.T @ hidden]
+            t += 1
+            for k in range(2):
+                m[k] = b1 * m[k] + (1 - b1) * grads[k]
+                v[k] = b2 * v[k] + (1 - b2) * grads[k] ** 2
+                params[k] = params[k] - config.lr * (m[k] / (1 - b1**t)) / (np.sqrt(v[k] / (1 - b2**t)) + eps)
+    return params
+
+
+@pytest.mark.parametrize("d,max_points", [(5, 65536), (7, 50)])  # all points (2 batches / epoch); a sample
+def test_training_matches_a_numpy_adam_loop(d, max_points):
+    config = Config(width=9, epochs=3, batch_size=16, lr=1e-2, max_points=max_points)
+    with enable_x64(True):
+        key_a, key_points, key_init, key_train = jax.random.split(jax.random.key(d), 4)
+        a = data.mixing_matrix(key_a, d, 5.0)
+        indices = data.hypercube_indices(key_points, d, max_points)
+        net = linear_net.init(key_init, d, config, jnp.float64)
+        trained, diverged = jax.jit(lambda n: linear_net.train(key_train, n, a, indices, config))(net)
+        expected = numpy_adam_training(a, indices, net.weights, config, key_train)
+    assert not diverged
+    for ours, theirs in zip(trained.weights, expected, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [4, 6])
+def test_training_reaches_accuracy_one_on_an_easy_instance(d):
+    # A = I: the classes are z_d = +-1, separated by a margin of 2 at every point.
+    config = Config(width=8, epochs=20, batch_size=16, lr=1e-2)
+    a = jnp.eye(d)
+    indices = data.hypercube_indices(jax.random.key(0), d, config.max_points)
+    net = linear_net.init(jax.random.key(1), d, config)
+    trained, diverged = jax.jit(lambda n: linear_net.train(jax.random.key(2), n, a, indices, config))(net)
+    w, b = linear_net.affine_map(trained)
+    x, labels = data.hypercube_batch(a, indices)
+    assert not diverged
+    assert np.mean(np.argmax(x @ w.T + b, axis=1) == labels) == 1.0
+
+
+def test_sampled_training_sets_are_uniform_without_replacement():
+    d, size, draws = 8, 40, 400
+    counts = np.zeros(2**d)
+    for k in range(draws):
+        indices = np.asarray(data.hypercube_indices(jax.random.key(k), d, size))
+        assert len(np.unique(indices)) == size and indices.min() >= 0 and indices.max() < 2**d
+        counts[indices] += 1
+    # Each point is in a sample with probability size / 2^d: a chi-square goodness-of-fit test.
+    assert stats.chisquare(counts).pvalue > 1e-3
+    np.testing.assert_array_equal(data.hypercube_indices(jax.random.key(0), 5, 32), np.arange(32))
+
+
+def numpy_metrics(a, indices, weights, biases) -> dict:
+    """Every per-trial metric of the linear experiment, from the trained weights, in float64 numpy."""
+    a = np.asarray(a, float)
+    d = a.shape[0]
+    layers = [np.asarray(w, float) for w in weights]
+    offsets = [np.asarray(b, float) for b in biases] or [np.zeros(len(w)) for w in layers]
+
+    def network(x):
+        for h, c in zip(layers, offsets, strict=True):
+            x = h @ x + c
+        return x
+
+    signs = numpy_signs(d)
+    x_all = signs[np.asarray(indices)] @ a.T
+    labels = (signs[np.asarray(indices), -1] > 0).astype(int)
+    logits = np.stack([network(x) for x in x_all])
+    predicted = logits.argmax(1)
+    w = np.linalg.multi_dot(layers[::-1]) if len(layers) > 1 else layers[0]
+    u = w[1] - w[0]
+    c = (logits[:, 1] - logits[:, 0]) - x_all @ u  # the bias part of the margin
+    distance = np.abs(x_all @ u + c) / np.linalg.norm(u)
+    worst = int(np.argmin(distance))
+    x_star, label = x_all[worst], predicted[worst]
+    delta = -(x_star @ u + c[worst]) * u / (u @ u)
+
+    def label_after(scale):
+        return network(x_star + scale * delta).argmax()
+
+    a_d = a[:, -1]
+    last_row = np.linalg.inv(a)[-1]
+    r = np.linalg.qr(a, mode="r")
+    z_star = signs[indices[worst]]
+    opposite = signs[signs[:, -1] != z_star[-1]] @ a.T
+    opt = 0.5 * np.min(np.linalg.norm(opposite - x_star, axis=1))
+    log_p = logits - logits.max(1, keepdims=True)
+    log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
+    return {
+        "train_acc": np.mean(predicted == labels),
+        "train_loss": -np.mean(log_p[np.arange(len(labels)), labels]),
+        "cos_theta1": (w[0] - w[1]) @ a_d / (np.linalg.norm(w[0] - w[1]) * np.linalg.norm(a_d)),
+        "cos_theta2": w[0] @ last_row / (np.linalg.norm(w[0]) * np.linalg.norm(last_row)),
+        "phi": abs(r[-1, -1]) / np.linalg.norm(a_d),
+        "robustness_exact": distance[worst],
+        "robustness_ratio": distance[worst] / np.linalg.norm(a_d),
+        "opt_robustness": opt,
+        "gap": distance[worst] / opt,
+        "attack_flips": label_after(1 + 1e-4) != label and label_after(1 - 1e-4) == label,
+        "worst_point": int(indices[worst]),
+    }
+
+
+@pytest.mark.parametrize("d", [6, 13])  # brute-force optimum; sphere decoder beyond d = 12
+def test_every_metric_matches_numpy(d):
+    config = SMALL._replace(trials=8, epochs=2 if d > 10 else 3)
+    rows = run_cell("linear", d, config).columns
+    key = parallel.cell_key(config.seed, "linear", d)
+    train = jax.jit(lambda k: linear.train_trial(k, d, config))
+    for trial in range(config.trials):
+        a, indices, net, diverged = train(parallel.trial_keys(key, jnp.asarray([trial]))[0])
+        expected = numpy_metrics(a, np.asarray(indices), net.weights, net.biases)
+        assert not rows["diverged"][trial]
+        for name, value in expected.items():
+            got = rows[name][trial]
+            if name in ("worst_point", "attack_flips"):
+                assert got == value, (name, trial)
+            else:  # float32 training output against float64 numpy on the same weights
+                np.testing.assert_allclose(got, value, rtol=1e-3, atol=1e-5, err_msg=f"{name}, trial {trial}")
+        assert rows["n_points"][trial] == 2**d and not rows["points_sampled"][trial]
+        assert rows["opt_exact"][trial]
+
+
+def test_minimal_attack_flips_on_every_trained_network():
+    rows = run_cell("linear", 9, SMALL).columns
+    assert rows["attack_flips"].all()
+    np.testing.assert_allclose(rows["gap"], rows["robustness_exact"] / rows["opt_robustness"], rtol=1e-6)
+
+
+def test_sampled_points_are_recorded():
+    rows = run_cell("linear", 8, SMALL._replace(max_points=100, trials=8)).columns
+    assert rows["points_sampled"].all() and (rows["n_points"] == 100).all()
+
+
+def test_rows_do_not_depend_on_chunk_size_or_device_count(devices):
+    config = SMALL._replace(trials=20)
+    reference = run_cell("linear", 7, config, num_devices=1, chunk=20).columns
+    for num_devices, chunk in [(1, 8), (2, 16)]:
+        other = run_cell("linear", 7, config, num_devices=num_devices, chunk=chunk).columns
+        for column, values in reference.items():
+            np.testing.assert_array_equal(other[column], values, err_msg=f"{column}: {num_devices} devices, {chunk}")
+
+
+def test_table2_statistics_follow_their_definition():
+    rng = np.random.default_rng(0)
+    n = 40
+    rows = pd.DataFrame(
+        {
+            "train_acc": rng.choice([1.0, 0.97], n),
+            "diverged": rng.random(n) < 0.1,
+            "cos_theta1": rng.uniform(-1, 1, n),
+            "cos_theta2": rng.uniform(-1, 1, n),
+            "phi": rng.uniform(0, 1, n),
+            "nonfinite": False,
+        }
+    )
+    summary = linear.cell_summary(rows, 12, Config())
+    for prefix, keep in [
+        ("table2", (rows.train_acc == 1) & ~rows.diverged & (rows.cos_theta2.abs() > 0.9)),
+        ("success", (rows.train_acc == 1) & ~rows.diverged),
+        ("all", np.ones(n, bool)),
+    ]:
+        kept = rows[keep]
+        diff = np.abs(kept.cos_theta1.abs() - kept.phi)
+        assert summary[f"{prefix}_n"] == keep.sum()
+        for name, values in [("abs_cos_theta1", kept.cos_theta1.abs()), ("phi", kept.phi), ("abs_diff", diff)]:
+            assert summary[f"{prefix}_{name}_mean"] == pytest.approx(values.mean())
+            assert summary[f"{prefix}_{name}_se"] == pytest.approx(values.std(ddof=1) / np.sqrt(len(values)))
+    assert summary["success_fraction"] == pytest.approx(((rows.train_acc == 1) & ~rows.diverged).mean())
+    assert summary["paper_table2_abs_cos_theta1"] == 0.3645 and "paper_table2_phi" not in linear.cell_summary(
+        rows, 11, Config()
+    )
+
+
+@pytest.mark.parametrize(
+    "optimizer,init", list(itertools.product(("adam", "adamw", "sgd", "rmsprop"), ("glorot", "lecun")))
+)
+def test_every_optimizer_and_init_trains(optimizer, init):
+    d = 5
+    lr = 0.1 if optimizer == "sgd" else 1e-2
+    config = Config(width=8, epochs=5, batch_size=8, lr=lr, optimizer=optimizer, init=init)
+    a, indices = jnp.eye(d), jnp.arange(2**d)
+    net = linear_net.init(jax.random.key(3), d, config)
+    x, labels = data.hypercube_batch(a, indices)
+    before = linear_net.cross_entropy(net, x, labels)
+    trained, diverged = jax.jit(lambda n: linear_net.train(jax.random.key(4), n, a, indices, config))(net)
+    assert not diverged and linear_net.cross_entropy(trained, x, labels) < 0.5 * before
