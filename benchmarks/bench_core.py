@@ -22,11 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
-import timeit
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,37 +37,12 @@ parallel.configure_cpu_devices()
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import numpy_thm6  # noqa: E402
+from common import machine, median_time  # noqa: E402
 from jax.sharding import PartitionSpec  # noqa: E402
 
 from jaxfrag import linalg  # noqa: E402
 from jaxfrag.config import Config  # noqa: E402
 from jaxfrag.experiments import registry  # noqa: E402
-
-
-def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "processor": model,
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "numpy": np.__version__,
-        "jax": jax.__version__,
-        "devices": [str(d) for d in jax.devices()],
-        "load_average_at_start": os.getloadavg(),
-    }
-
-
-def median_time(fn, repeat: int) -> tuple[float, float]:
-    times = timeit.repeat(fn, number=1, repeat=repeat)
-    return float(np.median(times)), float(np.min(times))
 
 
 def bench_thm6(dims, engine_trials, numpy_seconds, repeat):

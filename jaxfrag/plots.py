@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")  # files only; no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+# matplotlib's object API (Figure, not pyplot): files only, and importing this
+# module never changes the backend of a notebook that imports jaxfrag.
+from matplotlib.figure import Figure
 
-from jaxfrag.stats import Fit  # noqa: E402
-from jaxfrag.store import atomic_path  # noqa: E402
+from jaxfrag.stats import Fit
+from jaxfrag.store import atomic_path
 
 
 def scaling_figure(
@@ -29,7 +29,8 @@ def scaling_figure(
     d = cells["d"].to_numpy(float)
     mean = cells["gap_mean"].to_numpy(float)
     half = 1.96 * cells["gap_se"].fillna(0).to_numpy(float)
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig = Figure(figsize=(6.4, 4.6))
+    ax = fig.subplots()
     ax.errorbar(d, mean, yerr=half, fmt="o", ms=3.5, capsize=2, label="measured mean (95% CI)")
     grid = np.geomspace(d.min(), d.max(), 100) if len(d) else np.array([])
     if np.isfinite(fit.slope):
@@ -59,7 +60,6 @@ def _save(fig, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as temp:
         fig.savefig(temp, format="png", dpi=120)
-    plt.close(fig)
 
 
 def figure2(cells: pd.DataFrame, path: Path) -> None:
@@ -73,7 +73,8 @@ def figure2(cells: pd.DataFrame, path: Path) -> None:
 
     d = cells["d"].to_numpy(float)
     grid = np.arange(int(d.min()), int(d.max()) + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.3))
+    fig = Figure(figsize=(11, 4.3))
+    left, right = fig.subplots(1, 2)
 
     def series(ax, prefix, name, label, **style):
         mean, se = cells[f"{prefix}_{name}_mean"].to_numpy(float), cells[f"{prefix}_{name}_se"].to_numpy(float)
@@ -104,7 +105,8 @@ def figure2(cells: pd.DataFrame, path: Path) -> None:
 
 def table1_figure(ours: pd.DataFrame, paper: dict[str, list[float]], d: int, path: Path) -> None:
     """The paper's Table 1 layout: ours (first successful runs at d) above the paper's."""
-    fig, axes = plt.subplots(2, 1, figsize=(12, 3.4))
+    fig = Figure(figsize=(12, 3.4))
+    axes = fig.subplots(2, 1)
     tables = [
         (ours, f"jaxfrag: the first {len(ours.columns)} runs with training accuracy 1, d = {d}"),
         (

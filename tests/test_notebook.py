@@ -1,4 +1,4 @@
-"""The scaling-laws notebook runs end to end on a tiny sweep."""
+"""The notebooks run end to end on tiny sweeps."""
 
 import os
 
@@ -7,23 +7,36 @@ from helpers import ROOT, sweep
 from nbclient import NotebookClient
 
 
-def test_scaling_laws_notebook_executes(tmp_path):
-    run = tmp_path / "run"
-    sweep("--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "30", "--out", run)
-    notebook = nbformat.read(ROOT / "notebooks" / "scaling_laws.ipynb", as_version=4)
+def execute(path, run):
+    """Run a notebook on the sweep output `run`; returns its text outputs and its images."""
+    notebook = nbformat.read(path, as_version=4)
     os.environ["JAXFRAG_RUN"] = str(run)
     try:
         NotebookClient(
-            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "notebooks")}}
+            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
         ).execute()
     finally:
         os.environ.pop("JAXFRAG_RUN")
-    text = "\n".join(
-        output.get("text", "") + str(output.get("data", {}).get("text/plain", ""))
-        for cell in notebook.cells
-        if cell.cell_type == "code"
-        for output in cell.get("outputs", [])
-    )
+    outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
+    text = "\n".join(o.get("text", "") + str(o.get("data", {}).get("text/plain", "")) for o in outputs)
+    return text, [o for o in outputs if "image/png" in o.get("data", {})]
+
+
+def test_scaling_laws_notebook_executes(tmp_path):
+    run = tmp_path / "run"
+    sweep("--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "30", "--out", run)
+    text, images = execute(ROOT / "notebooks" / "scaling_laws.ipynb", run)
     assert "180 trials" in text and "slope" in text and "largest |z|" in text
-    images = [o for c in notebook.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 2
+
+
+def test_linear_networks_notebook_executes(tmp_path):
+    run = tmp_path / "run"
+    result = sweep(
+        "--d", "7,8,12", "--experiment", "linear", "--trials", "16", "--width", "32", "--epochs", "3", "--out", run
+    )
+    assert "Table 2" in result.stdout and "<- the paper" in result.stdout
+    assert (run / "figures" / "figure2.png").exists() and (run / "figures" / "table1.png").exists()
+    text, images = execute(ROOT / "notebooks" / "linear_networks.ipynb", run)
+    assert "48 trained networks" in text and "attack verified minimal" in text and "paper, d = 12" in text
     assert len(images) == 2

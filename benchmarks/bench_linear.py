@@ -1,0 +1,227 @@
+"""Benchmark: section 6's protocol trained by the engine against one PyTorch network at a time.
+
+    pip install -e '.[bench]'                    # torch==2.13.0 (CPU), benchmark-only
+    python benchmarks/bench_linear.py            # full run (a few minutes on 2 cores)
+    python benchmarks/bench_linear.py --quick    # a smoke run
+
+In one process, with the same hyperparameters (d = 12: all 4096 points, d -> 3000
+-> 2 without biases, Adam lr 1e-3, 20 epochs of shuffled batches of 64, PyTorch's
+default initialisation, cross-entropy):
+* the engine: a cell of the linear experiment (training plus every metric),
+  vmapped and sharded over all devices -- networks/s;
+* PyTorch as the paper did it: one network at a time, the forward as written,
+  torch.optim.Adam, `torch.set_flush_denormal(True)` (subnormals make some runs
+  10-100x slower), its default threads -- networks/s, and the ratio;
+* the floors that bound the engine: the optimiser update alone (optax.adam over
+  the 42 k parameters, the same vmapped groups and devices, no gradient), and
+  the memory-traffic bound of that update at the measured bandwidth;
+* the engine's networks/s at d = 7..17 (the work grows as 2^d up to 65536 points).
+Results go to benchmarks/results/bench_linear-<time>.json with the machine's description.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from jaxfrag import parallel  # noqa: E402
+
+parallel.configure_cpu_devices()
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+from common import machine, median_time  # noqa: E402
+from jax.sharding import PartitionSpec  # noqa: E402
+
+from jaxfrag import linear_net  # noqa: E402
+from jaxfrag.config import Config  # noqa: E402
+from jaxfrag.experiments import TRIAL_GROUP, map_trials, registry  # noqa: E402
+
+
+def engine_rate(d: int, config: Config, repeat: int) -> dict:
+    """Networks/s of a whole linear cell (compiled once; the timed runs reuse the program)."""
+    runner = parallel.CellRunner(config)
+    experiment = registry()["linear"]
+    first = runner.run_cell(experiment, d)
+    times = [first.run_s] + [runner.run_cell(experiment, d).run_s for _ in range(repeat - 1)]
+    median = float(np.median(times))
+    return {
+        "d": d,
+        "networks": config.trials,
+        "compile_s": round(first.compile_s, 2),
+        "run_s_median": round(median, 3),
+        "networks_per_s": round(config.trials / median, 3),
+        "steps_per_network": config.epochs * -(-min(2**d, config.max_points) // config.batch_size),
+        "success_fraction": float(np.mean(first.columns["train_acc"] == 1)),
+    }
+
+
+def torch_network(d: int, config: Config, seed: int) -> float:
+    """Seconds to train one network as the paper did (PyTorch, one at a time); returns the time."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    a = torch.randn(d, d, generator=generator)
+    a[:, :-1] *= 5
+    bits = (torch.arange(2**d)[:, None] >> torch.arange(d)[None, :]) & 1
+    x, y = (2 * bits - 1).float() @ a.T, bits[:, -1]
+    layers = [torch.nn.Linear(d, config.width, bias=False), torch.nn.Linear(config.width, 2, bias=False)]
+    net = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    start = time.perf_counter()
+    for _ in range(config.epochs):
+        order = torch.randperm(2**d, generator=generator)
+        for i in range(0, 2**d, config.batch_size):
+            batch = order[i : i + config.batch_size]
+            opt.zero_grad()
+            loss_fn(net(x[batch]), y[batch]).backward()
+            opt.step()
+    return time.perf_counter() - start
+
+
+def torch_rate(d: int, config: Config, networks: int) -> dict:
+    import torch
+
+    torch.set_flush_denormal(True)
+    torch_network(d, config._replace(epochs=1), seed=99)  # warm-up
+    times = [torch_network(d, config, seed) for seed in range(networks)]
+    median = float(np.median(times))
+    return {
+        "d": d,
+        "networks": networks,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "seconds_per_network_median": round(median, 3),
+        "networks_per_s": round(1 / median, 4),
+    }
+
+
+def optimizer_floor(d: int, config: Config, repeat: int) -> dict:
+    """Networks/s if a training step cost only optax.adam's update (no forward, no gradient)."""
+    mesh = parallel.make_mesh()
+    sharding = jax.sharding.NamedSharding(mesh, PartitionSpec(parallel.AXIS))
+    steps = 256
+    networks = 8 * TRIAL_GROUP * mesh.devices.size
+    opt = linear_net.optimizer(config)
+
+    def one(key):
+        net = linear_net.init(key, d, config)
+        state = opt.init(net)
+
+        def step(carry, i):
+            net, state = carry
+            grads = jax.tree.map(lambda p: 1e-3 * p + i, net)  # a cheap stand-in gradient
+            updates, state = opt.update(grads, state, net)
+            return (optax.apply_updates(net, updates), state), None
+
+        (net, _), _ = jax.lax.scan(step, (net, state), jnp.arange(steps, dtype=jnp.float32))
+        return sum(jnp.sum(w) for w in net.weights)
+
+    fn = jax.jit(
+        jax.shard_map(
+            lambda keys: map_trials(one, keys),
+            mesh=mesh,
+            in_specs=PartitionSpec(parallel.AXIS),
+            out_specs=PartitionSpec(parallel.AXIS),
+            check_vma=False,
+        )
+    )
+    keys = jax.device_put(jax.random.split(jax.random.key(0), networks), sharding)
+    jax.block_until_ready(fn(keys))
+    median, _ = median_time(lambda: jax.block_until_ready(fn(keys)), repeat)
+    per_step = median / (networks * steps)
+    params = linear_net.num_parameters(d, config)
+    # The update reads parameters, gradient and both moments and writes three of them: 7 x 4 bytes.
+    bandwidth = memory_bandwidth(repeat)
+    return {
+        "parameters": params,
+        "update_seconds_per_network_step": per_step,
+        "bytes_per_network_step": 28 * params,
+        "memory_bandwidth_gb_s": round(bandwidth / 1e9, 2),
+        "traffic_bound_seconds_per_network_step": 28 * params / bandwidth,
+    }
+
+
+def memory_bandwidth(repeat: int) -> float:
+    """Bytes/s of a large streaming update (read 2 arrays, write 1) in XLA over all devices."""
+    mesh = parallel.make_mesh()
+    sharding = jax.sharding.NamedSharding(mesh, PartitionSpec(parallel.AXIS))
+    n = (1 << 26) // mesh.devices.size * mesh.devices.size  # 256 MB per array: well beyond the caches
+    x = jax.device_put(jnp.ones(n, jnp.float32), sharding)
+    y = jax.device_put(jnp.ones(n, jnp.float32), sharding)
+    f = jax.jit(lambda x, y: x * 1.0001 + y)
+    jax.block_until_ready(f(x, y))
+    _, best = median_time(lambda: jax.block_until_ready(f(x, y)), repeat)
+    return 3 * 4 * n / best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = parser.parse_args(argv)
+    config = Config(seed=1, trials=64)
+    if args.quick:
+        config, torch_networks, dims, sweep_trials, repeat = config._replace(trials=16, epochs=2), 1, [7, 8], 16, 2
+    else:
+        torch_networks, dims, sweep_trials, repeat = 3, list(range(7, 18)), 16, 3
+    info = machine()
+    print(f"{info['processor']}, {info['cpu_count']} cores, jax {info['jax']} on {len(info['devices'])} devices")
+
+    engine = engine_rate(12, config, repeat)
+    print(f"engine  d=12: {engine['networks_per_s']:.2f} networks/s ({engine['networks']} per cell)", flush=True)
+    torch = torch_rate(12, config, torch_networks)
+    print(f"PyTorch d=12: {torch['networks_per_s']:.3f} networks/s, one at a time on {torch['threads']} threads")
+    ratio = engine["networks_per_s"] / torch["networks_per_s"]
+    print(f"ratio: {ratio:.1f}x", flush=True)
+    floor = optimizer_floor(12, config, repeat)
+    steps = engine["steps_per_network"]
+    devices = len(jax.devices())
+    engine_step = 1 / engine["networks_per_s"] / steps * devices  # seconds per network-step per device
+    floor.update(
+        engine_seconds_per_network_step_per_device=engine_step,
+        update_share_of_engine_step=floor["update_seconds_per_network_step"] * devices / engine_step,
+        optimizer_only_networks_per_s=1 / (floor["update_seconds_per_network_step"] * steps),
+        traffic_bound_networks_per_s=1 / (floor["traffic_bound_seconds_per_network_step"] * steps),
+    )
+    print(
+        f"floors: the Adam update alone allows {floor['optimizer_only_networks_per_s']:.1f} networks/s "
+        f"({floor['update_share_of_engine_step']:.0%} of the engine's step); streaming its "
+        f"{floor['bytes_per_network_step'] / 1e6:.2f} MB per step at {floor['memory_bandwidth_gb_s']} GB/s "
+        f"allows {floor['traffic_bound_networks_per_s']:.1f} networks/s",
+        flush=True,
+    )
+    per_d = []
+    for d in dims:
+        row = engine_rate(d, config._replace(trials=sweep_trials), 1)
+        per_d.append(row)
+        print(f"engine  d={d:>2}: {row['networks_per_s']:8.2f} networks/s ({row['steps_per_network']} steps each)")
+    result = {
+        "benchmark": "bench_linear",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "protocol": {k: v for k, v in config._asdict().items() if k != "trials"},
+        "d12": {"engine": engine, "torch": torch, "ratio": ratio},
+        "floors_d12": floor,
+        "engine_per_d": per_d,
+        "quick": args.quick,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench_linear-{datetime.now().strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
