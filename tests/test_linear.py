@@ -235,6 +235,8 @@ def test_table2_statistics_follow_their_definition():
             "cos_theta1": rng.uniform(-1, 1, n),
             "cos_theta2": rng.uniform(-1, 1, n),
             "phi": rng.uniform(0, 1, n),
+            "robustness_ratio": rng.uniform(0, 1, n),
+            "gap": rng.uniform(0, 1, n),
             "nonfinite": False,
         }
     )
@@ -250,6 +252,8 @@ def test_table2_statistics_follow_their_definition():
         for name, values in [("abs_cos_theta1", kept.cos_theta1.abs()), ("phi", kept.phi), ("abs_diff", diff)]:
             assert summary[f"{prefix}_{name}_mean"] == pytest.approx(values.mean())
             assert summary[f"{prefix}_{name}_se"] == pytest.approx(values.std(ddof=1) / np.sqrt(len(values)))
+    success = rows[(rows.train_acc == 1) & ~rows.diverged]
+    assert summary["success_gap_mean"] == pytest.approx(success.gap.mean())
     assert summary["success_fraction"] == pytest.approx(((rows.train_acc == 1) & ~rows.diverged).mean())
     assert summary["paper_table2_abs_cos_theta1"] == 0.3645 and "paper_table2_phi" not in linear.cell_summary(
         rows, 11, Config()

@@ -168,7 +168,10 @@ def cell_summary(rows: pd.DataFrame, d: int, config: Config) -> dict[str, float]
         abs_cos1 = group["cos_theta1"].abs().to_numpy()
         phi = group["phi"].to_numpy()
         out[f"{prefix}_n"] = len(group)
-        for name, values in (("abs_cos_theta1", abs_cos1), ("phi", phi), ("abs_diff", np.abs(abs_cos1 - phi))):
+        measures = [("abs_cos_theta1", abs_cos1), ("phi", phi), ("abs_diff", np.abs(abs_cos1 - phi))]
+        if prefix == "success":  # the measured robustness where training succeeded (failures have ~0 margins)
+            measures += [("robustness_ratio", group["robustness_ratio"].to_numpy()), ("gap", group["gap"].to_numpy())]
+        for name, values in measures:
             out[f"{prefix}_{name}_mean"], out[f"{prefix}_{name}_se"] = _mean_se(values)
     paper = PAPER_TABLE2.get(d)
     if paper:
@@ -222,15 +225,17 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
                 f"{paper['filtered']:>5}  {paper['abs_cos1']:>17.4f}  {paper['phi']:>17.4f}  {paper['abs_diff']:>20.4f}"
                 "   <- the paper"
             )
-    lines.append("Unconditioned (all finite trials) vs on successes, and E[phi]:")
+    lines.append("Unconditioned (all finite trials) vs on successes, E[phi], and the exact gap on successes:")
     lines.append(
-        f"{'d':>4}  {'|cos theta1| all':>17}  {'phi all':>17}  {'phi successes':>17}  {'E[phi]':>7}  attack_flips"
+        f"{'d':>4}  {'|cos theta1| all':>17}  {'phi all':>17}  {'phi successes':>17}  {'E[phi]':>7}  "
+        f"{'gap successes':>17}  attack_flips"
     )
     for _, c in cells.iterrows():
         lines.append(
             f"{int(c['d']):>4}  {_pm(c['all_abs_cos_theta1_mean'], c['all_abs_cos_theta1_se']):>17}  "
             f"{_pm(c['all_phi_mean'], c['all_phi_se']):>17}  {_pm(c['success_phi_mean'], c['success_phi_se']):>17}  "
-            f"{c['phi_mean_theory']:>7.4f}  {c['attack_flips_mean']:.3f}"
+            f"{c['phi_mean_theory']:>7.4f}  {_pm(c['success_gap_mean'], c['success_gap_se']):>17}  "
+            f"{c['attack_flips_mean']:.3f}"
         )
     if (rows["experiment"] == "linear").any() and (rows["d"] == TABLE1_D).any():
         t1 = table1(rows)
