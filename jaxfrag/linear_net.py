@@ -96,7 +96,7 @@ def _narrow_product_bwd(residual, g):
     # Hand-written because of XLA:CPU, not maths: autodiff's cotangent for h is a
     # dot (m^T g) that XLA runs as a separate pass over the (width, d) layer. As a
     # sum of CLASSES outer products it is elementwise, so XLA fuses it into the
-    # optimiser's update (1.7x faster training at d = 12, measured). Tested
+    # optimiser's update: 1.27x faster training steps at d = 12 (medians, side by side). Tested
     # against jax.grad of m @ h.
     m, h = residual
     grad_h = sum(m[i][:, None] * g[i][None, :] for i in range(m.shape[0]))
