@@ -14,6 +14,22 @@ and its label, and return plain arrays; vmap them over trials.
 * `is_minimal` -- the verification used for exact minimal perturbations: scaled
   by (1 + s) it changes the label, scaled by (1 - s) it does not, with s = 1e-4
   or the input's floating-point resolution if coarser (`resolvable_step`).
+
+Gradient attacks on ANY differentiable model (no closed form needed), each
+returning an `AttackResult` whose `success` comes from applying the
+perturbation: the argmax of f(x + delta) is not `label` (untargeted) or is
+`target` (targeted).
+* `minimal_l2` -- DeepFool's linearised steps (Moosavi-Dezfooli et al. 2016) to
+  cross the boundary, then a bisection along the found perturbation for the
+  smallest scale that still crosses: on an affine model this is the exact
+  minimal perturbation, times 1 + 1e-6 (or what float resolution needs) so
+  that it crosses wherever it is evaluated.
+* `fgsm_bisection` -- delta = eps sign(grad of the cross-entropy), with the
+  smallest eps that changes the label found by bisection (the paper's MNIST Q).
+* `least_likely` -- Kurakin et al.'s iterative least-likely-class attack, L-inf
+  ball of radius eps, step size `step` (the paper's ImageNet Q).
+Hand-written because the attack libraries (Foolbox 3) run JAX models one
+eager operation at a time; these compile and vmap over trials.
 """
 
 from __future__ import annotations
@@ -23,6 +39,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Model = Callable[[jax.Array], jax.Array]
 
@@ -95,3 +112,153 @@ def is_minimal(
     return changes_label(model, x, (1 + step) * delta, label, classes) & ~changes_label(
         model, x, (1 - step) * delta, label, classes
     )
+
+
+class AttackResult(NamedTuple):
+    delta: jax.Array  # (d,), the perturbation
+    norm: jax.Array  # (), its L2 norm
+    success: jax.Array  # bool (), applying it changes the label (reaches the target)
+    steps: jax.Array  # int32 (), gradient steps used
+
+
+def _check_target(label, target) -> None:
+    """Reject a target equal to the true class when both are concrete (under jit they are traced)."""
+    if target is None:
+        return
+    try:
+        same = bool(np.asarray(label) == np.asarray(target))
+    except (jax.errors.TracerBoolConversionError, jax.errors.TracerArrayConversionError):
+        return
+    if same:
+        raise ValueError(f"the target class {int(np.asarray(target))} is the true class; choose another")
+
+
+def _reached(model: Model, x: jax.Array, label, target) -> jax.Array:
+    # The barrier materialises the perturbed input, so every check of one candidate sees the same
+    # rounded array (XLA would otherwise fuse x + s * delta into an FMA at some call sites only).
+    predicted = jnp.argmax(model(jax.lax.optimization_barrier(x)))
+    return predicted != label if target is None else predicted == target
+
+
+def _bisect_scale(model: Model, x, delta, label, target, iterations: int) -> jax.Array:
+    """The smallest s in (0, 1] (to 2^-iterations) with x + s delta reaching the goal; delta itself must.
+
+    Right at the boundary the model's answer depends on rounding, which differs between call
+    sites (fused multiply-adds, the summation order of a dot), so s is then raised by a relative
+    excess, from max(1e-6, 4 eps ||x|| / ||s delta||) (what adding s delta to x can resolve),
+    doubled until s * delta, added to x, reaches the goal.
+    """
+
+    def body(_, bounds):
+        low, high = bounds
+        middle = 0.5 * (low + high)
+        hit = _reached(model, x + middle * delta, label, target)
+        return jnp.where(hit, low, middle), jnp.where(hit, middle, high)
+
+    zero = jnp.zeros((), x.dtype)
+    _, high = jax.lax.fori_loop(0, iterations, body, (zero, zero + 1))
+
+    def not_yet(state):
+        scale, excess = state
+        return (excess < 1) & ~_reached(model, x + _scaled(delta, scale), label, target)
+
+    def raise_scale(state):
+        scale, excess = state
+        return jnp.minimum(high * (1 + excess), 1), 2 * excess
+
+    start = jnp.maximum(1e-6, 4 * jnp.finfo(x.dtype).eps * jnp.linalg.norm(x) / jnp.linalg.norm(high * delta))
+    scale, _ = jax.lax.while_loop(not_yet, raise_scale, (jnp.minimum(high * (1 + start), 1), 2 * start))
+    return scale
+
+
+def minimal_l2(
+    model: Model,
+    x: jax.Array,
+    label: int | jax.Array,
+    target: int | jax.Array | None = None,
+    max_steps: int = 50,
+    overshoot: float = 0.02,
+    bisections: int = 30,
+) -> AttackResult:
+    """DeepFool steps until the label changes (or reaches `target`), then bisection along the perturbation."""
+    _check_target(label, target)
+
+    def step_towards(point):
+        logits = model(point)
+        jacobian = jax.jacrev(model)(point)
+        # Linearise around the current class c (the label until it changes): move to the
+        # nearest boundary f_j = f_c, or to the target's when targeted.
+        current = jnp.argmax(logits)
+        margins = logits - logits[current]  # f_j - f_c <= 0
+        directions = jacobian - jacobian[current]
+        norms = jnp.linalg.norm(directions, axis=1)
+        distances = jnp.abs(margins) / jnp.where(norms > 0, norms, 1)
+        if target is None:
+            blocked = (jnp.arange(logits.shape[0]) == current) | (norms == 0)
+            j = jnp.argmin(jnp.where(blocked, jnp.inf, distances))
+        else:
+            j = jnp.asarray(target)
+        return (jnp.abs(margins[j]) + 1e-12) / jnp.maximum(norms[j], 1e-30) ** 2 * directions[j]
+
+    def cond(state):
+        delta, steps = state
+        return (steps < max_steps) & ~_reached(model, x + (1 + overshoot) * delta, label, target)
+
+    def body(state):
+        delta, steps = state
+        return delta + step_towards(x + (1 + overshoot) * delta), steps + 1
+
+    delta, steps = jax.lax.while_loop(cond, body, (jnp.zeros_like(x), jnp.int32(0)))
+    delta = (1 + overshoot) * delta
+    crossed = _reached(model, x + delta, label, target)
+    delta = _scaled(delta, jnp.where(crossed, _bisect_scale(model, x, delta, label, target, bisections), 1))
+    success = _reached(model, x + delta, label, target)
+    return AttackResult(delta, jnp.linalg.norm(delta), success, steps)
+
+
+def _scaled(delta: jax.Array, scale: jax.Array) -> jax.Array:
+    """scale * delta as one materialised array (the one `_bisect_scale` verified)."""
+    return jax.lax.optimization_barrier(scale * delta)
+
+
+def _cross_entropy_gradient(model: Model, x: jax.Array, cls) -> jax.Array:
+    return jax.grad(lambda point: -jax.nn.log_softmax(model(point))[cls])(x)
+
+
+def fgsm_bisection(
+    model: Model, x: jax.Array, label: int | jax.Array, eps_max: float, bisections: int = 30
+) -> AttackResult:
+    """FGSM's direction sign(grad CE(f(x), label)) with the smallest eps in (0, eps_max] that changes the label."""
+    direction = jnp.sign(_cross_entropy_gradient(model, x, label))
+    delta = eps_max * direction
+    crossed = _reached(model, x + delta, label, None)
+    delta = _scaled(delta, jnp.where(crossed, _bisect_scale(model, x, delta, label, None, bisections), 1))
+    return AttackResult(delta, jnp.linalg.norm(delta), _reached(model, x + delta, label, None), jnp.int32(1))
+
+
+def least_likely(
+    model: Model,
+    x: jax.Array,
+    label: int | jax.Array,
+    eps: float,
+    step: float,
+    max_steps: int = 100,
+    bounds: tuple[float, float] | None = None,
+) -> AttackResult:
+    """Iterative least-likely-class attack: descend CE towards argmin f(x) inside the L-inf ball eps (and bounds)."""
+    target = jnp.argmin(model(x))
+
+    def cond(state):
+        delta, steps = state
+        return (steps < max_steps) & ~_reached(model, x + delta, label, target)
+
+    def body(state):
+        delta, steps = state
+        moved = delta - step * jnp.sign(_cross_entropy_gradient(model, x + delta, target))
+        moved = jnp.clip(moved, -eps, eps)
+        if bounds is not None:
+            moved = jnp.clip(x + moved, *bounds) - x
+        return moved, steps + 1
+
+    delta, steps = jax.lax.while_loop(cond, body, (jnp.zeros_like(x), jnp.int32(0)))
+    return AttackResult(delta, jnp.linalg.norm(delta), _reached(model, x + delta, label, target), steps)

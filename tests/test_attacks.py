@@ -1,10 +1,12 @@
-"""Exact minimal perturbations of affine models, checked by applying them."""
+"""Attacks on affine models against the exact answer, every perturbation checked by applying it."""
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax import enable_x64
 
 from jaxfrag import attacks
 
@@ -63,3 +65,132 @@ def test_is_minimal_rejects_a_too_large_perturbation():
     assert bool(attacks.is_minimal(model, x, exact.delta, 0))
     assert not bool(attacks.is_minimal(model, x, 1.1 * exact.delta, 0))
     assert not bool(attacks.is_minimal(model, x, 0.9 * exact.delta, 0))
+
+
+DTYPES = [jnp.float32, jnp.float64]
+
+
+def random_affine(rng, classes, dim, dtype):
+    """(W, b) rounded to dtype (as float64 numpy arrays) and the model x -> W x + b in dtype."""
+    w, b = (rng.standard_normal(shape).astype(np.dtype(dtype)) for shape in [(classes, dim), (classes,)])
+    return w.astype(float), b.astype(float), functools.partial(affine, jnp.asarray(w), jnp.asarray(b))
+
+
+def numpy_argmax_after(w, b, x, delta, scale=1.0):
+    """The label an affine model gives x + scale delta, recomputed in float64 numpy."""
+    return int(np.argmax(w @ (np.asarray(x, float) + scale * np.asarray(delta, float)) + b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("classes,dim", [(2, 3), (5, 8), (10, 40)])
+def test_minimal_l2_attack_finds_the_exact_minimum_of_affine_models(classes, dim, dtype):
+    with enable_x64(dtype == jnp.float64):
+        rng = np.random.default_rng(classes + dim)
+        for _ in range(10):
+            w, b, model = random_affine(rng, classes, dim, dtype)
+            x = jnp.asarray(rng.standard_normal(dim), dtype)
+            label = int(np.argmax(w @ np.asarray(x, float) + b))
+            result = jax.jit(lambda x, model=model, label=label: attacks.minimal_l2(model, x, label))(x)
+            exact = numpy_min_perturbation(w, b, np.asarray(x, float), label)
+            assert bool(result.success)
+            # It flips and sits on the boundary, up to the excess the attack adds over rounding
+            # (at most ~2 resolvable steps): in exact arithmetic a little more flips, a little less does not.
+            step = 4 * float(attacks.resolvable_step(x, result.delta, 1e-5))
+            assert numpy_argmax_after(w, b, x, result.delta, 1 + step) != label
+            assert numpy_argmax_after(w, b, x, result.delta, 1 - step) == label
+            assert float(result.norm) == pytest.approx(exact, rel=step)
+            assert float(result.norm) >= exact * (1 - 1e-4)  # never below the exact minimum
+
+
+def exact_targeted_distance(w, b, x, target):
+    """min ||delta|| with f_target(x + delta) >= f_j(x + delta) for all j: a small QP, solved by scipy."""
+    from scipy.optimize import minimize
+
+    others = [j for j in range(len(b)) if j != target]
+    constraints = [
+        {"type": "ineq", "fun": lambda d, j=j: (w[target] - w[j]) @ (x + d) + b[target] - b[j]} for j in others
+    ]
+    found = minimize(lambda d: d @ d, np.zeros_like(x), constraints=constraints, method="SLSQP", tol=1e-12)
+    return float(np.sqrt(found.fun))
+
+
+def test_targeted_minimal_l2_reaches_the_target_and_never_beats_the_exact_optimum():
+    rng = np.random.default_rng(11)
+    for _ in range(10):
+        w, b, model = random_affine(rng, 4, 6, jnp.float64)
+        x = rng.standard_normal(6)
+        label = int(np.argmax(w @ x + b))
+        target = (label + 1 + rng.integers(3)) % 4
+        with enable_x64(True):
+            result = attacks.minimal_l2(model, jnp.asarray(x), label, target=target)
+        assert bool(result.success) and numpy_argmax_after(w, b, x, result.delta, 1 + 1e-6) == target
+        exact = exact_targeted_distance(w, b, x, target)
+        assert float(result.norm) >= exact * (1 - 1e-6)
+        if len(b) == 2:
+            assert float(result.norm) == pytest.approx(exact, rel=1e-3)
+
+
+def test_binary_targeted_attack_is_the_untargeted_minimum():
+    rng = np.random.default_rng(5)
+    w, b, model = random_affine(rng, 2, 7, jnp.float64)
+    x = rng.standard_normal(7)
+    label = int(np.argmax(w @ x + b))
+    with enable_x64(True):
+        result = attacks.minimal_l2(model, jnp.asarray(x), label, target=1 - label)
+    assert float(result.norm) == pytest.approx(numpy_min_perturbation(w, b, x, label), rel=1e-3)
+
+
+def test_fgsm_bisection_finds_the_closed_form_eps_on_a_binary_affine_model():
+    # f_label - f_other falls by eps ||w_label - w_other||_1 along FGSM's sign direction.
+    rng = np.random.default_rng(3)
+    for _ in range(10):
+        w, b, model = random_affine(rng, 2, 9, jnp.float64)
+        x = rng.standard_normal(9)
+        label = int(np.argmax(w @ x + b))
+        diff = w[label] - w[1 - label]
+        eps = (diff @ x + b[label] - b[1 - label]) / np.abs(diff).sum()
+        with enable_x64(True):
+            result = attacks.fgsm_bisection(model, jnp.asarray(x), label, eps_max=10 * eps + 1)
+        assert bool(result.success) and numpy_argmax_after(w, b, x, result.delta, 1 + 1e-6) != label
+        assert numpy_argmax_after(w, b, x, result.delta, 1 - 1e-3) == label
+        assert np.max(np.abs(result.delta)) == pytest.approx(eps, rel=1e-3)
+        assert float(result.norm) == pytest.approx(eps * np.sqrt(9), rel=1e-3)
+
+
+def test_fgsm_bisection_reports_failure_when_eps_max_is_too_small():
+    w, b, model = random_affine(np.random.default_rng(4), 3, 5, jnp.float32)
+    x = jnp.ones(5)
+    label = int(np.argmax(w @ np.ones(5) + b))
+    result = attacks.fgsm_bisection(model, x, label, eps_max=1e-6)
+    assert not bool(result.success) and numpy_argmax_after(w, b, x, result.delta) == label
+
+
+def test_least_likely_attack_reaches_the_least_likely_class_inside_the_ball():
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        w, b, model = random_affine(rng, 6, 10, jnp.float32)
+        x = rng.standard_normal(10)
+        label, least = int(np.argmax(w @ x + b)), int(np.argmin(w @ x + b))
+        result = attacks.least_likely(model, jnp.asarray(x, jnp.float32), label, eps=20.0, step=0.05, max_steps=400)
+        assert bool(result.success) and numpy_argmax_after(w, b, x, result.delta) == least
+        assert float(jnp.max(jnp.abs(result.delta))) <= 20.0 + 1e-5
+        bounded = attacks.least_likely(model, jnp.asarray(x, jnp.float32), label, 0.01, 0.005, 5, bounds=(-1.0, 1.0))
+        assert np.all(np.abs(np.asarray(x) + np.asarray(bounded.delta)) <= 1 + 1e-6) or not bool(bounded.success)
+
+
+def test_attacks_vmap_over_inputs():
+    rng = np.random.default_rng(9)
+    w, b, model = random_affine(rng, 3, 4, jnp.float32)
+    xs = jnp.asarray(rng.standard_normal((16, 4)), jnp.float32)
+    labels = jnp.argmax(jax.vmap(model)(xs), axis=1)
+    batched = jax.jit(jax.vmap(lambda x, y: attacks.minimal_l2(model, x, y)))(xs, labels)
+    for i in range(16):
+        one = attacks.minimal_l2(model, xs[i], int(labels[i]))
+        assert float(batched.norm[i]) == pytest.approx(float(one.norm), rel=1e-5)
+    assert bool(jnp.all(batched.success))
+
+
+def test_a_target_equal_to_the_true_class_is_rejected():
+    model = functools.partial(affine, jnp.eye(3), jnp.zeros(3))
+    with pytest.raises(ValueError, match="is the true class"):
+        attacks.minimal_l2(model, jnp.asarray([1.0, 0.0, 0.0]), 0, target=0)
