@@ -1,0 +1,153 @@
+"""Benchmark: jaxfrag's minimal-L2 attack against Foolbox 3's L2 DeepFool and L2 FMN on the same models.
+
+    pip install -e '.[bench]'                     # foolbox==3.3.4 (and torch), benchmark-only
+    python benchmarks/bench_attacks.py            # full run
+    python benchmarks/bench_attacks.py --quick    # a smoke run
+
+In one process, on the same inputs and models (`f: x -> logits` in JAX; Foolbox
+runs them through EagerPy one operation at a time):
+* an affine 10-class model, where the exact minimal perturbation is known;
+* a random ReLU network d = 12 -> 64 -> 10.
+For each: inputs/s of `attacks.minimal_l2` (jit + vmap, compile time apart),
+Foolbox's `L2DeepFoolAttack` and `L2FMNAttack`; success rates (every
+perturbation applied); and the ratio of our norm to theirs per input (median,
+90th percentile) where both succeed, plus ours against the exact answer on the
+affine model. Results go to benchmarks/results/bench_attacks-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import jax
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from common import machine, median_time  # noqa: E402
+
+from jaxfrag import attacks  # noqa: E402
+
+D, CLASSES, HIDDEN = 12, 10, 64
+
+
+def models(rng):
+    w, b = (jnp.asarray(rng.standard_normal(s), jnp.float32) for s in [(CLASSES, D), (CLASSES,)])
+    w1 = jnp.asarray(rng.standard_normal((HIDDEN, D)) / np.sqrt(D), jnp.float32)
+    w2 = jnp.asarray(rng.standard_normal((CLASSES, HIDDEN)) / np.sqrt(HIDDEN), jnp.float32)
+    return {
+        "affine": (lambda x: w @ x + b, lambda xs: xs @ w.T + b, (np.asarray(w, float), np.asarray(b, float))),
+        "relu_mlp": (lambda x: w2 @ jax.nn.relu(w1 @ x), lambda xs: jax.nn.relu(xs @ w1.T) @ w2.T, None),
+    }
+
+
+def exact_affine(w, b, x, label):
+    logits = w @ x + b
+    others = [j for j in range(len(b)) if j != label]
+    return min((logits[label] - logits[j]) / np.linalg.norm(w[label] - w[j]) for j in others)
+
+
+def bench_model(name, single, batched, affine, inputs, repeat):
+    import foolbox as fb
+
+    labels = jnp.argmax(batched(inputs), axis=1)
+    ours = jax.jit(jax.vmap(lambda x, y: attacks.minimal_l2(single, x, y)))
+    start = time.perf_counter()
+    result = jax.block_until_ready(ours(inputs, labels))
+    compile_s = time.perf_counter() - start
+    ours_s, _ = median_time(lambda: jax.block_until_ready(ours(inputs, labels)), repeat)
+    ours_norm, ours_ok = np.asarray(result.norm), np.asarray(result.success)
+    # Verify by applying, outside the attack: the label of x + delta.
+    applied = np.asarray(jnp.argmax(batched(inputs + result.delta), axis=1)) != np.asarray(labels)
+    row = {
+        "model": name,
+        "inputs": int(inputs.shape[0]),
+        "ours": {"seconds": ours_s, "inputs_per_s": inputs.shape[0] / ours_s, "compile_s": compile_s},
+        "ours_success": float(ours_ok.mean()),
+        "ours_success_applied": float(applied.mean()),
+    }
+    if affine is not None:
+        w, b = affine
+        exact = np.array(
+            [exact_affine(w, b, np.asarray(x, float), int(y)) for x, y in zip(inputs, labels, strict=True)]
+        )
+        row["ours_over_exact"] = {
+            "median": float(np.median(ours_norm / exact)),
+            "max": float(np.max(ours_norm / exact)),
+        }
+    fmodel = fb.JAXModel(batched, bounds=(-10.0, 10.0))  # inputs are N(0, 1): no clipping in practice
+    for label, attack in [
+        ("foolbox_deepfool", fb.attacks.L2DeepFoolAttack()),
+        ("foolbox_fmn", fb.attacks.L2FMNAttack()),
+    ]:
+        attack(fmodel, inputs[:2], labels[:2], epsilons=None)  # warm EagerPy's per-operation caches
+        seconds, _ = median_time(lambda a=attack: a(fmodel, inputs, labels, epsilons=None), repeat)
+        raw, _, success = attack(fmodel, inputs, labels, epsilons=None)
+        raw = jnp.asarray(raw.raw if hasattr(raw, "raw") else raw)
+        success = np.asarray(success.raw if hasattr(success, "raw") else success)
+        norms = np.asarray(jnp.linalg.norm(raw - inputs, axis=1))
+        both = ours_ok & success
+        ratio = ours_norm[both] / norms[both]
+        row[label] = {
+            "seconds": seconds,
+            "inputs_per_s": inputs.shape[0] / seconds,
+            "success": float(success.mean()),
+            "our_speedup": seconds / ours_s,
+            "norm_ratio_ours_over_theirs_median": float(np.median(ratio)),
+            "norm_ratio_ours_over_theirs_p90": float(np.quantile(ratio, 0.9)),
+            "norm_ratio_ours_over_theirs_max": float(np.max(ratio)),
+        }
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = parser.parse_args(argv)
+    count, repeat = (32, 2) if args.quick else (256, 3)
+    info = machine()
+    print(f"{info['processor']}, {info['cpu_count']} cores, jax {info['jax']}")
+    rng = np.random.default_rng(0)
+    inputs = jnp.asarray(rng.standard_normal((count, D)), jnp.float32)
+    rows = []
+    for name, (single, batched, affine) in models(rng).items():
+        row = bench_model(name, single, batched, affine, inputs, repeat)
+        rows.append(row)
+        print(
+            f"{name}: ours {row['ours']['inputs_per_s']:.0f} inputs/s, success {row['ours_success']:.3f}"
+            + (
+                f", ours/exact median {row['ours_over_exact']['median']:.6f} max {row['ours_over_exact']['max']:.6f}"
+                if "ours_over_exact" in row
+                else ""
+            )
+        )
+        for label in ("foolbox_deepfool", "foolbox_fmn"):
+            r = row[label]
+            print(
+                f"  {label}: {r['inputs_per_s']:.1f} inputs/s (ours {r['our_speedup']:.0f}x faster), success "
+                f"{r['success']:.3f}, our norm / theirs: median {r['norm_ratio_ours_over_theirs_median']:.4f}, "
+                f"p90 {r['norm_ratio_ours_over_theirs_p90']:.4f}, max {r['norm_ratio_ours_over_theirs_max']:.4f}"
+            )
+    result = {
+        "benchmark": "bench_attacks",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "rows": rows,
+        "quick": args.quick,
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"bench_attacks-{datetime.now().strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
