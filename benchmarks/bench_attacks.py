@@ -18,7 +18,6 @@ affine model. Results go to benchmarks/results/bench_attacks-<time>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -30,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from common import machine, median_time  # noqa: E402
+from common import machine, median_time, write_result  # noqa: E402
 
 from jaxfrag import attacks  # noqa: E402
 
@@ -142,11 +141,7 @@ def main(argv=None):
         "rows": rows,
         "quick": args.quick,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench_attacks-{datetime.now().strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(args.out, "bench_attacks", result, "-quick" if args.quick else "")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ with the machine's description.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ parallel.configure_cpu_devices()
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import numpy_thm6  # noqa: E402
-from common import machine, median_time  # noqa: E402
+from common import machine, median_time, write_result  # noqa: E402
 from jax.sharding import PartitionSpec  # noqa: E402
 
 from jaxfrag import linalg  # noqa: E402
@@ -223,12 +222,9 @@ def main(argv=None):
         "qr": {"per_d": qr_rows, "matmul_ceiling_gflops": ceiling},
         "quick": args.quick,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    suffix = ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
-    path = out / f"bench_core-{datetime.now().strftime('%Y%m%d-%H%M%S')}{suffix}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(
+        args.out, "bench_core", result, ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ Results go to benchmarks/results/bench_linear-<time>.json with the machine's des
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from datetime import UTC, datetime
@@ -38,7 +37,7 @@ parallel.configure_cpu_devices()
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from common import machine, median_time  # noqa: E402
+from common import machine, median_time, write_result  # noqa: E402
 from jax.sharding import PartitionSpec  # noqa: E402
 
 from jaxfrag import linear_net  # noqa: E402
@@ -216,11 +215,7 @@ def main(argv=None):
         "engine_per_d": per_d,
         "quick": args.quick,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"bench_linear-{datetime.now().strftime('%Y%m%d-%H%M%S')}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {path}")
+    write_result(args.out, "bench_linear", result, "-quick" if args.quick else "")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import sys
 import timeit
+from datetime import datetime
 from pathlib import Path
 
 import jax
@@ -36,3 +38,13 @@ def machine() -> dict:
 def median_time(fn, repeat: int) -> tuple[float, float]:
     times = timeit.repeat(fn, number=1, repeat=repeat)
     return float(np.median(times)), float(np.min(times))
+
+
+def write_result(out_dir: str, name: str, result: dict, suffix: str = "") -> Path:
+    """Write a benchmark's JSON as <out_dir>/<name>-<local time><suffix>.json; prints and returns the path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}{suffix}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {path}")
+    return path
