@@ -15,7 +15,8 @@ from typing import NamedTuple
 DEFAULT_DEPTH = {"thm1": 2, "thm4": 3, "thm6": 2}
 # Factor on the first d-1 columns of A: Theorem 6 as stated (1) and the protocol
 # of section 6 (5), which leaves the last column of R, hence phi, unchanged.
-DEFAULT_SCALE_COLUMNS = {"thm6": 1.0, "linear": 5.0}
+# The relu experiment (section 6's "Nonlinear networks") follows section 6's protocol too.
+DEFAULT_SCALE_COLUMNS = {"thm6": 1.0, "linear": 5.0, "relu": 5.0}
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 INITS = ("torch", "glorot", "lecun")
 # Sampling hypercube points without replacement draws a permutation of all 2^d
@@ -30,10 +31,10 @@ class Config(NamedTuple):
     depth: int | None = None  # weight layers of the constructed networks; None: DEFAULT_DEPTH
     width_mult: int = 2  # hidden width = width_mult * d (an integer, so it is exact on device too)
     generator_depth: int = 2  # thm4: t in x = G_t ... G_1 v
-    scale_columns: float | None = None  # thm6/linear: factor on A's first d-1 columns; None: DEFAULT_SCALE_COLUMNS
+    scale_columns: float | None = None  # thm6/linear/relu: factor on A's first d-1 columns; None: DEFAULT_SCALE_COLUMNS
     brute_force_max_d: int = 12  # thm6: enumerate all 2^(d-1) candidates up to this d
-    max_nodes: int = 1 << 26  # thm6/linear: node cap per sphere-decoder search (then opt_exact is False)
-    # linear (section 6): trained d -> width -> ... -> 2 identity-activation networks. The paper
+    max_nodes: int = 1 << 26  # thm6/linear/relu: node cap per sphere-decoder search (then opt_exact is False)
+    # linear and relu (section 6): trained d -> width -> ... -> 2 networks, identity or ReLU. The paper
     # gives the width, Adam, cross-entropy and 20 epochs; lr, batch size and init are our choice.
     width: int = 3000
     hidden_layers: int = 1

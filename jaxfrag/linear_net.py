@@ -12,7 +12,7 @@ Contract: everything is about ONE network; vmap at the call site.
   Re-associating x H_1^T H_2^T as x (H_2 H_1)^T is exactly the same function but
   never forms the (batch, width) activations (16 -> 1.2 GFLOP per trained net).
 * `optimizer(config)` -- the optax transformation, PyTorch's defaults.
-* `train(key, net, a, indices, config)` -- cross-entropy training on the
+* `train(key, net, a, indices, config, loss)` -- cross-entropy training on the
   hypercube points `indices` of A (see `jaxfrag.data`), `config.epochs` epochs
   of shuffled minibatches of `config.batch_size` (the last one smaller, as
   PyTorch's DataLoader does); returns the trained net and whether a NaN or inf
@@ -154,9 +154,14 @@ def batch_plan(key: jax.Array, num: int, batch_size: int) -> tuple[jax.Array, ja
 
 
 def train(
-    key: jax.Array, net: LinearNet, a: jax.Array, indices: jax.Array, config: Config
+    key: jax.Array, net: LinearNet, a: jax.Array, indices: jax.Array, config: Config, loss=None
 ) -> tuple[LinearNet, jax.Array]:
-    """Train on the points A z(indices); returns (trained net, diverged: a NaN or inf loss was seen)."""
+    """Train on the points A z(indices); returns (trained net, diverged: a NaN or inf loss was seen).
+
+    `loss(net, x, labels, weights)` defaults to this module's `cross_entropy`; `jaxfrag.relu_net`
+    passes its own, so both experiments train by exactly the same loop.
+    """
+    loss = loss or cross_entropy
     opt = optimizer(config)
     batch_size = min(config.batch_size, indices.shape[0])
 
@@ -164,9 +169,9 @@ def train(
         net, opt_state, finite = carry
         positions, valid = batch
         x, labels = data.hypercube_batch(a, indices[positions])
-        loss, grads = jax.value_and_grad(cross_entropy)(net, x, labels, valid.astype(x.dtype))
+        value, grads = jax.value_and_grad(loss)(net, x, labels, valid.astype(x.dtype))
         updates, opt_state = opt.update(grads, opt_state, net)
-        return (optax.apply_updates(net, updates), opt_state, finite & jnp.isfinite(loss)), None
+        return (optax.apply_updates(net, updates), opt_state, finite & jnp.isfinite(value)), None
 
     def epoch(carry, epoch_index):
         batches = batch_plan(jax.random.fold_in(key, epoch_index), indices.shape[0], batch_size)

@@ -4,7 +4,8 @@ Contract: `scaling_figure(summary, experiment, title, fit, theory_slope, theory_
 the mean gap against d on log-log axes with 95% error bars, the fitted line
 with its slope interval, a reference slope of -1/2, the theory curve where one
 is known, and the theory's predicted slope; it writes a PNG atomically.
-`figure2` and `table1_figure` are the paper's section 6 views (linear experiment).
+`figure2` and `table1_figure` are the paper's section 6 views (linear experiment);
+`table3_rho` and `table4_scatter` those of its nonlinear networks (relu).
 """
 
 from __future__ import annotations
@@ -124,4 +125,62 @@ def table1_figure(ours: pd.DataFrame, paper: dict[str, list[float]], d: int, pat
             drawn = ax.table(cellText=cells, rowLabels=list(table.index), colLabels=list(table.columns), loc="center")
             drawn.auto_set_font_size(False)
             drawn.set_fontsize(8)
+    _save(fig, path)
+
+
+def table3_rho(cells: pd.DataFrame, alphas: int, paper: dict[int, dict], path: Path) -> None:
+    """The paper's Table 3 as a figure: rho against alpha per d (relu experiment's summary.csv rows).
+
+    Mean over accurate networks with its 95% interval, the median, the paper's means and medians
+    (where the paper has that d) and the mean rho of a uniformly random gradient direction.
+    """
+    alpha = np.arange(alphas) / (alphas - 1)
+    fig = Figure(figsize=(7, 4.6))
+    ax = fig.subplots()
+    for _, c in cells.iterrows():
+        d = int(c["d"])
+        mean = np.array([c[f"table3_rho_{k}_mean"] for k in range(alphas)], float)
+        se = np.array([c[f"table3_rho_{k}_se"] for k in range(alphas)], float)
+        median = np.array([c[f"table3_rho_{k}_median"] for k in range(alphas)], float)
+        drawn = ax.errorbar(
+            alpha, mean, yerr=1.96 * np.nan_to_num(se), fmt="o-", ms=4, capsize=2,
+            label=f"d = {d}: mean, 95% CI ({int(c['accurate'])} accurate nets)",
+        )  # fmt: skip
+        color = drawn[0].get_color()
+        ax.plot(alpha, median, "s:", ms=3, color=color, label=f"d = {d}: median")
+        ax.axhline(c["rho_random_mean"], color=color, ls="--", lw=1, label=f"d = {d}: random direction, mean")
+        if d in paper:
+            ax.plot(alpha, paper[d]["mean"], "kx", ms=6, label=f"paper, d = {d}: mean")
+            ax.plot(alpha, paper[d]["median"], "k+", ms=7, label=f"paper, d = {d}: median")
+    ax.set_xlabel("alpha  (x = alpha b1 + (1 - alpha) b2)")
+    ax.set_ylabel("rho = |cos(grad(f1 - f2), x1 - x2)|")
+    ax.set_title("Table 3: compression rate rho of trained ReLU networks")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def table4_scatter(rows: pd.DataFrame, inputs: tuple[str, ...], paper: dict[int, dict], path: Path) -> None:
+    """Table 4's claim |cos theta_t| ~ delta/m, one point per accurate network and input (relu rows)."""
+    fig = Figure(figsize=(5.6, 5.2))
+    ax = fig.subplots()
+    top = 0.0
+    for b, marker in zip(inputs, "o^", strict=False):
+        hit = rows[rows[f"flips_{b}"].astype(bool)]
+        x, y = hit[f"cos_theta_t_{b}"].abs().to_numpy(float), (hit[f"delta_{b}"] / hit["m"]).to_numpy(float)
+        ax.plot(x, y, marker, ms=3, alpha=0.5, label=f"{b} ({len(hit)} networks)")
+        top = max(top, float(np.max(x, initial=0)), float(np.max(y, initial=0)))
+    for d, values in paper.items():
+        for b in inputs:
+            ax.plot(abs(values[b]["cos_theta_t"]), values[b]["ratio"], "k*", ms=9)
+        ax.plot([], [], "k*", label=f"the paper, d = {d} (means)")
+    top = 1.05 * max(top, 0.2)
+    ax.plot([0, top], [0, top], "k--", lw=1, label="delta/m = |cos theta_t|")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_xlabel("|cos theta_t|  (grad(f1 - f2) at b + delta vs a_d)")
+    ax.set_ylabel("delta / m  (minimal attack / ||a_d||)")
+    ax.set_title("Table 4: compression predicts the attack size")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
     _save(fig, path)

@@ -12,6 +12,9 @@ them); closed forms are plain numpy/scipy functions of d and return floats or
   |cosine| between a fixed direction and a uniformly random one:
   phi^2 ~ Beta(1/2, (d-1)/2), E[phi] = Gamma(d/2) / (sqrt(pi) Gamma((d+1)/2)),
   E[phi^2] = 1/d, and E[phi] ~ sqrt(2 / (pi d)) as d grows.
+  Theorem 7's rho (relu experiment) is |cos(grad(f1 - f2), x1 - x2)|; were the
+  gradient's direction uniformly random, rho would have exactly this law:
+  mean E[phi], median sqrt of the Beta(1/2, (d-1)/2) median (`random_cos_median`).
 * Theorem 1's attack e = Q (0,..,0, R_{d-1,d-1} - R_{d-1,d}, -R_dd) has
   ||e||^2 = (R_{d-1,d-1} - R_{d-1,d})^2 + R_dd^2 with R_{d-1,d-1} ~ chi_2,
   R_{d-1,d} ~ N(0,1), R_dd ~ chi_1 independent (Bartlett with m = n = d). Given
@@ -102,6 +105,11 @@ def phi_variance(d: int | np.ndarray) -> np.ndarray:
 def phi_squared_law(d: int):
     """phi^2 ~ Beta(1/2, (d-1)/2)."""
     return stats.beta(0.5, (d - 1) / 2)
+
+
+def random_cos_median(d: int) -> float:
+    """Median of |cos| between a fixed and a uniformly random direction in R^d (the law of phi)."""
+    return float(math.sqrt(phi_squared_law(d).median()))
 
 
 def thm1_attack_norm_law():

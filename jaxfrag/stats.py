@@ -5,6 +5,10 @@ Contract: plain functions of pandas/numpy data.
   for every metric. Trials with a NaN or inf in any metric are counted in
   n_nonfinite and left out of every mean: never silently averaged. Booleans
   are fractions with the binomial standard error.
+* `mean_se` -- the mean and its standard error of a set of values.
+* `median_ci` -- a distribution-free interval for a median from order
+  statistics: [x_(j), x_(n-j+1)] with P(Binomial(n, 1/2) < j) <= (1 - level)/2,
+  so it covers the median with probability >= level for any continuous law.
 * `loglog_fit` -- least-squares line through (log d, log mean) with
   `scipy.stats.linregress`, its slope's standard error and 95% t-interval.
 """
@@ -44,6 +48,24 @@ def summarise_cell(rows: pd.DataFrame, metrics: list[str]) -> dict[str, float]:
         out[f"{metric}_mean"] = mean
         out[f"{metric}_se"] = se
     return out
+
+
+def mean_se(values: np.ndarray) -> tuple[float, float]:
+    """(mean, standard error of the mean); NaNs when there are too few values."""
+    values = np.asarray(values, float)
+    if len(values) == 0:
+        return math.nan, math.nan
+    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+
+
+def median_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """(low, high) order-statistic interval for the median; NaNs when n is too small for `level`."""
+    values = np.sort(np.asarray(values, float))
+    n = len(values)
+    j = int(stats.binom.ppf((1 - level) / 2, n, 0.5)) if n else 0  # P(B <= j - 1) < (1 - level) / 2
+    if j < 1:
+        return math.nan, math.nan
+    return float(values[j - 1]), float(values[n - j])
 
 
 class Fit(NamedTuple):

@@ -4,6 +4,7 @@
     python -m jaxfrag.sweep --d 8,12,16 --experiment thm6 --trials 2000 --out runs/thm6
     python -m jaxfrag.sweep --d 8..64:8 --out runs/demo --resume
     python -m jaxfrag.sweep --experiment linear --d 12 --trials 256 --out runs/table2
+    python -m jaxfrag.sweep --experiment relu --d 12 --trials 256 --out runs/table3
 
 For each (experiment, d) cell it runs --trials trials (compiled per bucket of
 dimensions, sharded over the devices), writes the cell atomically, and at the
@@ -23,10 +24,11 @@ from datetime import UTC, datetime
 
 from jaxfrag.config import INITS, MAX_SAMPLED_D, OPTIMIZERS
 
-EXPERIMENT_NAMES = ("thm1", "thm4", "thm6", "linear")
-DEFAULT_EXPERIMENTS = ["thm1", "thm4", "thm6"]  # linear trains networks: asked for by name
+EXPERIMENT_NAMES = ("thm1", "thm4", "thm6", "linear", "relu")
+TRAINED = ("linear", "relu")  # experiments that train networks
+DEFAULT_EXPERIMENTS = ["thm1", "thm4", "thm6"]  # linear and relu train networks: asked for by name
 DEFAULT_TRIALS = 500
-DEFAULT_TRIALS_LINEAR = 256  # when linear is among the experiments: ~3 s of training per network at d = 16
+DEFAULT_TRIALS_LINEAR = 256  # when linear or relu is run: ~3 s of training per network at d = 16
 RESULTS_REFRESH_S = 20.0  # rewrite results.parquet / summary.csv at most this often during a run
 
 
@@ -98,20 +100,20 @@ def _number(name: str, convert=int, low: float = 0, inclusive: bool = False):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m jaxfrag.sweep",
-        description="Monte Carlo of the NN-vs-optimal adversarial robustness gap (Theorems 1, 4, 6; section 6).",
+        description="Monte Carlo of the NN-vs-optimal adversarial robustness gap (Theorems 1, 4, 6, 7; section 6).",
     )
     parser.add_argument("--d", required=True, help="dimensions: 7..64, 8..64:8, 8,12,16 or 12")
     parser.add_argument(
         "--experiment",
         nargs="+",
         default=DEFAULT_EXPERIMENTS,
-        help="one or more of thm1, thm4, thm6, linear (default: thm1 thm4 thm6)",
+        help="one or more of thm1, thm4, thm6, linear, relu (default: thm1 thm4 thm6)",
     )
     parser.add_argument(
         "--trials",
         type=_number("--trials"),
         default=None,
-        help=f"trials per dimension (default {DEFAULT_TRIALS}; {DEFAULT_TRIALS_LINEAR} when linear is run)",
+        help=f"trials per dimension (default {DEFAULT_TRIALS}; {DEFAULT_TRIALS_LINEAR} when linear or relu is run)",
     )
     parser.add_argument("--seed", type=_number("--seed", inclusive=True), default=0)
     parser.add_argument("--out", default=None, help="output folder (default: runs/sweep-<time>)")
@@ -149,8 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--scale-columns",
         type=_number("--scale-columns", float),
         default=None,
-        help="thm6, linear: factor on A's first d-1 columns (default: thm6 1 as in Theorem 6, linear 5 as in "
-        "section 6; 1 turns it off)",
+        help="thm6, linear, relu: factor on A's first d-1 columns (default: thm6 1 as in Theorem 6, linear and "
+        "relu 5 as in section 6; 1 turns it off)",
     )
     model.add_argument(
         "--brute-force-max-d",
@@ -162,12 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-nodes",
         type=_number("--max-nodes"),
         default=1 << 26,
-        help="thm6, linear: sphere-decoder node cap per search",
+        help="thm6, linear, relu: sphere-decoder node cap per search",
     )
-    train = parser.add_argument_group("linear: trained networks (section 6; lr, batch and init are our choice)")
+    train = parser.add_argument_group(
+        "linear, relu: trained networks (section 6; lr, batch and init are our choice, and relu's width)"
+    )
     train.add_argument("--width", type=_number("--width"), default=3000, help="hidden width")
     train.add_argument(
-        "--hidden-layers", type=_number("--hidden-layers", inclusive=True), default=1, help="hidden linear layers"
+        "--hidden-layers", type=_number("--hidden-layers", inclusive=True), default=1, help="hidden layers"
     )
     train.add_argument("--bias", action="store_true", help="layers with biases (off: W = H2 H1 as analysed)")
     train.add_argument("--lr", type=_number("--lr", float), default=1e-3, help="learning rate")
@@ -189,9 +193,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.dims = parse_dims(args.d)
     args.experiments = parse_experiments(args.experiment)
     if args.trials is None:
-        args.trials = DEFAULT_TRIALS_LINEAR if "linear" in args.experiments else DEFAULT_TRIALS
-    if "linear" in args.experiments and max(args.dims) > MAX_SAMPLED_D:
-        raise UsageError(f"--experiment linear: d must be at most {MAX_SAMPLED_D}, got {max(args.dims)}")
+        args.trials = DEFAULT_TRIALS_LINEAR if set(TRAINED) & set(args.experiments) else DEFAULT_TRIALS
+    for name in TRAINED:
+        if name in args.experiments and max(args.dims) > MAX_SAMPLED_D:
+            raise UsageError(f"--experiment {name}: d must be at most {MAX_SAMPLED_D}, got {max(args.dims)}")
     if args.brute_force_max_d > 20:
         raise UsageError(
             "--brute-force-max-d above 20 would enumerate over a million points per trial; use the sphere decoder"
@@ -232,7 +237,7 @@ def run_config(args: argparse.Namespace) -> dict:
                 "optimizer": args.optimizer,
                 "max_points": args.max_points,
             }
-            if "linear" in args.experiments
+            if set(TRAINED) & set(args.experiments)
             else {}
         ),
     }

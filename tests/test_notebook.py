@@ -40,3 +40,15 @@ def test_linear_networks_notebook_executes(tmp_path):
     text, images = execute(ROOT / "notebooks" / "linear_networks.ipynb", run)
     assert "48 trained networks" in text and "attack verified minimal" in text and "paper, d = 12" in text
     assert len(images) == 2
+
+
+def test_nonlinear_notebook_executes(tmp_path):
+    run = tmp_path / "run"
+    result = sweep(
+        "--d", "7,12", "--experiment", "relu", "--trials", "16", "--width", "32", "--epochs", "3", "--out", run
+    )  # fmt: skip
+    assert "Table 3, d = 12" in result.stdout and "paper median" in result.stdout and "Table 4, d = 7" in result.stdout
+    assert (run / "figures" / "table3_rho.png").exists() and (run / "figures" / "table4_scatter.png").exists()
+    text, images = execute(ROOT / "notebooks" / "nonlinear.ipynb", run)
+    assert "32 trained ReLU networks" in text and "paper, d = 17" in text and "corr(rho, phi)" in text
+    assert len(images) == 2

@@ -57,6 +57,8 @@ BAD_INPUTS = {
     "linear: zero lr": ["--d", "8", "--experiment", "linear", "--lr", "0"],
     "linear: zero epochs": ["--d", "8", "--experiment", "linear", "--epochs", "0"],
     "linear: d too large to sample": ["--d", "30", "--experiment", "linear"],
+    "relu: d too large to sample": ["--d", "8,25", "--experiment", "relu"],
+    "relu: zero width": ["--d", "8", "--experiment", "relu", "--width", "0"],
 }
 
 

@@ -45,9 +45,10 @@ class Experiment(NamedTuple):
 
 
 def registry() -> dict[str, Experiment]:
-    from jaxfrag.experiments import linear, thm1, thm4, thm6
+    from jaxfrag.experiments import linear, relu, thm1, thm4, thm6
 
-    return {e.name: e for e in (thm1.EXPERIMENT, thm4.EXPERIMENT, thm6.EXPERIMENT, linear.EXPERIMENT)}
+    experiments = (thm1.EXPERIMENT, thm4.EXPERIMENT, thm6.EXPERIMENT, linear.EXPERIMENT, relu.EXPERIMENT)
+    return {e.name: e for e in experiments}
 
 
 # Trials per vmapped group inside a device's chunk. A batched Householder sweep

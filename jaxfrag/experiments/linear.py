@@ -32,6 +32,7 @@ import pandas as pd
 from jaxfrag import attacks, data, linalg, linear_net, plots, rmt
 from jaxfrag.config import Config
 from jaxfrag.experiments import Experiment, map_trials, thm6
+from jaxfrag.stats import mean_se
 
 COLUMNS = {
     "train_acc": "accuracy on the training points",
@@ -73,13 +74,17 @@ def cosine(u: jax.Array, v: jax.Array) -> jax.Array:
     return u @ v / (jnp.linalg.norm(u) * jnp.linalg.norm(v))
 
 
-def train_trial(key: jax.Array, d: int, config: Config):
-    """One trial's data and trained network: (A, training point indices, trained net, diverged)."""
+def train_trial(key: jax.Array, d: int, config: Config, experiment: str = "linear", loss=None):
+    """One trial's data and trained network: (A, training point indices, trained net, diverged).
+
+    `loss` selects the network (`linear_net.cross_entropy` by default, `relu_net.cross_entropy`
+    for the relu experiment); the data follow `experiment`'s column scaling.
+    """
     key_a, key_points, key_init, key_train = jax.random.split(key, 4)
-    a = data.mixing_matrix(key_a, d, config.scale_for("linear"))
+    a = data.mixing_matrix(key_a, d, config.scale_for(experiment))
     indices = data.hypercube_indices(key_points, d, config.max_points)
     net = linear_net.init(key_init, d, config, a.dtype)
-    net, diverged = linear_net.train(key_train, net, a, indices, config)
+    net, diverged = linear_net.train(key_train, net, a, indices, config, loss)
     return a, indices, net, diverged
 
 
@@ -143,13 +148,6 @@ def bytes_per_trial(size: int, config: Config) -> int:
     return 4 * (6 * linear_net.num_parameters(size, config) + points * (4 * size + 12) + 2 * sampled + 2 * brute)
 
 
-def _mean_se(values: np.ndarray) -> tuple[float, float]:
-    values = np.asarray(values, float)
-    if len(values) == 0:
-        return math.nan, math.nan
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
-
-
 def successes(rows: pd.DataFrame) -> pd.Series:
     """The paper's "valid runs": training accuracy 1 (and no divergence)."""
     return (rows["train_acc"] == 1) & ~rows["diverged"].astype(bool)
@@ -178,7 +176,7 @@ def cell_summary(rows: pd.DataFrame, d: int, config: Config) -> dict[str, float]
         if prefix == "success":  # the measured robustness where training succeeded (failures have ~0 margins)
             measures += [("robustness_ratio", group["robustness_ratio"].to_numpy()), ("gap", group["gap"].to_numpy())]
         for name, values in measures:
-            out[f"{prefix}_{name}_mean"], out[f"{prefix}_{name}_se"] = _mean_se(values)
+            out[f"{prefix}_{name}_mean"], out[f"{prefix}_{name}_se"] = mean_se(values)
     attack_ratio = (
         (finite["robustness_attack"] / finite["robustness_exact"]).to_numpy() if "robustness_attack" in finite else []
     )

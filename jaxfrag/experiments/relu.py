@@ -1,0 +1,313 @@
+"""Section 6, "Nonlinear networks" and "Perturbation analysis" (Theorem 7; Tables 3 and 4).
+
+Per trial: draw A (the first d-1 columns times 5 by default, section 6's
+protocol; `--scale-columns 1` is Theorem 6 as stated), train a d -> width -> 2
+ReLU network on the hypercube points x = A z (label = last bit) exactly as the
+linear experiment trains its linear ones (`jaxfrag.relu_net`), then draw one
+pair z+, z- that agree in the first d-1 (uniform) signs and differ in the last,
+b1 = A z+ (class 1) and b2 = A z- (class 0), so that b1 - b2 = 2 a_d, and measure:
+
+* Table 3: rho at x = alpha b1 + (1 - alpha) b2, alpha_k = k/9: the paper's
+  x1 - x2 = b1 - b2 for every alpha, so rho = |cos(grad(f1 - f2)(x), a_d)|, from
+  `compression.path_compression` (f1, f2: output neurons 0 and 1, the linear
+  experiment's W1, W2).
+* Table 4, for b in {b1, b2}: the minimal-L2 attack (`attacks.minimal_l2`, from
+  the class the network gives b) with its norm delta and whether applying it
+  changes the label; cos theta_t = cos(grad(f1 - f2)(b + delta), a_d), signed; m =
+  ||a_d||. The paper's claim is |cos theta_t| ~ delta / m.
+* The optimal (minimum-distance) classifier's exact robustness at b1 and at b2,
+  half the distance to the nearest opposite-class point among all 2^d (brute
+  force or sphere decoder, as thm6), at most m (the last-bit flip).
+
+Were grad(f1 - f2) a uniformly random direction, rho would have the law of phi
+(`jaxfrag.rmt`): mean Gamma(d/2) / (sqrt(pi) Gamma((d+1)/2)), 0.2352 at d = 12.
+The per-d summary has Table 3's mean, standard error, median and its
+order-statistic 95% interval per alpha over accurate networks (training accuracy
+1), and Table 4's means with the |cos theta_t| - delta/m difference and its
+interval, over accurate networks and over all trials.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from jaxfrag import attacks, compression, data, linalg, plots, relu_net, rmt
+from jaxfrag.config import Config
+from jaxfrag.experiments import Experiment, linear, map_trials, thm6
+from jaxfrag.stats import mean_se, median_ci
+
+ALPHAS = 10  # alpha_k = k / 9, k = 0..9, as the paper's Table 3
+INPUTS = ("b1", "b2")
+
+COLUMNS = {
+    "train_acc": "accuracy on the training points",
+    "train_loss": "mean cross-entropy on the training points after training",
+    "diverged": "a NaN or inf loss was seen during training",
+    **{
+        f"rho_alpha_{k}": f"|cos(grad(f1 - f2), a_d)| at x = alpha b1 + (1 - alpha) b2, alpha = {k}/9"
+        for k in range(ALPHAS)
+    },
+    "delta_b1": "norm of the minimal-L2 attack's perturbation of b1 = A z+",
+    "delta_b2": "norm of the minimal-L2 attack's perturbation of b2 = A z-",
+    "flips_b1": "that perturbation, added to b1, changes the network's label",
+    "flips_b2": "that perturbation, added to b2, changes the network's label",
+    "cos_theta_t_b1": "cos of the angle between grad(f1 - f2) at b1 + delta and a_d (signed)",
+    "cos_theta_t_b2": "cos of the angle between grad(f1 - f2) at b2 + delta and a_d (signed)",
+    "opt_robustness_b1": "half the distance from b1 to the nearest opposite-class point A z' (exact)",
+    "opt_robustness_b2": "half the distance from b2 to the nearest opposite-class point A z' (exact)",
+    "opt_exact": "both searches for those points completed",
+    "m": "||a_d||, the last column of A",
+    "phi": "R_dd / ||a_d||, Theorem 6's compression ratio of the same A",
+    "correct_b1": "the network classifies b1 as class 1 (z_d = +1)",
+    "correct_b2": "the network classifies b2 as class 0 (z_d = -1)",
+    "gap": "mean over b1, b2 of delta_b / opt_robustness_b",
+    "pair_index": "index i of z-: z_j = 2 bit_j(i) - 1; z+ is i + 2^(d-1)",
+    "n_points": "training points used",
+    "points_sampled": "the training points are a sample of the 2^d (2^d > max_points)",
+}
+
+# The paper's Table 3 (d = 12, 50 accurate one-hidden-layer ReLU networks) and Table 4 (d = 17,
+# averages over 10 inputs b1 and 10 inputs b2 of one network; cos theta_t as printed, signed).
+PAPER_TABLE3 = {
+    12: {
+        "mean": [0.3278, 0.3275, 0.3273, 0.3270, 0.3272, 0.3275, 0.3274, 0.3281, 0.3280, 0.3276],
+        "median": [0.3270, 0.3261, 0.3258, 0.3255, 0.3303, 0.3307, 0.3293, 0.3322, 0.3315, 0.3324],
+        "networks": 50,
+    }
+}
+PAPER_TABLE4 = {
+    17: {
+        "b1": {"cos_theta_t": -0.15324514, "delta": 0.8023384809494019, "m": 5.1928935050964355, "ratio": 0.15450701},
+        "b2": {"cos_theta_t": -0.14983976, "delta": 0.7597464323043823, "m": 5.1928935050964355, "ratio": 0.14630501},
+    }
+}
+
+
+def trained_metrics(key: jax.Array, d: int, config: Config):
+    """One trial up to the optimum: (metrics, A, z+, z-, their opposite-point problems)."""
+    key_train, key_pair = jax.random.split(key)
+    a, indices, net, diverged = linear.train_trial(key_train, d, config, "relu", relu_net.cross_entropy)
+    accuracy, loss = relu_net.evaluate(net, a, indices)
+    model = functools.partial(relu_net.apply, net)
+
+    pair = jax.random.randint(key_pair, (), 0, 2 ** (d - 1), jnp.int32)
+    z_minus, z_plus = data.sign_vectors(jnp.stack([pair, pair + 2 ** (d - 1)]), d, a.dtype)
+    b1, b2 = a @ z_plus, a @ z_minus
+    a_d = a[:, -1]
+    m = jnp.linalg.norm(a_d)
+
+    # x1 - x2 = b1 - b2 for every alpha, and the path from b2 to b1 is x = alpha b1 + (1 - alpha) b2.
+    path = compression.path_compression(model, b2, b1, (0, 1), ALPHAS)
+    metrics = {
+        "train_acc": accuracy,
+        "train_loss": loss,
+        "diverged": diverged | ~jnp.all(jnp.isfinite(net.weights[0])),
+        **{f"rho_alpha_{k}": jnp.abs(path.cos[k]) for k in range(ALPHAS)},
+    }
+    grad_g = jax.grad(lambda x: model(x)[0] - model(x)[1])
+    for name, b, true_class in (("b1", b1, 1), ("b2", b2, 0)):
+        label = jnp.argmax(model(b))
+        attack = attacks.minimal_l2(model, b, label)
+        metrics[f"delta_{name}"] = attack.norm
+        metrics[f"flips_{name}"] = attack.success
+        metrics[f"cos_theta_t_{name}"] = linear.cosine(grad_g(b + attack.delta), a_d)
+        metrics[f"correct_{name}"] = label == true_class
+    metrics.update(
+        m=m,
+        phi=linalg.qr(a).r[-1, -1] / m,
+        pair_index=pair,
+        n_points=jnp.asarray(indices.shape[0], jnp.int32),
+        points_sampled=jnp.asarray(2**d > config.max_points),
+    )
+    problems = tuple(thm6.opposite_point_problem(a, z, d, d, config) for z in (z_plus, z_minus))
+    return metrics, a, z_plus, z_minus, problems
+
+
+def run_chunk(keys: jax.Array, d, size: int, config: Config, lanes: int | None = None) -> dict[str, jax.Array]:
+    # Compiled per d (size == d), as linear: the training set and the step count depend on 2^d.
+    metrics, a, z_plus, z_minus, (problem_plus, problem_minus) = map_trials(
+        lambda key: trained_metrics(key, size, config), keys
+    )
+    exact = jnp.ones(keys.shape[0], bool)
+    for name, z, problem in (("b1", z_plus, problem_plus), ("b2", z_minus, problem_minus)):
+        optimum = thm6.solve_optimum(a, z, problem, size, size, config, lanes)
+        metrics[f"opt_robustness_{name}"] = optimum["opt_robustness"]
+        exact = exact & optimum["opt_exact"]
+    metrics["opt_exact"] = exact
+    metrics["gap"] = 0.5 * sum(metrics[f"delta_{b}"] / metrics[f"opt_robustness_{b}"] for b in INPUTS)
+    return {name: metrics[name] for name in COLUMNS}
+
+
+def theory(d: int, config: Config) -> dict[str, float]:
+    rho_random = float(rmt.phi_mean(d))
+    return {
+        "rho_random_mean": rho_random,
+        "rho_random_median": rmt.random_cos_median(d),
+        "phi_mean_theory": rho_random,
+        "gap_theory": rho_random,
+    }
+
+
+def bytes_per_trial(size: int, config: Config) -> int:
+    block = min(relu_net.EVAL_BLOCK, 2**size) * config.width  # evaluation activations
+    return linear.bytes_per_trial(size, config) + 4 * (3 * config.batch_size * config.width + 2 * block)
+
+
+def accurate(rows: pd.DataFrame) -> pd.Series:
+    """The paper's "accurate networks": training accuracy 1 (and no divergence)."""
+    return linear.successes(rows)
+
+
+def _interval(values: np.ndarray) -> tuple[float, float, float, float]:
+    """(mean, standard error, 95% low, 95% high) with the normal interval mean +- 1.96 se."""
+    mean, se = mean_se(values)
+    return mean, se, mean - 1.96 * se, mean + 1.96 * se
+
+
+def cell_summary(rows: pd.DataFrame, d: int, config: Config) -> dict[str, float]:
+    """Table 3 per alpha and Table 4 per input, over accurate networks (and Table 4 over all trials)."""
+    finite = rows[~rows["nonfinite"].astype(bool)]
+    ok = accurate(finite)
+    good = finite[ok]
+    out: dict[str, float] = {
+        "runs": len(rows),
+        "accurate": int(ok.sum()),
+        "accurate_fraction": float(ok.mean()) if len(finite) else math.nan,
+    }
+    for k in range(ALPHAS):
+        rho = good[f"rho_alpha_{k}"].to_numpy(float)
+        out[f"table3_rho_{k}_mean"], out[f"table3_rho_{k}_se"] = mean_se(rho)
+        out[f"table3_rho_{k}_median"] = float(np.median(rho)) if len(rho) else math.nan
+        out[f"table3_rho_{k}_median_low"], out[f"table3_rho_{k}_median_high"] = median_ci(rho)
+    out["accurate_phi_mean"], out["accurate_phi_se"] = mean_se(good["phi"].to_numpy(float))
+    for group_name, group in (("table4", good), ("table4_all", finite)):
+        for b in INPUTS:
+            hit = group[group[f"flips_{b}"].astype(bool)]
+            prefix = f"{group_name}_{b}"
+            abs_cos = hit[f"cos_theta_t_{b}"].abs().to_numpy(float)
+            ratio = (hit[f"delta_{b}"] / hit["m"]).to_numpy(float)
+            out[f"{prefix}_n"] = len(hit)
+            out[f"{prefix}_flips"] = float(group[f"flips_{b}"].astype(bool).mean()) if len(group) else math.nan
+            for name, values in (
+                ("cos_theta_t", hit[f"cos_theta_t_{b}"].to_numpy(float)),
+                ("abs_cos_theta_t", abs_cos),
+                ("delta", hit[f"delta_{b}"].to_numpy(float)),
+                ("m", hit["m"].to_numpy(float)),
+                ("delta_over_m", ratio),
+                ("delta_over_opt", (hit[f"delta_{b}"] / hit[f"opt_robustness_{b}"]).to_numpy(float)),
+                ("opt_over_m", (hit[f"opt_robustness_{b}"] / hit["m"]).to_numpy(float)),
+            ):
+                out[f"{prefix}_{name}_mean"], out[f"{prefix}_{name}_se"] = mean_se(values)
+            # The claim |cos theta_t| ~ delta / m: the mean difference and the mean ratio, each with its interval.
+            for name, values in (("diff", abs_cos - ratio), ("ratio", ratio / abs_cos)):
+                mean, se, low, high = _interval(values)
+                out.update({f"{prefix}_{name}_mean": mean, f"{prefix}_{name}_se": se})
+                out.update({f"{prefix}_{name}_low": low, f"{prefix}_{name}_high": high})
+            out[f"{prefix}_ratio_median"] = float(np.median(ratio / abs_cos)) if len(hit) else math.nan
+    paper = PAPER_TABLE3.get(d)
+    if paper:
+        for k in range(ALPHAS):
+            out[f"paper_table3_rho_{k}_mean"] = paper["mean"][k]
+            out[f"paper_table3_rho_{k}_median"] = paper["median"][k]
+    return out
+
+
+# Table 4's printed columns (summary prefixes), in order; "diff" is |cos theta_t| - delta/m.
+TABLE4_COLUMNS = ("cos_theta_t", "delta", "m", "delta_over_m", "diff", "delta_over_opt")
+
+
+def _pm(mean: float, se: float, digits: int = 4) -> str:
+    return f"{mean:.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{mean:.{digits}f}"
+
+
+def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
+    cells = summary[summary["experiment"] == "relu"].sort_values("d")
+    lines = [
+        f"relu (section 6, Theorem 7): d -> {config.width} x{config.hidden_layers} -> 2 ReLU nets, "
+        f"{config.optimizer} lr {config.lr:g}, {config.epochs} epochs of batches of {config.batch_size}, "
+        f"init {config.init}, bias {'on' if config.bias else 'off'}, columns 1..d-1 of A "
+        f"x{config.scale_for('relu'):g}; accurate = training accuracy 1"
+    ]
+    for _, c in cells.iterrows():
+        d = int(c["d"])
+        paper = PAPER_TABLE3.get(d)
+        lines += [
+            "",
+            f"Table 3, d = {d}: rho over {int(c['accurate'])} accurate of {int(c['runs'])} networks "
+            f"({c['accurate_fraction']:.2f}); median with its 95% order-statistic interval",
+            f"{'alpha':>6}  {'mean ± se':>17}  {'median [95% CI]':>26}"
+            + (f"  {'paper mean':>10}  {'paper median':>12}" if paper else ""),
+        ]
+        for k in range(ALPHAS):
+            median = (
+                f"{c[f'table3_rho_{k}_median']:.4f} "
+                f"[{c[f'table3_rho_{k}_median_low']:.4f}, {c[f'table3_rho_{k}_median_high']:.4f}]"
+            )
+            line = f"{k / 9:>6.3f}  {_pm(c[f'table3_rho_{k}_mean'], c[f'table3_rho_{k}_se']):>17}  {median:>26}"
+            if paper:
+                line += f"  {paper['mean'][k]:>10.4f}  {paper['median'][k]:>12.4f}"
+            lines.append(line)
+        lines.append(
+            f"uniformly random gradient direction: mean {c['rho_random_mean']:.4f}, median "
+            f"{c['rho_random_median']:.4f}; phi = R_dd/||a_d|| of the same A (accurate nets): "
+            f"{_pm(c['accurate_phi_mean'], c['accurate_phi_se'])}"
+        )
+        lines += [
+            f"Table 4, d = {d}: means ± se over the accurate networks (rows 'all': every trial) whose attack "
+            "flipped the label; delta/opt: delta over the optimal classifier's exact robustness at b",
+            f"{'input':>6} {'flips':>6}  {'cos theta_t':>17}  {'delta':>17}  {'m':>17}  {'delta/m':>17}  "
+            f"{'|cos|-delta/m [95% CI]':>34}  {'delta/opt':>17}",
+        ]
+        for group_name, label in (("table4", ""), ("table4_all", " all")):
+            for b in INPUTS:
+                p = f"{group_name}_{b}"
+                columns = [_pm(c[f"{p}_{name}_mean"], c[f"{p}_{name}_se"]) for name in TABLE4_COLUMNS]
+                diff = f"{columns.pop(4)} [{c[f'{p}_diff_low']:+.4f}, {c[f'{p}_diff_high']:+.4f}]"
+                lines.append(
+                    f"{b + label:>6} {c[f'{p}_flips']:>6.3f}  " + "  ".join(f"{v:>17}" for v in columns[:4])
+                    + f"  {diff:>34}  {columns[4]:>17}"
+                )  # fmt: skip
+        for b in INPUTS:
+            p = f"table4_{b}"
+            lines.append(
+                f"  {b}: (delta/m) / |cos theta_t| mean {_pm(c[f'{p}_ratio_mean'], c[f'{p}_ratio_se'])} "
+                f"[{c[f'{p}_ratio_low']:.4f}, {c[f'{p}_ratio_high']:.4f}], median {c[f'{p}_ratio_median']:.4f}; "
+                f"optimal robustness / m {_pm(c[f'{p}_opt_over_m_mean'], c[f'{p}_opt_over_m_se'])}"
+            )
+    for d, paper in PAPER_TABLE4.items():
+        lines.append(f"the paper's Table 4 (d = {d}, one network, averages over 10 inputs b1 and 10 inputs b2):")
+        for b in INPUTS:
+            v = paper[b]
+            values = "  ".join(f"{v[name]:>17.4f}" for name in ("cos_theta_t", "delta", "m", "ratio"))
+            lines.append(f"{b:>6} {'':>6}  {values}  {abs(v['cos_theta_t']) - v['ratio']:>+34.4f}")
+    return "\n".join(lines)
+
+
+def figures(figure_path, summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> None:
+    cells = summary[summary["experiment"] == "relu"].sort_values("d")
+    if len(cells):
+        plots.table3_rho(cells, ALPHAS, PAPER_TABLE3, figure_path("table3_rho.png"))
+        ok = rows[~rows["nonfinite"].astype(bool)]
+        plots.table4_scatter(ok[accurate(ok)], INPUTS, PAPER_TABLE4, figure_path("table4_scatter.png"))
+
+
+EXPERIMENT = Experiment(
+    name="relu",
+    paper="section 6 / Theorem 7, Tables 3-4",
+    columns=COLUMNS,
+    run_chunk=run_chunk,
+    size=lambda d, config: d,
+    theory=theory,
+    theory_slope=lambda config: -0.5,
+    gap_theory_kind="E[rho] for a uniformly random gradient direction (= E[phi])",
+    bytes_per_trial=bytes_per_trial,
+    cell_summary=cell_summary,
+    report=report,
+    figures=figures,
+)
