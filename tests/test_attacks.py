@@ -86,11 +86,13 @@ def numpy_argmax_after(w, b, x, delta, scale=1.0):
 def test_minimal_l2_attack_finds_the_exact_minimum_of_affine_models(classes, dim, dtype):
     with enable_x64(dtype == jnp.float64):
         rng = np.random.default_rng(classes + dim)
+        # One compiled attack for every model: the weights are arguments.
+        attack = jax.jit(lambda w, b, x, label: attacks.minimal_l2(functools.partial(affine, w, b), x, label))
         for _ in range(10):
-            w, b, model = random_affine(rng, classes, dim, dtype)
+            w, b, _ = random_affine(rng, classes, dim, dtype)
             x = jnp.asarray(rng.standard_normal(dim), dtype)
             label = int(np.argmax(w @ np.asarray(x, float) + b))
-            result = jax.jit(lambda x, model=model, label=label: attacks.minimal_l2(model, x, label))(x)
+            result = attack(jnp.asarray(w, dtype), jnp.asarray(b, dtype), x, label)
             exact = numpy_min_perturbation(w, b, np.asarray(x, float), label)
             assert bool(result.success)
             # It flips and sits on the boundary, up to the excess the attack adds over rounding
@@ -116,13 +118,14 @@ def exact_targeted_distance(w, b, x, target):
 
 def test_targeted_minimal_l2_reaches_the_target_and_never_beats_the_exact_optimum():
     rng = np.random.default_rng(11)
+    targeted = jax.jit(lambda w, b, x, y, t: attacks.minimal_l2(functools.partial(affine, w, b), x, y, target=t))
     for _ in range(10):
         w, b, model = random_affine(rng, 4, 6, jnp.float64)
         x = rng.standard_normal(6)
         label = int(np.argmax(w @ x + b))
         target = (label + 1 + rng.integers(3)) % 4
         with enable_x64(True):
-            result = attacks.minimal_l2(model, jnp.asarray(x), label, target=target)
+            result = targeted(jnp.asarray(w), jnp.asarray(b), jnp.asarray(x), label, target)
         assert bool(result.success) and numpy_argmax_after(w, b, x, result.delta, 1 + 1e-6) == target
         exact = exact_targeted_distance(w, b, x, target)
         assert float(result.norm) >= exact * (1 - 1e-6)
@@ -184,8 +187,9 @@ def test_attacks_vmap_over_inputs():
     xs = jnp.asarray(rng.standard_normal((16, 4)), jnp.float32)
     labels = jnp.argmax(jax.vmap(model)(xs), axis=1)
     batched = jax.jit(jax.vmap(lambda x, y: attacks.minimal_l2(model, x, y)))(xs, labels)
+    one_input = jax.jit(lambda x, y: attacks.minimal_l2(model, x, y))  # unbatched, compiled once
     for i in range(16):
-        one = attacks.minimal_l2(model, xs[i], int(labels[i]))
+        one = one_input(xs[i], labels[i])
         assert float(batched.norm[i]) == pytest.approx(float(one.norm), rel=1e-5)
     assert bool(jnp.all(batched.success))
 
@@ -194,3 +198,24 @@ def test_a_target_equal_to_the_true_class_is_rejected():
     model = functools.partial(affine, jnp.eye(3), jnp.zeros(3))
     with pytest.raises(ValueError, match="is the true class"):
         attacks.minimal_l2(model, jnp.asarray([1.0, 0.0, 0.0]), 0, target=0)
+
+
+@pytest.mark.parametrize("classes", [2, 6])
+def test_best_target_attack_finds_the_untargeted_minimum_of_affine_models(classes):
+    rng = np.random.default_rng(classes)
+    with enable_x64(True):
+        attack = jax.jit(
+            lambda w, b, x, label: attacks.minimal_l2_best_target(functools.partial(affine, w, b), x, label)
+        )
+        untargeted = jax.jit(lambda w, b, x, label: attacks.minimal_l2(functools.partial(affine, w, b), x, label))
+        for _ in range(8):
+            w, b, _ = random_affine(rng, classes, 5, jnp.float64)
+            x = rng.standard_normal(5)
+            label = int(np.argmax(w @ x + b))
+            result = attack(jnp.asarray(w), jnp.asarray(b), jnp.asarray(x), label)
+            exact = numpy_min_perturbation(w, b, x, label)
+            assert bool(result.success) and numpy_argmax_after(w, b, x, result.delta) != label
+            assert exact * (1 - 1e-9) <= float(result.norm) <= exact * (1 + 1e-5)
+            if classes == 2:  # one other class: the untargeted attack itself
+                other = untargeted(jnp.asarray(w), jnp.asarray(b), jnp.asarray(x), label)
+                assert float(result.norm) == pytest.approx(float(other.norm), rel=1e-9)
