@@ -131,7 +131,8 @@ def table1_figure(ours: pd.DataFrame, paper: dict[str, list[float]], d: int, pat
 def table3_rho(cells: pd.DataFrame, alphas: int, paper: dict[int, dict], path: Path) -> None:
     """The paper's Table 3 as a figure: rho against alpha per d (relu experiment's summary.csv rows).
 
-    Mean over accurate networks with its 95% interval, the median, the paper's means and medians
+    Mean over accurate networks with its 95% interval, the median with its order-statistic 95%
+    interval (shaded), the paper's means and medians
     (where the paper has that d) and the mean rho of a uniformly random gradient direction.
     """
     alpha = np.arange(alphas) / (alphas - 1)
@@ -148,6 +149,8 @@ def table3_rho(cells: pd.DataFrame, alphas: int, paper: dict[int, dict], path: P
         )  # fmt: skip
         color = drawn[0].get_color()
         ax.plot(alpha, median, "s:", ms=3, color=color, label=f"d = {d}: median")
+        low, high = ([c[f"table3_rho_{k}_median_{end}"] for k in range(alphas)] for end in ("low", "high"))
+        ax.fill_between(alpha, low, high, color=color, alpha=0.12, label=f"d = {d}: median, 95% CI")
         ax.axhline(c["rho_random_mean"], color=color, ls="--", lw=1, label=f"d = {d}: random direction, mean")
         if d in paper:
             ax.plot(alpha, paper[d]["mean"], "kx", ms=6, label=f"paper, d = {d}: mean")
