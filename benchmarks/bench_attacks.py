@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import jax
@@ -142,14 +141,7 @@ def main(argv=None):
                     f"p90 {v['norm_ratio_p90']:.4f}, max {v['norm_ratio_max']:.4f}, "
                     f"theirs shorter on {v['theirs_shorter_fraction']:.1%}"
                 )
-    result = {
-        "benchmark": "bench_attacks",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": info,
-        "rows": rows,
-        "quick": args.quick,
-    }
-    write_result(args.out, "bench_attacks", result, "-quick" if args.quick else "")
+    write_result(args.out, "bench_attacks", info, {"rows": rows}, args.quick)
 
 
 if __name__ == "__main__":

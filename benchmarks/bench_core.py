@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import jax
@@ -214,17 +213,11 @@ def main(argv=None):
         bench_thm6(thm6_dims, engine_trials, numpy_seconds, repeat) if args.only != "qr" else ([], {})
     )
     qr_rows, ceiling = bench_qr(qr_dims, repeat, qr_seconds) if args.only != "thm6" else ([], None)
-    result = {
-        "benchmark": "bench_core",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": info,
+    body = {
         "thm6": {"per_d": thm6_rows, "sweep": thm6_summary},
         "qr": {"per_d": qr_rows, "matmul_ceiling_gflops": ceiling},
-        "quick": args.quick,
     }
-    write_result(
-        args.out, "bench_core", result, ("-quick" if args.quick else "") + (f"-{args.only}" if args.only else "")
-    )
+    write_result(args.out, "bench_core", info, body, args.quick, f"-{args.only}" if args.only else "")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import jax
@@ -205,17 +204,13 @@ def main(argv=None):
         row = engine_rate(d, config._replace(trials=sweep_trials), 1)
         per_d.append(row)
         print(f"engine  d={d:>2}: {row['networks_per_s']:8.2f} networks/s ({row['steps_per_network']} steps each)")
-    result = {
-        "benchmark": "bench_linear",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": info,
+    body = {
         "protocol": {k: v for k, v in config._asdict().items() if k != "trials"},
         "d12": {"engine": engine, "torch": torch, "ratio": ratio},
         "floors_d12": floor,
         "engine_per_d": per_d,
-        "quick": args.quick,
     }
-    write_result(args.out, "bench_linear", result, "-quick" if args.quick else "")
+    write_result(args.out, "bench_linear", info, body, args.quick)
 
 
 if __name__ == "__main__":

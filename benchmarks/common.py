@@ -7,7 +7,7 @@ import os
 import platform
 import sys
 import timeit
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jax
@@ -40,11 +40,20 @@ def median_time(fn, repeat: int) -> tuple[float, float]:
     return float(np.median(times)), float(np.min(times))
 
 
-def write_result(out_dir: str, name: str, result: dict, suffix: str = "") -> Path:
-    """Write a benchmark's JSON as <out_dir>/<name>-<local time><suffix>.json; prints and returns the path."""
+def write_result(out_dir: str, name: str, info: dict, body: dict, quick: bool, suffix: str = "") -> Path:
+    """Write a benchmark's JSON (name, UTC time, machine `info`, `body`, quick) as
+    <out_dir>/<name>-<local time>[-quick]<suffix>.json; prints and returns the path."""
+    result = {
+        "benchmark": name,
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        **body,
+        "quick": quick,
+    }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}{suffix}.json"
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = out / f"{name}-{stamp}{'-quick' if quick else ''}{suffix}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {path}")
     return path

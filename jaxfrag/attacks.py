@@ -46,6 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxfrag.compression import margin_gradient
+
 Model = Callable[[jax.Array], jax.Array]
 
 
@@ -220,7 +222,7 @@ def minimal_l2(
     crossed = _reached(model, x + delta, label, target)
     delta = _scaled(delta, jnp.where(crossed, _bisect_scale(model, x, delta, label, target, bisections), 1))
     if refinements:
-        delta = _refine(model, x, delta, label, target, bisections, refinements)
+        delta = jnp.where(crossed, _refine(model, x, delta, label, target, bisections, refinements), delta)
     success = _reached(model, x + delta, label, target)
     return AttackResult(delta, jnp.linalg.norm(delta), success, steps + refinements)
 
@@ -246,7 +248,7 @@ def minimal_l2_best_target(model: Model, x: jax.Array, label: int | jax.Array, *
 
 
 def _refine(model: Model, x, delta, label, target, bisections: int, refinements: int) -> jax.Array:
-    """Shrink a perturbation that reaches the goal by projecting x onto the boundary's tangent plane.
+    """Shrink a perturbation that reaches the goal (the caller's precondition) by tangent-plane projections.
 
     On a curved or piecewise-linear boundary, DeepFool's crossing is not the closest one. At the
     boundary point p = x + delta, with w the gradient of the margin f_a - f_b of the boundary being
@@ -264,7 +266,7 @@ def _refine(model: Model, x, delta, label, target, bisections: int, refinements:
         else:
             others = jnp.where(jnp.arange(logits.shape[0]) == target, -jnp.inf, logits)
             losing, winning = jnp.argmax(others), jnp.asarray(target)
-        return jax.grad(lambda p: model(p)[losing] - model(p)[winning])(point)
+        return margin_gradient(model, losing, winning)(point)
 
     def body(_, state):
         best, step = state
@@ -274,14 +276,13 @@ def _refine(model: Model, x, delta, label, target, bisections: int, refinements:
         length = jnp.linalg.norm(direction)
         candidate = direction * (jnp.linalg.norm(best) / jnp.where(length > 0, length, 1))
         usable = (length > 0) & _reached(model, x + candidate, label, target)
+        # A usable candidate reaches the goal at scale 1, so the bisected one does (`_bisect_scale`).
         candidate = _scaled(candidate, _bisect_scale(model, x, candidate, label, target, bisections))
         better = usable & (jnp.linalg.norm(candidate) < jnp.linalg.norm(best))
-        better = better & _reached(model, x + candidate, label, target)
         return jnp.where(better, candidate, best), jnp.where(better, step, 0.5 * step)
 
-    reached = _reached(model, x + delta, label, target)
     refined, _ = jax.lax.fori_loop(0, refinements, body, (delta, jnp.ones((), x.dtype)))
-    return jnp.where(reached, refined, delta)
+    return refined
 
 
 def _scaled(delta: jax.Array, scale: jax.Array) -> jax.Array:

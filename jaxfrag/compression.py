@@ -1,6 +1,8 @@
 """Feature compression measured from gradients, for any differentiable model f(x) -> logits.
 
 Contract:
+* `margin_gradient(f, i, j)` -- the function x -> grad (f_i - f_j)(x), with one
+  evaluation of f per point (i, j may be traced); the attacks use it too.
 * `path_compression(f, x_from, x_to, classes, n_alpha)` -- along the straight
   path x_alpha = x_from + alpha (x_to - x_from), alpha = 0, 1/(n-1), ..., 1, with
   g = f_i - f_j for classes = (i, j), returns per alpha:
@@ -44,6 +46,16 @@ def _check(x_from, x_to, classes, n_alpha: int) -> None:
         pass  # traced (under jit/vmap): checked by the caller's concrete call, if any
 
 
+def margin_gradient(f: Callable[[jax.Array], jax.Array], i, j) -> Callable[[jax.Array], jax.Array]:
+    """x -> grad of g = f_i - f_j at x."""
+
+    def margin(x):
+        logits = f(x)
+        return logits[i] - logits[j]
+
+    return jax.grad(margin)
+
+
 def path_compression(
     f: Callable[[jax.Array], jax.Array], x_from: jax.Array, x_to: jax.Array, classes: tuple, n_alpha: int
 ) -> PathCompression:
@@ -52,7 +64,7 @@ def path_compression(
     direction = x_to - x_from
     length = jnp.linalg.norm(direction)
     alphas = jnp.linspace(0, 1, n_alpha, dtype=x_from.dtype)
-    grad_g = jax.grad(lambda x: f(x)[i] - f(x)[j])
+    grad_g = margin_gradient(f, i, j)
     grads = jax.vmap(lambda alpha: grad_g(x_from + alpha * direction))(alphas)
     norms = jnp.linalg.norm(grads, axis=1)
     cos = grads @ direction / (norms * length)

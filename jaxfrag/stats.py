@@ -43,8 +43,7 @@ def summarise_cell(rows: pd.DataFrame, metrics: list[str]) -> dict[str, float]:
             mean = float(values.mean())
             se = math.sqrt(mean * (1 - mean) / n)
         else:
-            mean = float(values.mean())
-            se = float(values.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+            mean, se = mean_se(values)
         out[f"{metric}_mean"] = mean
         out[f"{metric}_se"] = se
     return out

@@ -23,6 +23,12 @@ def run_cell(name: str, d: int, config: Config, num_devices: int = 2, chunk: int
     return runner(config, num_devices).run_cell(registry()[name], d, chunk)
 
 
+@functools.cache
+def numpy_signs(d: int) -> np.ndarray:
+    """(2^d, d): z for point index i, z_j = 2 bit_j(i) - 1 (independent of jaxfrag.data; cached: read-only)."""
+    return np.array([[1.0 if (i >> j) & 1 else -1.0 for j in range(d)] for i in range(2**d)])
+
+
 def fisher_p(p_values) -> float:
     """Fisher's combination of independent p-values."""
     from scipy import stats

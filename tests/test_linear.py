@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import tolerance
-from helpers import run_cell, sweep
+from helpers import numpy_signs, run_cell, sweep
 from jax import enable_x64
 from scipy import stats
 
@@ -20,11 +20,6 @@ from jaxfrag.experiments import linear
 DTYPES = [jnp.float32, jnp.float64]
 # Small but the real protocol: 64-wide nets, a few epochs.
 SMALL = Config(trials=16, seed=7, width=64, epochs=3)
-
-
-def numpy_signs(d: int) -> np.ndarray:
-    """(2^d, d): z for point index i, z_j = 2 bit_j(i) - 1 (written independently of jaxfrag.data)."""
-    return np.array([[1.0 if (i >> j) & 1 else -1.0 for j in range(d)] for i in range(2**d)])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -110,7 +110,7 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
         "diverged": diverged | ~jnp.all(jnp.isfinite(net.weights[0])),
         **{f"rho_alpha_{k}": jnp.abs(path.cos[k]) for k in range(ALPHAS)},
     }
-    grad_g = jax.grad(lambda x: model(x)[0] - model(x)[1])
+    grad_g = compression.margin_gradient(model, 0, 1)
     for name, b, true_class in (("b1", b1, 1), ("b2", b2, 0)):
         label = jnp.argmax(model(b))
         attack = attacks.minimal_l2(model, b, label)
