@@ -107,7 +107,7 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
     metrics = {
         "train_acc": accuracy,
         "train_loss": loss,
-        "diverged": diverged | ~jnp.all(jnp.isfinite(net.weights[0])),
+        "diverged": diverged | ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(net)])),
         **{f"rho_alpha_{k}": jnp.abs(path.cos[k]) for k in range(ALPHAS)},
     }
     grad_g = compression.margin_gradient(model, 0, 1)
@@ -249,7 +249,8 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
                 f"{c[f'table3_rho_{k}_median']:.4f} "
                 f"[{c[f'table3_rho_{k}_median_low']:.4f}, {c[f'table3_rho_{k}_median_high']:.4f}]"
             )
-            line = f"{k / 9:>6.3f}  {_pm(c[f'table3_rho_{k}_mean'], c[f'table3_rho_{k}_se']):>17}  {median:>26}"
+            mean = _pm(c[f"table3_rho_{k}_mean"], c[f"table3_rho_{k}_se"])
+            line = f"{k / (ALPHAS - 1):>6.3f}  {mean:>17}  {median:>26}"
             if paper:
                 line += f"  {paper['mean'][k]:>10.4f}  {paper['median'][k]:>12.4f}"
             lines.append(line)
