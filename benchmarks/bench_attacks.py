@@ -8,7 +8,8 @@ In one process, on the same inputs and models (`f: x -> logits` in JAX; Foolbox
 runs them through EagerPy one operation at a time):
 * an affine 10-class model, where the exact minimal perturbation is known;
 * a random ReLU network d = 12 -> 64 -> 10.
-For each: inputs/s of `attacks.minimal_l2` and of `attacks.minimal_l2_best_target`
+For each: inputs/s of `attacks.minimal_l2` (default lanes, and DeepFool's lane alone) and of
+`attacks.minimal_l2_best_target`
 (jit + vmap, compile time apart), Foolbox's `L2DeepFoolAttack`, `L2FMNAttack`
 at its defaults and FMN tuned to this input scale; success rates (every
 perturbation applied); and the ratio of our norm to theirs per input (median,
@@ -19,6 +20,7 @@ ours against the exact answer on the affine model. Results go to benchmarks/resu
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -34,7 +36,11 @@ from common import machine, median_time, write_result  # noqa: E402
 from jaxfrag import attacks  # noqa: E402
 
 D, CLASSES, HIDDEN = 12, 10, 64
-OURS = {"ours": attacks.minimal_l2, "ours_best_target": attacks.minimal_l2_best_target}
+OURS = {
+    "ours": attacks.minimal_l2,  # the default: DeepFool + restarted lanes (attacks.RESTARTS)
+    "ours_one_lane": functools.partial(attacks.minimal_l2, restarts=1),  # DeepFool's lane alone: the lanes' cost
+    "ours_best_target": attacks.minimal_l2_best_target,
+}
 
 
 def models(rng):

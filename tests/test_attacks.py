@@ -116,21 +116,28 @@ def exact_targeted_distance(w, b, x, target):
     return float(np.sqrt(found.fun))
 
 
-def test_targeted_minimal_l2_reaches_the_target_and_never_beats_the_exact_optimum():
-    rng = np.random.default_rng(11)
-    targeted = jax.jit(lambda w, b, x, y, t: attacks.minimal_l2(functools.partial(affine, w, b), x, y, target=t))
-    for _ in range(10):
-        w, b, model = random_affine(rng, 4, 6, jnp.float64)
-        x = rng.standard_normal(6)
-        label = int(np.argmax(w @ x + b))
-        target = (label + 1 + rng.integers(3)) % 4
+def test_targeted_minimal_l2_reaches_the_target_at_the_qp_optimum():
+    # The target's region of a 4-class affine model is a polyhedron, and its nearest point often lies
+    # on an edge where two of its facets meet: a QP that scipy solves. The attack must reach the
+    # target (applied in numpy), never beat the QP and come within 1e-4 of it on every model
+    # (measured over 10 seeds x 50 models: within 2.7e-6).
+    targeted = jax.jit(
+        jax.vmap(lambda w, b, x, y, t: attacks.minimal_l2(functools.partial(affine, w, b), x, y, target=t))
+    )
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        models = [random_affine(rng, 4, 6, jnp.float64)[:2] for _ in range(30)]
+        xs = rng.standard_normal((30, 6))
+        labels = np.array([int(np.argmax(w @ x + b)) for (w, b), x in zip(models, xs, strict=True)])
+        targets = (labels + 1 + rng.integers(3, size=30)) % 4
         with enable_x64(True):
-            result = targeted(jnp.asarray(w), jnp.asarray(b), jnp.asarray(x), label, target)
-        assert bool(result.success) and numpy_argmax_after(w, b, x, result.delta, 1 + 1e-6) == target
-        exact = exact_targeted_distance(w, b, x, target)
-        assert float(result.norm) >= exact * (1 - 1e-6)
-        if len(b) == 2:
-            assert float(result.norm) == pytest.approx(exact, rel=1e-3)
+            result = targeted(*(jnp.asarray(np.stack(part)) for part in zip(*models, strict=True)), xs, labels, targets)
+        for (w, b), x, target, delta, norm, success in zip(
+            models, xs, targets, result.delta, result.norm, result.success, strict=True
+        ):
+            assert bool(success) and numpy_argmax_after(w, b, x, delta) == target
+            exact = exact_targeted_distance(w, b, x, target)
+            assert exact * (1 - 1e-6) <= float(norm) <= exact * (1 + 1e-4), (float(norm) / exact, seed)
 
 
 def test_binary_targeted_attack_is_the_untargeted_minimum():
@@ -176,9 +183,49 @@ def test_least_likely_attack_reaches_the_least_likely_class_inside_the_ball():
         label, least = int(np.argmax(w @ x + b)), int(np.argmin(w @ x + b))
         result = attacks.least_likely(model, jnp.asarray(x, jnp.float32), label, eps=20.0, step=0.05, max_steps=400)
         assert bool(result.success) and numpy_argmax_after(w, b, x, result.delta) == least
-        assert float(jnp.max(jnp.abs(result.delta))) <= 20.0 + 1e-5
-        bounded = attacks.least_likely(model, jnp.asarray(x, jnp.float32), label, 0.01, 0.005, 5, bounds=(-1.0, 1.0))
-        assert np.all(np.abs(np.asarray(x) + np.asarray(bounded.delta)) <= 1 + 1e-6) or not bool(bounded.success)
+        assert float(jnp.max(jnp.abs(result.delta))) <= 20.0
+
+
+@pytest.mark.parametrize("eps", [0.01, 0.6])
+def test_bounded_least_likely_keeps_the_ball_and_the_box(eps):
+    # Inputs in the box [-1, 1] (a third of their pixels on its faces, as saturated image pixels
+    # are), pushed by a gradient that leaves the box: every iterate is projected onto ball and box,
+    # so both hold exactly, and the box really binds. With eps = 0.6 many attacks succeed, each
+    # verified in numpy; with eps = 0.01 a success is still verified where there is one.
+    rng = np.random.default_rng(12)
+    attack = jax.jit(
+        jax.vmap(
+            lambda w, b, x, y: attacks.least_likely(
+                functools.partial(affine, w, b), x, y, eps, eps / 10, max_steps=40, bounds=(-1.0, 1.0)
+            )
+        )
+    )
+    models = [random_affine(rng, 6, 10, jnp.float32)[:2] for _ in range(40)]
+    xs = np.clip(rng.standard_normal((40, 10)), -1, 1).astype(np.float32)
+    labels = np.array([int(np.argmax(w @ x + b)) for (w, b), x in zip(models, xs, strict=True)])
+    weights, biases = (jnp.asarray(np.stack(part), jnp.float32) for part in zip(*models, strict=True))
+    result = attack(weights, biases, jnp.asarray(xs), jnp.asarray(labels))
+    moved = xs + np.asarray(result.delta)
+    assert np.all(np.abs(np.asarray(result.delta)) <= eps)
+    assert np.all((moved >= -1) & (moved <= 1))
+    on_face = (np.abs(xs) == 1) & (np.asarray(result.delta) != 0)
+    assert not on_face.any() or np.all(np.sign(np.asarray(result.delta))[on_face] == -np.sign(xs)[on_face])
+    assert np.any((np.abs(moved) == 1) & (np.abs(np.asarray(result.delta)) < eps)), "the box never bound"
+    for (w, b), x, delta, success in zip(models, xs, np.asarray(result.delta), result.success, strict=True):
+        if success:
+            assert numpy_argmax_after(w, b, x, delta) == int(np.argmin(w @ x + b))
+    if eps == 0.6:  # not vacuous: the verification above ran on many successes (17 of 40 here)
+        assert np.sum(result.success) >= 10
+
+
+def test_bounded_least_likely_rejects_an_input_outside_the_box():
+    w, b, model = random_affine(np.random.default_rng(3), 4, 5, jnp.float32)
+    x = jnp.asarray([0.5, 1.5, 0.0, -0.2, 0.3])
+    with pytest.raises(ValueError, match="outside the bounds"):
+        attacks.least_likely(model, x, 0, 0.01, 0.001, bounds=(-1.0, 1.0))
+    # Traced, it cannot raise: it returns no perturbation and no success.
+    traced = jax.jit(lambda x: attacks.least_likely(model, x, 0, 0.01, 0.001, bounds=(-1.0, 1.0)))(x)
+    assert not bool(traced.success) and not np.any(np.asarray(traced.delta))
 
 
 def test_attacks_vmap_over_inputs():
