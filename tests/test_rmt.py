@@ -14,7 +14,7 @@ import pytest
 from helpers import run_cell
 from scipy import integrate, stats
 
-from jaxfrag import data, linalg, rmt
+from jaxfrag import data, linalg, parallel, rmt
 from jaxfrag.config import Config
 
 SAMPLES = 20000
@@ -125,11 +125,32 @@ def test_thm4_attack_second_moment(t):
     assert abs(e2.mean() - rmt.attack_norm_sq_mean(d, t)) < 4 * se
 
 
-def test_lemma3_check_inside_thm4_does_not_reject():
-    from jaxfrag.experiments import registry
+def test_lemma3_check_inside_thm4_compares_the_real_block_and_rejects_a_wrong_law():
+    from jaxfrag.experiments import registry, thm4
 
     config = Config(trials=2000, seed=13)
-    result = run_cell("thm4", 6, config)
-    stats_ = registry()["thm4"].cell_stats(result.aux, 6, registry()["thm4"].size(6, config), config)
-    assert stats_["lemma3_entries"] == 21
-    assert stats_["lemma3_ks_bonferroni_p"] > 0.01
+    d = 6
+    experiment = registry()["thm4"]
+    size = experiment.size(d, config)
+    assert size > d  # padded: a wrong block is there to be picked
+    result = run_cell("thm4", d, config)
+    found = experiment.cell_stats(result.aux, d, size, config)
+    assert found["lemma3_entries"] == d * (d + 1) // 2
+    assert found["lemma3_ks_bonferroni_p"] > 0.01
+
+    # The compared entries are the real R: non-constant, and for the first trials equal to the
+    # upper triangle of the R of the unpadded network's hidden product (recomputed from the key).
+    qr_side, bartlett_side = thm4.lemma3_samples(result.aux, d, size)
+    assert qr_side.shape == bartlett_side.shape == (config.trials, d * (d + 1) // 2)
+    assert (qr_side.std(axis=0) > 0).all() and (bartlett_side.std(axis=0) > 0).all()
+    keys = parallel.trial_keys(parallel.cell_key(config.seed, "thm4", d), jnp.arange(8))
+    for trial, key in enumerate(keys):
+        hidden = thm4.inputs(key, d, config)[1]
+        np.testing.assert_allclose(qr_side[trial], np.asarray(hidden.qr.r)[np.triu_indices(d)], rtol=1e-4, atol=1e-5)
+
+    # A wrong law is rejected: the Bartlett side with its real entries 15% larger.
+    p = size - d
+    rows, cols = np.triu_indices(size)
+    wrong = dict(result.aux)
+    wrong["_lemma3_bartlett"] = result.aux["_lemma3_bartlett"] * np.where((rows >= p) & (cols >= p), 1.15, 1.0)
+    assert experiment.cell_stats(wrong, d, size, config)["lemma3_ks_bonferroni_p"] < 1e-3

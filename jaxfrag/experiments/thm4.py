@@ -57,20 +57,27 @@ def run_chunk(keys: jax.Array, d, size: int, config: Config) -> dict[str, jax.Ar
     return map_trials(lambda key: trial(key, d, config, size), keys)
 
 
+def lemma3_samples(aux: dict[str, np.ndarray], d: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(QR side, Bartlett side), each (trials, d(d+1)/2): the upper triangle of the REAL d x d block.
+
+    The trials' R is padded to (size, size) with the real block last (`jaxfrag.embedding`); the
+    padding block is constant (the identity) and must not be compared.
+    """
+    rows, cols = np.triu_indices(size)
+    p = size - d
+    real = (rows >= p) & (cols >= p)
+    return aux["_lemma3_qr"][:, real], aux["_lemma3_bartlett"][:, real]
+
+
 def lemma3_stats(aux: dict[str, np.ndarray], d: int, size: int, config: Config) -> dict[str, float]:
     """Two-sample KS per entry of R: QR of the product of Gaussians vs the Bartlett product."""
     if config.depth_for("thm4") < 2:
         return {}
-    rows, cols = np.triu_indices(size)
-    p = size - d
-    real = (rows >= p) & (cols >= p)  # the real d x d block of the padded R
-    samples = len(aux["_lemma3_qr"])
+    qr_side, bartlett_side = lemma3_samples(aux, d, size)
     # scipy's exact two-sample p-value costs O(n^2) per entry (minutes for 2000 trials x 2080
     # entries); the asymptotic one is accurate well before n = 100.
-    method = "exact" if samples <= 100 else "asymp"
-    p_values = np.atleast_1d(
-        stats.ks_2samp(aux["_lemma3_qr"][:, real], aux["_lemma3_bartlett"][:, real], axis=0, method=method).pvalue
-    )
+    method = "exact" if len(qr_side) <= 100 else "asymp"
+    p_values = np.atleast_1d(stats.ks_2samp(qr_side, bartlett_side, axis=0, method=method).pvalue)
     return {
         "lemma3_ks_min_p": float(np.min(p_values)),
         "lemma3_ks_bonferroni_p": float(min(1.0, np.min(p_values) * p_values.size)),
