@@ -42,6 +42,7 @@ eager operation at a time; these compile and vmap over trials.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -125,21 +126,85 @@ def is_minimal(
     )
 
 
-# Lanes of `minimal_l2` and where they start: measured against the exact minimum of 2-D ReLU nets
-# (tests/test_attacks_relu.py; the README gives the figures). 8 lanes cost 2-4x one.
+# Lanes of `minimal_l2` and where they start, measured against the exact minimum of 2-D ReLU nets
+# (tests/test_attacks_relu.py; the README gives the figures and the cost).
 RESTARTS = 8
-# How far past the boundary (in float resolutions of the largest logit) an attack must land.
-CROSSING_ULPS = 16
 START_RADII = (1.0, 4.0, 16.0, 64.0, 2.0, 8.0, 32.0, 0.5)  # times lane 0's length, cycled
 RESCUE_STARTS = 256
 RESCUE_RADII = (-4.0, 12.0)  # log2 of the rescue starts' distance over the linearised one
+# Boundary projections every lane gets before the shortest is refined to the end, and the step
+# below which a refinement has converged (it halves on every projection that does not help).
+LANE_REFINEMENTS = 5
+REFINE_MIN_STEP = 2.0**-12
+# Classes whose linearised constraints a targeted step projects onto at once (the rest are
+# farther from the target).
+TARGET_COMPETITORS = 4
+# How far past the boundary an attack must land to count, in units of the rounding error of the
+# model's logits at x (`Goal`); the attacks search for twice that.
+CROSSING_ULPS = 16
+# Relative precision to which `_boundary_scale` brackets the boundary: float32's resolution (the
+# excess it then adds, at least 1e-6, is larger).
+BRACKET = 2.0**-24
 
 
 class AttackResult(NamedTuple):
     delta: jax.Array  # (d,), the perturbation
     norm: jax.Array  # (), its L2 norm
-    success: jax.Array  # bool (), applying it changes the label (reaches the target)
+    success: jax.Array  # bool (), applying it changes the label (reaches the target), by more than rounding
     steps: jax.Array  # int32 (), gradient steps used
+
+
+class Goal(NamedTuple):
+    """What an attack at x must reach: another class than `label`, or `target` when given.
+
+    `rounding` is the scale of the rounding error of the model's logits near x:
+    eps (max |f(x)| + ||x|| max_j ||grad f_j(x)||) over the label and its strongest rival (or the
+    target), the size of the logits and of the terms that sum to them (moving x by one float
+    resolution moves them by the second; two backward passes, whatever the number of classes). Right at
+    the boundary the argmax depends on how those sums were rounded, which differs between call
+    sites, batch sizes and backends. So a perturbation counts (`verified`) only if the goal class
+    leads by CROSSING_ULPS roundings, and the attacks search (`reached`) for twice that: what they
+    find keeps its verdict wherever it is evaluated.
+    """
+
+    model: Model
+    x: jax.Array
+    label: jax.Array | int
+    target: jax.Array | int | None
+    rounding: jax.Array
+
+    @classmethod
+    def at(cls, model: Model, x: jax.Array, label, target=None) -> Goal:
+        logits, pullback = jax.vjp(model, x)
+        classes = jnp.arange(logits.shape[0])
+        rival = jnp.argmax(jnp.where(classes == label, -jnp.inf, logits)) if target is None else target
+        one_hot = functools.partial(jax.nn.one_hot, num_classes=logits.shape[0], dtype=logits.dtype)
+        (rows,) = jax.vmap(pullback)(one_hot(jnp.stack([jnp.asarray(label), jnp.asarray(rival)])))
+        gradient = jnp.max(jnp.linalg.norm(rows.reshape(2, -1), axis=1))
+        eps = jnp.finfo(logits.dtype).eps
+        return cls(model, x, label, target, eps * (jnp.max(jnp.abs(logits)) + jnp.linalg.norm(x) * gradient))
+
+    def lead(self, delta: jax.Array, roundings: float | None = None) -> jax.Array:
+        """How far the goal class leads at x + delta beyond `roundings` roundings (default the
+        search's, 2 CROSSING_ULPS): > 0 when reached."""
+        roundings = 2 * CROSSING_ULPS if roundings is None else roundings
+        # The barrier materialises the perturbed input, so every check of one candidate sees the
+        # same rounded array (XLA would otherwise fuse x + s * delta into an FMA at some sites only).
+        logits = self.model(jax.lax.optimization_barrier(self.x + delta))
+        classes = jnp.arange(logits.shape[0])
+        if self.target is None:
+            lead = jnp.max(jnp.where(classes == self.label, -jnp.inf, logits)) - logits[self.label]
+        else:
+            lead = logits[self.target] - jnp.max(jnp.where(classes == self.target, -jnp.inf, logits))
+        return lead - roundings * self.rounding
+
+    def reached(self, delta: jax.Array) -> jax.Array:
+        """Past the boundary by what the attacks search for."""
+        return self.lead(delta) > 0
+
+    def verified(self, delta: jax.Array) -> jax.Array:
+        """Past the boundary by more than rounding: the `success` every attack reports."""
+        return self.lead(delta, CROSSING_ULPS) > 0
 
 
 def _check_target(label, target) -> None:
@@ -154,54 +219,55 @@ def _check_target(label, target) -> None:
         raise ValueError(f"the target class {int(np.asarray(target))} is the true class; choose another")
 
 
-def _reached(model: Model, x: jax.Array, label, target) -> jax.Array:
-    """Does f(x) give another class than `label` (the `target`, when given), by more than rounding?
+def _boundary_scale(goal: Goal, delta, iterations: int, active=True) -> jax.Array:
+    """The smallest s in (0, 1] (to BRACKET, or `iterations` evaluations) with x + s delta reaching the goal.
 
-    The winning logit must beat the label's (targeted: every other class's) by CROSSING_ULPS
-    float resolutions of the largest logit. Right at the boundary the argmax depends on how the
-    model's sums were rounded, which differs between call sites, batch sizes and backends; a
-    perturbation that crosses by less is not one a user can rely on, so it does not count.
+    delta itself must reach it; where `active` is False the search stops at once and s is 1. The
+    boundary is bracketed by the Illinois variant of regula falsi on the lead (`Goal.lead`): on a
+    model that is affine along the ray the first secant lands on the boundary, so a handful of
+    evaluations replace a bisection's 30; every third step bisects, so the bracket at least halves
+    every three. Then s is raised by a relative excess, from max(1e-6, 4 eps ||x|| / ||s delta||)
+    (what adding s delta to x can resolve), doubled until s * delta, materialised, reaches the goal.
     """
-    # The barrier materialises the perturbed input, so every check of one candidate sees the same
-    # rounded array (XLA would otherwise fuse x + s * delta into an FMA at some call sites only).
-    logits = model(jax.lax.optimization_barrier(x))
-    classes = jnp.arange(logits.shape[0])
-    if target is None:
-        lead = jnp.max(jnp.where(classes == label, -jnp.inf, logits)) - logits[label]
-    else:
-        lead = logits[target] - jnp.max(jnp.where(classes == target, -jnp.inf, logits))
-    return lead > CROSSING_ULPS * jnp.finfo(logits.dtype).eps * jnp.max(jnp.abs(logits))
-
-
-def _bisect_scale(model: Model, x, delta, label, target, iterations: int) -> jax.Array:
-    """The smallest s in (0, 1] (to 2^-iterations) with x + s delta reaching the goal; delta itself must.
-
-    Right at the boundary the model's answer depends on rounding, which differs between call
-    sites (fused multiply-adds, the summation order of a dot), so s is then raised by a relative
-    excess, from max(1e-6, 4 eps ||x|| / ||s delta||) (what adding s delta to x can resolve),
-    doubled until s * delta, added to x, reaches the goal.
-    """
-
-    def body(_, bounds):
-        low, high = bounds
-        middle = 0.5 * (low + high)
-        hit = _reached(model, x + middle * delta, label, target)
-        return jnp.where(hit, low, middle), jnp.where(hit, middle, high)
-
+    x = goal.x
     zero = jnp.zeros((), x.dtype)
-    _, high = jax.lax.fori_loop(0, iterations, body, (zero, zero + 1))
+    tiny = jnp.finfo(x.dtype).tiny
+    # x itself is short of the goal; if it is not, the boundary is at 0 and the search heads there.
+    ends = (zero, jnp.minimum(goal.lead(zero * delta), -tiny), zero + 1, jnp.maximum(goal.lead(delta), tiny))
+
+    def unresolved(state):
+        low, _, high, _, k, _ = state
+        return active & (k < iterations) & (high - low > BRACKET * high)
+
+    def narrow(state):
+        low, lead_low, high, lead_high, k, moved = state  # moved: +1 high, -1 low last time
+        secant = high - lead_high * (high - low) / (lead_high - lead_low)
+        # Half a resolution inside the bracket: a secant that lands on an end (the root right
+        # there) then closes the bracket at once instead of creeping up to it.
+        inset = 0.5 * BRACKET * high
+        middle = jnp.where(k % 3 == 2, 0.5 * (low + high), jnp.clip(secant, low + inset, high - inset))
+        lead_middle = goal.lead(middle * delta)
+        hit = lead_middle > 0
+        # Illinois: when the same end moves twice in a row, the other end's lead is halved, so the
+        # next secant moves that one too and the bracket closes from both sides.
+        lead_low = jnp.where(hit, jnp.where(moved == 1, 0.5, 1.0) * lead_low, lead_middle)
+        lead_high = jnp.where(hit, lead_middle, jnp.where(moved == -1, 0.5, 1.0) * lead_high)
+        low, high = jnp.where(hit, low, middle), jnp.where(hit, middle, high)
+        return low, lead_low, high, lead_high, k + 1, jnp.where(hit, 1, -1).astype(jnp.int32)
+
+    _, _, high, _, _, _ = jax.lax.while_loop(unresolved, narrow, (*ends, jnp.int32(0), jnp.int32(0)))
 
     def not_yet(state):
         scale, excess = state
-        return (excess < 1) & ~_reached(model, x + _scaled(delta, scale), label, target)
+        return active & (excess < 1) & ~goal.reached(_scaled(delta, scale))
 
     def raise_scale(state):
-        scale, excess = state
+        _, excess = state
         return jnp.minimum(high * (1 + excess), 1), 2 * excess
 
-    start = jnp.maximum(1e-6, 4 * jnp.finfo(x.dtype).eps * jnp.linalg.norm(x) / jnp.linalg.norm(high * delta))
-    scale, _ = jax.lax.while_loop(not_yet, raise_scale, (jnp.minimum(high * (1 + start), 1), 2 * start))
-    return scale
+    excess = jnp.maximum(1e-6, 4 * jnp.finfo(x.dtype).eps * jnp.linalg.norm(x) / jnp.linalg.norm(high * delta))
+    scale, _ = jax.lax.while_loop(not_yet, raise_scale, (jnp.minimum(high * (1 + excess), 1), 2 * excess))
+    return jnp.where(active, scale, 1)
 
 
 def minimal_l2(
@@ -222,53 +288,48 @@ def minimal_l2(
 
     Lane 0 is DeepFool from x (`_deepfool`). Where it ends without crossing (it can stall in a
     positive local minimum of the margin), lane 0 takes instead the shortest crossing of DeepFool
-    run from `rescue_starts` random points x + r u, r log-uniform over RESCUE_RADII times the
-    linearised distance at x (`_rescue`; it takes no step where DeepFool crossed). Lanes 1.. are
-    DeepFool restarted from x + r u, u random, r = START_RADII times lane 0's length, so that
-    other boundary pieces, near and far, are reached. Every lane's crossing is bisected back to
-    the boundary along its ray and refined by boundary projections (`_refine`); the shortest lane
-    that verifiably reaches the goal wins. Random directions come from `key` (default a fixed
-    key: the attack is a deterministic function of its input). `steps` counts DeepFool and
-    refinement steps over all lanes.
+    run from `rescue_starts` random points (`_rescue`; it costs nothing where DeepFool crossed).
+    Lanes 1.. are DeepFool restarted from x + r u, u random, r = START_RADII times lane 0's
+    length, so that other boundary pieces, near and far, are reached. Every lane's crossing is
+    brought back to the boundary along its ray (`_boundary_scale`, at most `bisections`
+    evaluations) and refined by LANE_REFINEMENTS boundary projections (`_refine`); the shortest
+    lane and lane 0 are then refined up to `refinements` projections, and the shorter wins.
+    Random directions come from `key` (default a fixed key: the attack is a deterministic
+    function of its input). `steps` counts DeepFool steps and projections over all lanes.
     """
     _check_target(label, target)
-    goal = Goal(model, x, label, target)
+    goal = Goal.at(model, x, label, target)
     first, steps = _deepfool(goal, jnp.zeros_like(x), max_steps, overshoot)
     first_crossed = goal.reached(first)
-    # The linearised distance at x (DeepFool's first step) sets the rescue's scale; where the
-    # gradient is zero there, a scale of x's own.
-    estimate = jnp.linalg.norm(_deepfool(goal, jnp.zeros_like(x), 1, 0.0)[0])
-    estimate = jnp.where(estimate > 0, estimate, 1e-3 * (1 + jnp.linalg.norm(x)))
     key_starts, key_rescue = jax.random.split(jax.random.key(0) if key is None else key)
-    rescued, rescue_steps = _rescue(goal, key_rescue, ~first_crossed, estimate, rescue_starts, max_steps, overshoot)
+    rescued, rescue_steps = _rescue(goal, key_rescue, ~first_crossed, rescue_starts, max_steps, overshoot)
     lane0 = jnp.where(first_crossed, first, rescued)
     units = _unit_rows(jax.random.normal(key_starts, (restarts - 1, *x.shape), x.dtype))
     radii = jnp.linalg.norm(lane0) * jnp.asarray(START_RADII, x.dtype)[jnp.arange(restarts - 1) % len(START_RADII)]
     others, other_steps = jax.vmap(lambda start: _deepfool(goal, start, max_steps, overshoot))(
         units * _column(radii, x)
     )
+    lane_refinements = min(refinements, LANE_REFINEMENTS)
 
     def shrink(delta):
-        return _shrink(goal, delta, goal.reached(delta), bisections, refinements)
+        return _shrink(goal, delta, goal.reached(delta), bisections, lane_refinements)
 
+    # Every lane is refined a little; then the shortest and lane 0 (so that the lanes never do
+    # worse than DeepFool's alone) to convergence: where lanes end on different boundary pieces, a
+    # few projections already tell which piece is nearest.
     deltas = jax.vmap(shrink)(jnp.concatenate([lane0[None], others]))
     reached = jax.vmap(goal.reached)(deltas)
     norms = jnp.linalg.norm(deltas.reshape(restarts, -1), axis=1)
-    best = jnp.argmin(jnp.where(reached, norms, jnp.inf))
-    steps = steps + rescue_steps + jnp.sum(other_steps) + restarts * refinements
-    return AttackResult(deltas[best], norms[best], reached[best], steps)
-
-
-class Goal(NamedTuple):
-    """What an attack at x must reach: another class than `label`, or `target` when given."""
-
-    model: Model
-    x: jax.Array
-    label: jax.Array | int
-    target: jax.Array | int | None
-
-    def reached(self, delta: jax.Array) -> jax.Array:
-        return _reached(self.model, self.x + delta, self.label, self.target)
+    finalists = jnp.stack([0, jnp.argmin(jnp.where(reached, norms, jnp.inf))])
+    deltas, reached = deltas[finalists], reached[finalists]
+    if refinements > lane_refinements:
+        deltas = jax.vmap(lambda delta, ok: jnp.where(ok, _refine(goal, delta, bisections, refinements), delta))(
+            deltas, reached
+        )
+    norms = jnp.linalg.norm(deltas.reshape(2, -1), axis=1)
+    delta = deltas[jnp.argmin(jnp.where(reached, norms, jnp.inf))]
+    steps = steps + rescue_steps + jnp.sum(other_steps) + restarts * lane_refinements + 2 * refinements
+    return AttackResult(delta, jnp.linalg.norm(delta), goal.verified(delta), steps)
 
 
 def _column(values: jax.Array, like: jax.Array) -> jax.Array:
@@ -282,51 +343,78 @@ def _unit_rows(rows: jax.Array) -> jax.Array:
     return rows / norms.reshape(-1, *([1] * (rows.ndim - 1)))
 
 
-def _rescue(goal: Goal, key, active, scale, starts: int, max_steps: int, overshoot: float):
-    """DeepFool from `starts` random points x + r u (r = scale 2^U(RESCUE_RADII)): the shortest crossing, or zeros.
+def _rescue(goal: Goal, key, active, starts: int, max_steps: int, overshoot: float):
+    """DeepFool from `starts` random points x + r u: the shortest crossing found, or zeros.
 
-    A start already past the boundary is a crossing of its own. Takes no step unless `active`.
-    Returns (delta, DeepFool steps taken).
+    r is log-uniform over RESCUE_RADII times the linearised distance at x (DeepFool's first
+    step; where the gradient is zero there, a scale of x's own). A start already past the boundary
+    is a crossing of its own. Runs only where `active`: inside a loop of at most one trip, so that
+    vmapped over inputs it costs nothing unless some input needs it. Returns (delta, DeepFool steps).
     """
     x = goal.x
     if starts == 0:
         return jnp.zeros_like(x), jnp.int32(0)
-    key_units, key_radii = jax.random.split(key)
-    units = _unit_rows(jax.random.normal(key_units, (starts, *x.shape), x.dtype))
-    radii = scale * 2.0 ** jax.random.uniform(key_radii, (starts,), x.dtype, *RESCUE_RADII)
-    steps_allowed = jnp.where(active, max_steps, 0)
-    found, steps = jax.vmap(lambda start: _deepfool(goal, start, steps_allowed, overshoot))(units * _column(radii, x))
-    crossed = jax.vmap(goal.reached)(found)
-    norms = jnp.linalg.norm(found.reshape(starts, -1), axis=1)
-    best = jnp.argmin(jnp.where(crossed, norms, jnp.inf))
-    return jnp.where(active & crossed[best], found[best], jnp.zeros_like(x)), jnp.sum(steps)
+
+    def search(state):
+        # The draws depend on the carried step count: XLA hoists loop-invariant work (anything
+        # computed from values the loop passes through unchanged) out of a while loop, which would
+        # run the search even when the loop takes no trip.
+        _, _, carried_steps = state
+        key_units, key_radii = jax.random.split(jax.random.fold_in(key, carried_steps))
+        estimate = jnp.linalg.norm(_deepfool(goal, jnp.zeros_like(x), 1, 0.0)[0])
+        scale = jnp.where(estimate > 0, estimate, 1e-3 * (1 + jnp.linalg.norm(x)))
+        units = _unit_rows(jax.random.normal(key_units, (starts, *x.shape), x.dtype))
+        radii = scale * 2.0 ** jax.random.uniform(key_radii, (starts,), x.dtype, *RESCUE_RADII)
+        found, steps = jax.vmap(lambda start: _deepfool(goal, start, max_steps, overshoot))(units * _column(radii, x))
+        crossed = jax.vmap(goal.reached)(found)
+        best = jnp.argmin(jnp.where(crossed, jnp.linalg.norm(found.reshape(starts, -1), axis=1), jnp.inf))
+        delta = jnp.where(crossed[best], found[best], jnp.zeros_like(x))
+        return jnp.bool_(True), delta, carried_steps + jnp.sum(steps, dtype=jnp.int32)
+
+    _, delta, steps = jax.lax.while_loop(
+        lambda state: active & ~state[0], search, (jnp.bool_(False), jnp.zeros_like(x), jnp.int32(0))
+    )
+    return delta, steps
 
 
 def _deepfool(goal: Goal, start, max_steps, overshoot: float):
     """DeepFool's steps from x + start until x + (1 + overshoot) delta reaches the goal or `max_steps` pass.
 
-    Returns ((1 + overshoot) delta, steps); a start already past the boundary takes no step.
+    Untargeted, each step moves to the nearest linearised boundary of the current class
+    (Moosavi-Dezfooli et al.). Targeted, it moves to the nearest point of the target's linearised
+    region (`_project_on_constraints`, aiming past its boundary instead of overshooting): the
+    boundary with the target alone would be crossed into a third class as often as not, and the
+    steps would circle. Returns ((1 + overshoot) delta, steps); a start already past the boundary
+    takes no step.
     """
-    model, x, label, target = goal
+    model, x, label, target, rounding = goal
+    # Aim past the boundary by twice the lead `Goal.reached` asks for, or a point right at the
+    # boundary (x near it, or a flat margin) would take ever smaller steps.
+    aim = 4 * CROSSING_ULPS * rounding
+    if target is not None:
+        overshoot = 0.0  # scaling a point of the target's region along its ray can leave the region
 
-    def step_towards(point):
+    def next_delta(delta):
+        if target is not None:
+            return _project_on_constraints(model, x, (1 + overshoot) * delta, target, aim)
+        point = x + (1 + overshoot) * delta
         logits = model(point)
         jacobian = jax.jacrev(model)(point)
-        # Linearise around the current class c (the label until it changes): move to the
-        # nearest boundary f_j = f_c, or to the target's when targeted.
+        # Linearise around the current class c (the label until it changes) and move to the
+        # nearest boundary f_j = f_c.
         current = jnp.argmax(logits)
         margins = logits - logits[current]  # f_j - f_c <= 0
         directions = jacobian - jacobian[current]
         norms = jnp.linalg.norm(directions.reshape(logits.shape[0], -1), axis=1)
         distances = jnp.abs(margins) / jnp.where(norms > 0, norms, 1)
-        if target is None:
-            blocked = (jnp.arange(logits.shape[0]) == current) | (norms == 0)
-            j = jnp.argmin(jnp.where(blocked, jnp.inf, distances))
-        else:
-            j = jnp.asarray(target)
+        blocked = (jnp.arange(logits.shape[0]) == current) | (norms == 0)
+        j = jnp.argmin(jnp.where(blocked, jnp.inf, distances))
         # A zero gradient (every ReLU off, say) gives a zero step, not 0 / 0.
         moving = norms[j] > 0
-        return jnp.where(moving, (jnp.abs(margins[j]) + 1e-12) / jnp.where(moving, norms[j], 1) ** 2, 0) * directions[j]
+        return (
+            delta
+            + jnp.where(moving, (jnp.abs(margins[j]) + aim) / jnp.where(moving, norms[j], 1) ** 2, 0) * (directions[j])
+        )
 
     def cond(state):
         delta, steps = state
@@ -334,45 +422,49 @@ def _deepfool(goal: Goal, start, max_steps, overshoot: float):
 
     def body(state):
         delta, steps = state
-        return delta + step_towards(x + (1 + overshoot) * delta), steps + 1
+        return next_delta(delta), steps + 1
 
     delta, steps = jax.lax.while_loop(cond, body, (start / (1 + overshoot), jnp.int32(0)))
     return (1 + overshoot) * delta, steps
 
 
 def _shrink(goal: Goal, delta, crossed, bisections: int, refinements: int):
-    """A crossing delta bisected back to the boundary along its ray, then refined; delta unchanged if not crossed."""
-    model, x, label, target = goal
-    delta = _scaled(delta, jnp.where(crossed, _bisect_scale(model, x, delta, label, target, bisections), 1))
+    """A crossing delta brought back to the boundary along its ray, then refined; unchanged if not crossed."""
+    delta = _scaled(delta, _boundary_scale(goal, delta, bisections, crossed))
     if refinements:
-        delta = jnp.where(crossed, _refine(model, x, delta, label, target, bisections, refinements), delta)
+        delta = jnp.where(crossed, _refine(goal, delta, bisections, refinements), delta)
     return delta
 
 
 def minimal_l2_best_target(
-    model: Model, x: jax.Array, label: int | jax.Array, *, restarts: int = 1, **options
+    model: Model, x: jax.Array, label: int | jax.Array, *, restarts: int = 1, rescue_starts: int = 0, **options
 ) -> AttackResult:
     """The shortest of the targeted `minimal_l2` attacks towards every other class, vmapped over targets.
 
     The untargeted attack heads for the boundary DeepFool finds first and restarts around it; with
     more than two classes a different class's boundary can be nearer. This runs k - 1 targeted
-    attacks, each of `restarts` lanes (default one: the targets are the diversity, and k - 1
-    lanes cost about what the untargeted attack's RESTARTS do), and keeps the shortest that
-    verifiably reaches its target; `steps` is their sum. With two classes it is the untargeted attack.
+    attacks, each of `restarts` lanes and without the rescue by default (the targets are the
+    diversity, and a target DeepFool cannot reach is rarely the nearest; vmapped over inputs, one
+    rescue makes every input of the batch wait for it), and keeps the shortest that verifiably
+    reaches its target; `steps` is their sum.
     """
     classes = jax.eval_shape(model, x).shape[0]
     targets = jnp.arange(classes)
     # The label's own lane attacks another class instead (a target equal to the label has no
     # boundary to cross) and is discarded below.
     lanes = jnp.where(targets == label, (label + 1) % classes, targets)
-    results = jax.vmap(lambda target: minimal_l2(model, x, label, target=target, restarts=restarts, **options))(lanes)
+    results = jax.vmap(
+        lambda target: minimal_l2(
+            model, x, label, target=target, restarts=restarts, rescue_starts=rescue_starts, **options
+        )
+    )(lanes)
     usable = results.success & (targets != label)
     best = jnp.argmin(jnp.where(usable, results.norm, jnp.inf))
     picked = jax.tree_util.tree_map(lambda values: values[best], results)
     return picked._replace(success=usable[best], steps=jnp.sum(results.steps))
 
 
-def _refine(model: Model, x, delta, label, target, bisections: int, refinements: int) -> jax.Array:
+def _refine(goal: Goal, delta, bisections: int, refinements: int) -> jax.Array:
     """Shrink a perturbation that reaches the goal (the caller's precondition) by tangent-plane projections.
 
     On a curved or piecewise-linear boundary, DeepFool's crossing is not the closest one. At the
@@ -383,75 +475,88 @@ def _refine(model: Model, x, delta, label, target, bisections: int, refinements:
     on an edge where several boundaries meet; projecting on one plane at a time zigzags there, so x
     is projected onto the intersection of the linearised constraints of the TARGET_COMPETITORS
     classes closest to the target at p (`_project_on_constraints`). The ray towards the projection,
-    at the current best's length, is bisected to the boundary again and kept only if it reaches the
-    goal; a ray that does not is retried halfway between it and the current best (the step halves),
-    so each accepted delta is verified and shorter.
+    at the current best's length, is brought back to the boundary and kept only if it reaches the
+    goal and is shorter; a ray that does not is retried halfway between it and the current best (the
+    step halves), until `refinements` projections or a step below REFINE_MIN_STEP.
     """
+    model, x, label, target, _ = goal
 
     def projection(best):
         point = x + best
         if target is None:
-            logits = model(point)
-            w = margin_gradient(model, jnp.asarray(label), jnp.argmax(logits))(point)
+            w = margin_gradient(model, jnp.asarray(label), jnp.argmax(model(point)))(point)
             return jnp.vdot(w, best) / jnp.maximum(jnp.vdot(w, w), jnp.finfo(x.dtype).tiny) * w
         return _project_on_constraints(model, x, best, target)
 
-    def body(_, state):
-        best, step = state
+    def body(state):
+        best, step, k = state
         direction = best + step * (projection(best) - best)
         length = jnp.linalg.norm(direction)
         candidate = direction * (jnp.linalg.norm(best) / jnp.where(length > 0, length, 1))
-        usable = (length > 0) & _reached(model, x + candidate, label, target)
-        # A usable candidate reaches the goal at scale 1, so the bisected one does (`_bisect_scale`).
-        candidate = _scaled(candidate, _bisect_scale(model, x, candidate, label, target, bisections))
+        usable = (length > 0) & goal.reached(candidate)
+        # A usable candidate reaches the goal at scale 1, so the scaled one does (`_boundary_scale`).
+        candidate = _scaled(candidate, _boundary_scale(goal, candidate, bisections, usable))
         better = usable & (jnp.linalg.norm(candidate) < jnp.linalg.norm(best))
-        return jnp.where(better, candidate, best), jnp.where(better, step, 0.5 * step)
+        return jnp.where(better, candidate, best), jnp.where(better, step, 0.5 * step), k + 1
 
-    refined, _ = jax.lax.fori_loop(0, refinements, body, (delta, jnp.ones((), x.dtype)))
+    def improving(state):
+        _, step, k = state
+        return (k < refinements) & (step >= REFINE_MIN_STEP)
+
+    refined, _, _ = jax.lax.while_loop(improving, body, (delta, jnp.ones((), x.dtype), jnp.int32(0)))
     return refined
 
 
-# Classes whose linearised constraints the targeted refinement projects onto at once, and the
-# coordinate-descent sweeps that solve that small projection's dual.
-TARGET_COMPETITORS = 4
-DUAL_SWEEPS = 50
-
-
-def _project_on_constraints(model: Model, x, delta, target) -> jax.Array:
+def _project_on_constraints(model: Model, x, delta, target, aim=0.0) -> jax.Array:
     """u minimising |u| subject to the target's linearised lead at p = x + delta, over its nearest rivals.
 
-    With A the gradients of f_j - f_target at p for the m classes j closest to the target and g
-    their values there, the constraints g + A (u - delta) <= 0 say x + u stays in the target's
-    region to first order. The dual, min over lambda >= 0 of lambda.G lambda / 2 + lambda.c with
-    G = A A^T and c = A delta - g, is m-dimensional; coordinate descent solves it and u = -A^T lambda.
+    With A the gradients of f_j - f_target at p for the m classes j closest to the target
+    (m <= TARGET_COMPETITORS) and g their values there, the constraints g + A (u - delta) <= -aim
+    say x + u is in the target's region, by a lead of `aim`, to first order. The minimiser is
+    u = -A_S^T lambda_S for the set S of constraints that hold with equality,
+    lambda_S = -(A_S A_S^T)^-1 c_S >= 0 (c = A delta - g - aim), with the others satisfied: every S
+    is tried at once, and the shortest u that meets those conditions is the answer (the nearest
+    rival's plane alone when rounding leaves none). Exact for models with up to
+    TARGET_COMPETITORS + 1 classes; with more, the farther rivals are left to the next step.
     """
     logits, pullback = jax.vjp(model, x + delta)
     classes = logits.shape[0]
     rivals = jnp.where(jnp.arange(classes) == target, -jnp.inf, logits)
     m = min(TARGET_COMPETITORS, classes - 1)
     _, nearest = jax.lax.top_k(rivals, m)
-    cotangents = jax.nn.one_hot(nearest, classes, dtype=logits.dtype) - jax.nn.one_hot(
-        target, classes, dtype=logits.dtype
-    )
-    (a,) = jax.vmap(pullback)(cotangents)
+    one_hot = functools.partial(jax.nn.one_hot, num_classes=classes, dtype=logits.dtype)
+    (a,) = jax.vmap(pullback)(one_hot(nearest) - one_hot(target))
     a = a.reshape(m, -1)
-    g = logits[nearest] - logits[target]
+    c = a @ delta.reshape(-1) - (logits[nearest] - logits[target]) - aim
     gram = a @ a.T
-    c = a @ delta.reshape(-1) - g
-    diagonal = jnp.maximum(jnp.diag(gram), jnp.finfo(x.dtype).tiny)
+    subsets = jnp.asarray(np.array([[(s >> i) & 1 for i in range(m)] for s in range(1, 2**m)], bool))
+    outer = subsets[:, :, None] & subsets[:, None, :]
+    ridge = jnp.finfo(x.dtype).eps ** 2 * jnp.trace(gram) + jnp.finfo(x.dtype).tiny  # for parallel rows
+    systems = jnp.where(outer, gram + ridge * jnp.eye(m, dtype=gram.dtype), jnp.eye(m, dtype=gram.dtype))
+    duals = jnp.where(subsets, _solve_small(systems, jnp.where(subsets, -c, 0)), 0)
+    moves = -duals @ a  # (subsets, d)
+    slack = 1e-6 * (jnp.max(jnp.abs(c)) + jnp.finfo(x.dtype).tiny)
+    feasible = jnp.all(duals >= -slack * jnp.max(jnp.abs(duals)), axis=1) & jnp.all(moves @ a.T <= c + slack, axis=1)
+    feasible = feasible.at[0].set(feasible[0] | ~jnp.any(feasible))  # subset 0 is the nearest rival alone
+    best = jnp.argmin(jnp.where(feasible, jnp.sum(moves**2, axis=1), jnp.inf))
+    return moves[best].reshape(x.shape)
 
-    def sweep(_, dual):
-        def coordinate(i, dual):
-            return dual.at[i].set(jnp.maximum(0, dual[i] - (gram[i] @ dual + c[i]) / diagonal[i]))
 
-        return jax.lax.fori_loop(0, m, coordinate, dual)
+def _solve_small(matrices: jax.Array, rhs: jax.Array) -> jax.Array:
+    """Solve symmetric positive definite systems (..., m, m) x = (..., m) by Gauss-Jordan, m small and static.
 
-    dual = jax.lax.fori_loop(0, DUAL_SWEEPS, sweep, jnp.zeros(m, x.dtype))
-    return (-a.T @ dual).reshape(x.shape)
+    Written out in plain JAX ops because the trial programs call no LAPACK kernel (jaxfrag/linalg.py).
+    """
+    m = matrices.shape[-1]
+    for k in range(m):
+        factor = (matrices[..., :, k] / matrices[..., k, k][..., None]).at[..., k].set(0)
+        matrices = matrices - factor[..., :, None] * matrices[..., None, k, :]
+        rhs = rhs - factor * rhs[..., k : k + 1]
+    return rhs / jnp.diagonal(matrices, axis1=-2, axis2=-1)
 
 
 def _scaled(delta: jax.Array, scale: jax.Array) -> jax.Array:
-    """scale * delta as one materialised array (the one `_bisect_scale` verified)."""
+    """scale * delta as one materialised array (the one `_boundary_scale` verified)."""
     return jax.lax.optimization_barrier(scale * delta)
 
 
@@ -463,11 +568,11 @@ def fgsm_bisection(
     model: Model, x: jax.Array, label: int | jax.Array, eps_max: float, bisections: int = 30
 ) -> AttackResult:
     """FGSM's direction sign(grad CE(f(x), label)) with the smallest eps in (0, eps_max] that changes the label."""
-    direction = jnp.sign(_cross_entropy_gradient(model, x, label))
-    delta = eps_max * direction
-    crossed = _reached(model, x + delta, label, None)
-    delta = _scaled(delta, jnp.where(crossed, _bisect_scale(model, x, delta, label, None, bisections), 1))
-    return AttackResult(delta, jnp.linalg.norm(delta), _reached(model, x + delta, label, None), jnp.int32(1))
+    goal = Goal.at(model, x, label)
+    delta = eps_max * jnp.sign(_cross_entropy_gradient(model, x, label))
+    crossed = goal.reached(delta)
+    delta = _scaled(delta, _boundary_scale(goal, delta, bisections, crossed))
+    return AttackResult(delta, jnp.linalg.norm(delta), goal.verified(delta), jnp.int32(1))
 
 
 def least_likely(
@@ -486,7 +591,7 @@ def least_likely(
     construction. That intersection contains 0 only if x lies in the box: an x outside it is a
     ValueError (when concrete; traced, the attack returns delta = 0 and success False).
     """
-    target = jnp.argmin(model(x))
+    goal = Goal.at(model, x, label, jnp.argmin(model(x)))
     lower, upper = -jnp.full_like(x, eps), jnp.full_like(x, eps)
     if bounds is not None:
         _check_inside(x, bounds)
@@ -495,16 +600,15 @@ def least_likely(
 
     def cond(state):
         delta, steps = state
-        return feasible & (steps < max_steps) & ~_reached(model, x + delta, label, target)
+        return feasible & (steps < max_steps) & ~goal.reached(delta)
 
     def body(state):
         delta, steps = state
-        moved = delta - step * jnp.sign(_cross_entropy_gradient(model, x + delta, target))
+        moved = delta - step * jnp.sign(_cross_entropy_gradient(model, x + delta, goal.target))
         return jnp.clip(moved, lower, upper), steps + 1
 
     delta, steps = jax.lax.while_loop(cond, body, (jnp.zeros_like(x), jnp.int32(0)))
-    success = feasible & _reached(model, x + delta, label, target)
-    return AttackResult(delta, jnp.linalg.norm(delta), success, steps)
+    return AttackResult(delta, jnp.linalg.norm(delta), feasible & goal.verified(delta), steps)
 
 
 def _check_inside(x, bounds) -> None:

@@ -263,6 +263,6 @@ def test_best_target_attack_finds_the_untargeted_minimum_of_affine_models(classe
             exact = numpy_min_perturbation(w, b, x, label)
             assert bool(result.success) and numpy_argmax_after(w, b, x, result.delta) != label
             assert exact * (1 - 1e-9) <= float(result.norm) <= exact * (1 + 1e-5)
-            if classes == 2:  # one other class: the untargeted attack itself
+            if classes == 2:  # one other class: the untargeted attack's answer, up to its 1e-6 excess
                 other = untargeted(jnp.asarray(w), jnp.asarray(b), jnp.asarray(x), label)
-                assert float(result.norm) == pytest.approx(float(other.norm), rel=1e-9)
+                assert float(result.norm) == pytest.approx(float(other.norm), rel=3e-6)

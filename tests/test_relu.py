@@ -53,6 +53,18 @@ class NumpyRelu:
             back = h.T @ (back * mask)
         return back
 
+    def grad_logit(self, x, k):
+        """grad f_k by the chain rule."""
+        masks = []
+        for h, c in zip(self.layers[:-1], self.offsets[:-1], strict=True):
+            pre = h @ x + c
+            masks.append(pre > 0)
+            x = np.maximum(pre, 0)
+        back = self.layers[-1][k]
+        for h, mask in zip(self.layers[-2::-1], masks[::-1], strict=True):
+            back = h.T @ (back * mask)
+        return back
+
     def kinks(self, x, rel=1e-3):
         """(layer, unit) whose pre-activation at x is within rel (of its scale) of zero: there the gradient jumps.
 
@@ -161,7 +173,15 @@ def test_every_metric_matches_numpy(d):
             attack = attack_of(net, jnp.asarray(b, jnp.float32), label)
             delta = np.asarray(attack.delta, float)
             assert rows[f"flips_{name}"][trial] and np.argmax(network(b + delta)) != label
-            assert np.argmax(network(b + (1 - 1e-3) * delta)) == label  # the bisection stopped at the boundary
+            # It stopped at the boundary: past it by the lead the attack searches for, 32 roundings
+            # of the logits at b (eps (max |f| + ||b|| max_k ||grad f_k||), attacks.Goal), and not
+            # by more than the bracket's and float32's slack on top.
+            rounding = np.finfo(np.float32).eps * (
+                np.abs(network(b)).max()
+                + np.linalg.norm(b) * max(np.linalg.norm(network.grad_logit(b, k)) for k in (0, 1))
+            )
+            lead = network(b + delta)[1 - label] - network(b + delta)[label]
+            assert 0 < lead <= 40 * rounding + 1e-5 * np.linalg.norm(network.grad_g(b + delta)) * np.linalg.norm(delta)
             np.testing.assert_allclose(rows[f"delta_{name}"][trial], np.linalg.norm(delta), rtol=1e-4)
             # The refined attack often ends on a ReLU kink, where the gradient jumps and rounding picks
             # the side: the row's cos must be that of one of the linear pieces that meet there.
