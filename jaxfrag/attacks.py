@@ -157,21 +157,21 @@ class AttackResult(NamedTuple):
 class Goal(NamedTuple):
     """What an attack at x must reach: another class than `label`, or `target` when given.
 
-    `rounding` is the scale of the rounding error of the model's logits near x:
-    eps (max |f(x)| + ||x|| max_j ||grad f_j(x)||) over the label and its strongest rival (or the
-    target), the size of the logits and of the terms that sum to them (moving x by one float
-    resolution moves them by the second; two backward passes, whatever the number of classes). Right at
-    the boundary the argmax depends on how those sums were rounded, which differs between call
-    sites, batch sizes and backends. So a perturbation counts (`verified`) only if the goal class
-    leads by CROSSING_ULPS roundings, and the attacks search (`reached`) for twice that: what they
-    find keeps its verdict wherever it is evaluated.
+    Right at the boundary the argmax depends on how the model's sums were rounded, which differs
+    between call sites, batch sizes and backends. So a perturbation counts (`verified`) only if the
+    goal class leads by CROSSING_ULPS roundings of the logits at x + delta, and the attacks search
+    (`reached`) for twice that: what they find keeps its verdict wherever it is evaluated. One
+    rounding is eps (max |f| + ||x + delta|| g): the size of the logits and of the terms that sum
+    to them (moving the input by one float resolution moves the logits by the second), with g the
+    largest gradient norm of the label's and its strongest rival's (or the target's) logit at x:
+    two backward passes, once, whatever the number of classes.
     """
 
     model: Model
     x: jax.Array
     label: jax.Array | int
     target: jax.Array | int | None
-    rounding: jax.Array
+    gradient: jax.Array  # g above
 
     @classmethod
     def at(cls, model: Model, x: jax.Array, label, target=None) -> Goal:
@@ -180,9 +180,11 @@ class Goal(NamedTuple):
         rival = jnp.argmax(jnp.where(classes == label, -jnp.inf, logits)) if target is None else target
         one_hot = functools.partial(jax.nn.one_hot, num_classes=logits.shape[0], dtype=logits.dtype)
         (rows,) = jax.vmap(pullback)(one_hot(jnp.stack([jnp.asarray(label), jnp.asarray(rival)])))
-        gradient = jnp.max(jnp.linalg.norm(rows.reshape(2, -1), axis=1))
-        eps = jnp.finfo(logits.dtype).eps
-        return cls(model, x, label, target, eps * (jnp.max(jnp.abs(logits)) + jnp.linalg.norm(x) * gradient))
+        return cls(model, x, label, target, jnp.max(jnp.linalg.norm(rows.reshape(2, -1), axis=1)))
+
+    def rounding(self, point: jax.Array, logits: jax.Array) -> jax.Array:
+        """One rounding of the logits at `point` (the model's input)."""
+        return jnp.finfo(logits.dtype).eps * (jnp.max(jnp.abs(logits)) + jnp.linalg.norm(point) * self.gradient)
 
     def lead(self, delta: jax.Array, roundings: float | None = None) -> jax.Array:
         """How far the goal class leads at x + delta beyond `roundings` roundings (default the
@@ -190,13 +192,14 @@ class Goal(NamedTuple):
         roundings = 2 * CROSSING_ULPS if roundings is None else roundings
         # The barrier materialises the perturbed input, so every check of one candidate sees the
         # same rounded array (XLA would otherwise fuse x + s * delta into an FMA at some sites only).
-        logits = self.model(jax.lax.optimization_barrier(self.x + delta))
+        point = jax.lax.optimization_barrier(self.x + delta)
+        logits = self.model(point)
         classes = jnp.arange(logits.shape[0])
         if self.target is None:
             lead = jnp.max(jnp.where(classes == self.label, -jnp.inf, logits)) - logits[self.label]
         else:
             lead = logits[self.target] - jnp.max(jnp.where(classes == self.target, -jnp.inf, logits))
-        return lead - roundings * self.rounding
+        return lead - roundings * self.rounding(point, logits)
 
     def reached(self, delta: jax.Array) -> jax.Array:
         """Past the boundary by what the attacks search for."""
@@ -387,18 +390,18 @@ def _deepfool(goal: Goal, start, max_steps, overshoot: float):
     steps would circle. Returns ((1 + overshoot) delta, steps); a start already past the boundary
     takes no step.
     """
-    model, x, label, target, rounding = goal
-    # Aim past the boundary by twice the lead `Goal.reached` asks for, or a point right at the
-    # boundary (x near it, or a flat margin) would take ever smaller steps.
-    aim = 4 * CROSSING_ULPS * rounding
+    model, x, label, target, _ = goal
     if target is not None:
         overshoot = 0.0  # scaling a point of the target's region along its ray can leave the region
 
     def next_delta(delta):
-        if target is not None:
-            return _project_on_constraints(model, x, (1 + overshoot) * delta, target, aim)
         point = x + (1 + overshoot) * delta
         logits = model(point)
+        # Aim past the boundary by twice the lead `Goal.reached` asks for, or a point right at the
+        # boundary (x near it, or a flat margin) would take ever smaller steps.
+        aim = 4 * CROSSING_ULPS * goal.rounding(point, logits)
+        if target is not None:
+            return _project_on_constraints(model, x, (1 + overshoot) * delta, target, aim)
         jacobian = jax.jacrev(model)(point)
         # Linearise around the current class c (the label until it changes) and move to the
         # nearest boundary f_j = f_c.
