@@ -29,9 +29,9 @@ wherever the model is evaluated.
   minimal perturbation, times 1 + what rounding needs), then shrunk by boundary
   projections (SuperDeepFool-style), each candidate bisected and verified
   before it is kept.
-* `minimal_l2_best_target` -- the shortest of the targeted minimal-L2 attacks
-  towards every other class (one lane each by default), for multi-class models
-  whose nearest boundary is not the one DeepFool heads for.
+* `minimal_l2_best_target` -- the shortest of the untargeted attack and the
+  targeted ones towards every other class (one lane each by default), for
+  multi-class models whose nearest boundary is not the one DeepFool heads for.
 * `fgsm_bisection` -- delta = eps sign(grad of the cross-entropy), with the
   smallest eps that changes the label found by bisection (the paper's MNIST Q).
 * `least_likely` -- Kurakin et al.'s iterative least-likely-class attack, L-inf
@@ -136,6 +136,7 @@ RESCUE_RADII = (-4.0, 12.0)  # log2 of the rescue starts' distance over the line
 # below which a refinement has converged (it halves on every projection that does not help).
 LANE_REFINEMENTS = 5
 REFINE_MIN_STEP = 2.0**-12
+REFINE_STILL = 2.0**-20  # relative: a projection this close to the current best has converged
 # Classes whose linearised constraints a targeted step projects onto at once (the rest are
 # farther from the target).
 TARGET_COMPETITORS = 4
@@ -401,7 +402,9 @@ def _deepfool(goal: Goal, start, max_steps, overshoot: float):
         # boundary (x near it, or a flat margin) would take ever smaller steps.
         aim = 4 * CROSSING_ULPS * goal.rounding(point, logits)
         if target is not None:
-            return _project_on_constraints(model, x, (1 + overshoot) * delta, target, aim)
+            # From the current point, as DeepFool's untargeted step: projecting x itself jumps
+            # between linear pieces of a ReLU net, and 3 in 4 targeted attacks then stalled.
+            return delta + _project_on_constraints(model, x, delta, target, aim, from_point=True)
         jacobian = jax.jacrev(model)(point)
         # Linearise around the current class c (the label until it changes) and move to the
         # nearest boundary f_j = f_c.
@@ -442,26 +445,29 @@ def _shrink(goal: Goal, delta, crossed, bisections: int, refinements: int):
 def minimal_l2_best_target(
     model: Model, x: jax.Array, label: int | jax.Array, *, restarts: int = 1, rescue_starts: int = 0, **options
 ) -> AttackResult:
-    """The shortest of the targeted `minimal_l2` attacks towards every other class, vmapped over targets.
+    """The shortest of the untargeted `minimal_l2` and the targeted ones towards every other class.
 
     The untargeted attack heads for the boundary DeepFool finds first and restarts around it; with
-    more than two classes a different class's boundary can be nearer. This runs k - 1 targeted
-    attacks, each of `restarts` lanes and without the rescue by default (the targets are the
-    diversity, and a target DeepFool cannot reach is rarely the nearest; vmapped over inputs, one
-    rescue makes every input of the batch wait for it), and keeps the shortest that verifiably
-    reaches its target; `steps` is their sum.
+    more than two classes a different class's boundary can be nearer. This adds k - 1 targeted
+    attacks (vmapped over targets), each of `restarts` lanes and without the rescue by default (the
+    targets are the diversity; vmapped over inputs, one rescue makes every input of the batch wait
+    for it), to the untargeted attack at its defaults, so it is never longer than that and finds a
+    crossing wherever it does. It keeps the shortest that verifiably reaches its goal; `steps` is
+    their sum. `options` go to every attack.
     """
+    untargeted = minimal_l2(model, x, label, **options)
     classes = jax.eval_shape(model, x).shape[0]
     targets = jnp.arange(classes)
     # The label's own lane attacks another class instead (a target equal to the label has no
     # boundary to cross) and is discarded below.
     lanes = jnp.where(targets == label, (label + 1) % classes, targets)
-    results = jax.vmap(
+    targeted = jax.vmap(
         lambda target: minimal_l2(
             model, x, label, target=target, restarts=restarts, rescue_starts=rescue_starts, **options
         )
     )(lanes)
-    usable = results.success & (targets != label)
+    results = jax.tree_util.tree_map(lambda many, one: jnp.concatenate([many, one[None]]), targeted, untargeted)
+    usable = results.success & jnp.append(targets != label, True)
     best = jnp.argmin(jnp.where(usable, results.norm, jnp.inf))
     picked = jax.tree_util.tree_map(lambda values: values[best], results)
     return picked._replace(success=usable[best], steps=jnp.sum(results.steps))
@@ -493,14 +499,19 @@ def _refine(goal: Goal, delta, bisections: int, refinements: int) -> jax.Array:
 
     def body(state):
         best, step, k = state
-        direction = best + step * (projection(best) - best)
+        move = projection(best) - best
+        # A projection that does not move (the minimum of an affine piece) ends the refinement:
+        # halving the step would retry the same point.
+        still = jnp.linalg.norm(move) <= REFINE_STILL * jnp.linalg.norm(best)
+        direction = best + step * move
         length = jnp.linalg.norm(direction)
         candidate = direction * (jnp.linalg.norm(best) / jnp.where(length > 0, length, 1))
-        usable = (length > 0) & goal.reached(candidate)
+        usable = (length > 0) & ~still & goal.reached(candidate)
         # A usable candidate reaches the goal at scale 1, so the scaled one does (`_boundary_scale`).
         candidate = _scaled(candidate, _boundary_scale(goal, candidate, bisections, usable))
         better = usable & (jnp.linalg.norm(candidate) < jnp.linalg.norm(best))
-        return jnp.where(better, candidate, best), jnp.where(better, step, 0.5 * step), k + 1
+        step = jnp.where(better, step, jnp.where(still, 0.0, 0.5 * step))
+        return jnp.where(better, candidate, best), step, k + 1
 
     def improving(state):
         _, step, k = state
@@ -510,7 +521,7 @@ def _refine(goal: Goal, delta, bisections: int, refinements: int) -> jax.Array:
     return refined
 
 
-def _project_on_constraints(model: Model, x, delta, target, aim=0.0) -> jax.Array:
+def _project_on_constraints(model: Model, x, delta, target, aim=0.0, from_point=False) -> jax.Array:
     """u minimising |u| subject to the target's linearised lead at p = x + delta, over its nearest rivals.
 
     With A the gradients of f_j - f_target at p for the m classes j closest to the target
@@ -521,6 +532,7 @@ def _project_on_constraints(model: Model, x, delta, target, aim=0.0) -> jax.Arra
     is tried at once, and the shortest u that meets those conditions is the answer (the nearest
     rival's plane alone when rounding leaves none). Exact for models with up to
     TARGET_COMPETITORS + 1 classes; with more, the farther rivals are left to the next step.
+    With `from_point`, the same for the step v from p (g + A v <= -aim, |v| least): DeepFool's.
     """
     logits, pullback = jax.vjp(model, x + delta)
     classes = logits.shape[0]
@@ -530,8 +542,9 @@ def _project_on_constraints(model: Model, x, delta, target, aim=0.0) -> jax.Arra
     one_hot = functools.partial(jax.nn.one_hot, num_classes=classes, dtype=logits.dtype)
     (a,) = jax.vmap(pullback)(one_hot(nearest) - one_hot(target))
     a = a.reshape(m, -1)
-    c = a @ delta.reshape(-1) - (logits[nearest] - logits[target]) - aim
     gram = a @ a.T
+    start = jnp.zeros_like(delta) if from_point else delta
+    c = a @ start.reshape(-1) - (logits[nearest] - logits[target]) - aim
     subsets = jnp.asarray(np.array([[(s >> i) & 1 for i in range(m)] for s in range(1, 2**m)], bool))
     outer = subsets[:, :, None] & subsets[:, None, :]
     ridge = jnp.finfo(x.dtype).eps ** 2 * jnp.trace(gram) + jnp.finfo(x.dtype).tiny  # for parallel rows

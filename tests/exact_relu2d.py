@@ -87,23 +87,33 @@ class ExactResult(NamedTuple):
     point: np.ndarray  # (2,), the closest point of S (nan when none)
 
 
-def exact_min_perturbation(net: ReluNet2D, x: np.ndarray, label: int, slack: float = 1e-9) -> ExactResult:
-    """min ||y - x|| over y with f_label(y) <= max_{j != label} f_j(y), exactly (see the module docstring)."""
+def exact_min_perturbation(
+    net: ReluNet2D, x: np.ndarray, label: int, target: int | None = None, slack: float = 1e-9
+) -> ExactResult:
+    """min ||y - x|| over y with f_label(y) <= max_{j != label} f_j(y), exactly (see the module docstring).
+
+    With `target`, over y with f_target(y) >= max_{j != target} f_j(y) instead: per cell a convex
+    polygon again, whose edge lines are hidden lines and the cell's lines (f_target - f_j) = 0.
+    """
     x = np.asarray(x, float)
+    pivot = label if target is None else target
     normals, offsets = [net.h1], [net.c1]
     for pattern in cells(net):
         w_cell = (net.h2 * pattern) @ net.h1  # (classes, 2): the cell's affine logits W y + b
         b_cell = (net.h2 * pattern) @ net.c1 + net.c2
-        others = [j for j in range(len(net.c2)) if j != label]
-        normals.append(w_cell[label] - w_cell[others])
-        offsets.append(b_cell[label] - b_cell[others])
+        others = [j for j in range(len(net.c2)) if j != pivot]
+        normals.append(w_cell[pivot] - w_cell[others])
+        offsets.append(b_cell[pivot] - b_cell[others])
     normals, offsets = np.concatenate(normals), np.concatenate(offsets)
     # Margin lines of different cells coincide on shared edges; dedupe to keep the pairwise set small.
     lines = np.unique(np.round(np.column_stack([normals, offsets]), 12), axis=0)
     normals, offsets = lines[:, :2], lines[:, 2]
     candidates = np.concatenate([_projections(x, normals, offsets), _intersections(normals, offsets)])
     scale = np.abs(net.h2) @ (np.abs(candidates @ net.h1.T) + np.abs(net.c1)).T + np.abs(net.c2)[:, None]
-    inside = net.margin(candidates, label) <= slack * scale.max(0)
+    if target is None:
+        inside = net.margin(candidates, label) <= slack * scale.max(0)
+    else:
+        inside = net.margin(candidates, target) >= -slack * scale.max(0)
     if not inside.any():
         return ExactResult(np.inf, np.full(2, np.nan))
     distances = np.linalg.norm(candidates[inside] - x, axis=1)
