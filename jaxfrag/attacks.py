@@ -135,6 +135,7 @@ RESCUE_RADII = (-4.0, 12.0)  # log2 of the rescue starts' distance over the line
 # Boundary projections every lane gets before the shortest is refined to the end, and the step
 # below which a refinement has converged (it halves on every projection that does not help).
 LANE_REFINEMENTS = 5
+LANE_BISECTIONS = 12  # evaluations per boundary search while lanes compete; the finalists get `bisections`
 REFINE_MIN_STEP = 2.0**-12
 REFINE_STILL = 2.0**-20  # relative: a projection this close to the current best has converged
 # Classes whose linearised constraints a targeted step projects onto at once (the rest are
@@ -316,7 +317,7 @@ def minimal_l2(
     lane_refinements = min(refinements, LANE_REFINEMENTS)
 
     def shrink(delta):
-        return _shrink(goal, delta, goal.reached(delta), bisections, lane_refinements)
+        return _shrink(goal, delta, goal.reached(delta), min(bisections, LANE_BISECTIONS), lane_refinements)
 
     # Every lane is refined a little; then the shortest and lane 0 (so that the lanes never do
     # worse than DeepFool's alone) to convergence: where lanes end on different boundary pieces, a
@@ -326,10 +327,8 @@ def minimal_l2(
     norms = jnp.linalg.norm(deltas.reshape(restarts, -1), axis=1)
     finalists = jnp.stack([0, jnp.argmin(jnp.where(reached, norms, jnp.inf))])
     deltas, reached = deltas[finalists], reached[finalists]
-    if refinements > lane_refinements:
-        deltas = jax.vmap(lambda delta, ok: jnp.where(ok, _refine(goal, delta, bisections, refinements), delta))(
-            deltas, reached
-        )
+    if refinements > lane_refinements or bisections > LANE_BISECTIONS:
+        deltas = jax.vmap(lambda delta, ok: _shrink(goal, delta, ok, bisections, refinements))(deltas, reached)
     norms = jnp.linalg.norm(deltas.reshape(2, -1), axis=1)
     delta = deltas[jnp.argmin(jnp.where(reached, norms, jnp.inf))]
     steps = steps + rescue_steps + jnp.sum(other_steps) + restarts * lane_refinements + 2 * refinements
