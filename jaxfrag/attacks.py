@@ -325,13 +325,14 @@ def minimal_l2(
     deltas = jax.vmap(shrink)(jnp.concatenate([lane0[None], others]))
     reached = jax.vmap(goal.reached)(deltas)
     norms = jnp.linalg.norm(deltas.reshape(restarts, -1), axis=1)
-    finalists = jnp.stack([0, jnp.argmin(jnp.where(reached, norms, jnp.inf))])
+    # With one lane, lane 0 is the shortest: one finalist.
+    finalists = jnp.stack([0, jnp.argmin(jnp.where(reached, norms, jnp.inf))][: min(restarts, 2)])
     deltas, reached = deltas[finalists], reached[finalists]
     if refinements > lane_refinements or bisections > LANE_BISECTIONS:
         deltas = jax.vmap(lambda delta, ok: _shrink(goal, delta, ok, bisections, refinements))(deltas, reached)
-    norms = jnp.linalg.norm(deltas.reshape(2, -1), axis=1)
+    norms = jnp.linalg.norm(deltas.reshape(len(finalists), -1), axis=1)
     delta = deltas[jnp.argmin(jnp.where(reached, norms, jnp.inf))]
-    steps = steps + rescue_steps + jnp.sum(other_steps) + restarts * lane_refinements + 2 * refinements
+    steps = steps + rescue_steps + jnp.sum(other_steps) + restarts * lane_refinements + len(finalists) * refinements
     return AttackResult(delta, jnp.linalg.norm(delta), goal.verified(delta), steps)
 
 
@@ -394,16 +395,18 @@ def _deepfool(goal: Goal, start, max_steps, overshoot: float):
     if target is not None:
         overshoot = 0.0  # scaling a point of the target's region along its ray can leave the region
 
+    # Aim past the boundary by twice the lead `Goal.reached` asks for, or a point right at the
+    # boundary (x near it, or a flat margin) would take ever smaller steps.
+    aim_roundings = 4 * CROSSING_ULPS
+
     def next_delta(delta):
-        point = x + (1 + overshoot) * delta
-        logits = model(point)
-        # Aim past the boundary by twice the lead `Goal.reached` asks for, or a point right at the
-        # boundary (x near it, or a flat margin) would take ever smaller steps.
-        aim = 4 * CROSSING_ULPS * goal.rounding(point, logits)
         if target is not None:
             # From the current point, as DeepFool's untargeted step: projecting x itself jumps
-            # between linear pieces of a ReLU net, and 3 in 4 targeted attacks then stalled.
-            return delta + _project_on_constraints(model, x, delta, target, aim, from_point=True)
+            # between linear pieces of a ReLU net, where most targeted attacks then stalled.
+            return delta + _project_on_constraints(goal, delta, aim_roundings, from_point=True)
+        point = x + (1 + overshoot) * delta
+        logits = model(point)
+        aim = aim_roundings * goal.rounding(point, logits)
         jacobian = jax.jacrev(model)(point)
         # Linearise around the current class c (the label until it changes) and move to the
         # nearest boundary f_j = f_c.
@@ -494,7 +497,7 @@ def _refine(goal: Goal, delta, bisections: int, refinements: int) -> jax.Array:
         if target is None:
             w = margin_gradient(model, jnp.asarray(label), jnp.argmax(model(point)))(point)
             return jnp.vdot(w, best) / jnp.maximum(jnp.vdot(w, w), jnp.finfo(x.dtype).tiny) * w
-        return _project_on_constraints(model, x, best, target)
+        return _project_on_constraints(goal, best)
 
     def body(state):
         best, step, k = state
@@ -520,12 +523,13 @@ def _refine(goal: Goal, delta, bisections: int, refinements: int) -> jax.Array:
     return refined
 
 
-def _project_on_constraints(model: Model, x, delta, target, aim=0.0, from_point=False) -> jax.Array:
+def _project_on_constraints(goal: Goal, delta, aim_roundings=0.0, from_point=False) -> jax.Array:
     """u minimising |u| subject to the target's linearised lead at p = x + delta, over its nearest rivals.
 
     With A the gradients of f_j - f_target at p for the m classes j closest to the target
     (m <= TARGET_COMPETITORS) and g their values there, the constraints g + A (u - delta) <= -aim
-    say x + u is in the target's region, by a lead of `aim`, to first order. The minimiser is
+    say x + u is in the target's region, by a lead of aim = `aim_roundings` roundings of the
+    logits at p (`Goal.rounding`), to first order. The minimiser is
     u = -A_S^T lambda_S for the set S of constraints that hold with equality,
     lambda_S = -(A_S A_S^T)^-1 c_S >= 0 (c = A delta - g - aim), with the others satisfied: every S
     is tried at once, and the shortest u that meets those conditions is the answer (the nearest
@@ -533,7 +537,10 @@ def _project_on_constraints(model: Model, x, delta, target, aim=0.0, from_point=
     TARGET_COMPETITORS + 1 classes; with more, the farther rivals are left to the next step.
     With `from_point`, the same for the step v from p (g + A v <= -aim, |v| least): DeepFool's.
     """
-    logits, pullback = jax.vjp(model, x + delta)
+    model, x, _, target, _ = goal
+    point = x + delta
+    logits, pullback = jax.vjp(model, point)
+    aim = aim_roundings * goal.rounding(point, logits)
     classes = logits.shape[0]
     rivals = jnp.where(jnp.arange(classes) == target, -jnp.inf, logits)
     m = min(TARGET_COMPETITORS, classes - 1)
