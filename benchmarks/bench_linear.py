@@ -39,9 +39,9 @@ import optax  # noqa: E402
 from common import machine, median_time, write_result  # noqa: E402
 from jax.sharding import PartitionSpec  # noqa: E402
 
-from jaxfrag import linear_net  # noqa: E402
 from jaxfrag.config import Config  # noqa: E402
 from jaxfrag.experiments import TRIAL_GROUP, map_trials, registry  # noqa: E402
+from jaxfrag.models import linear as linear_net  # noqa: E402
 
 
 def engine_rate(d: int, config: Config, repeat: int) -> dict:

@@ -21,7 +21,9 @@ import pytest
 from exact_relu2d import exact_min_perturbation, family, random_net
 from scipy import optimize
 
-from jaxfrag import attacks, linear_net, relu_net
+from jaxfrag import attacks
+from jaxfrag.models import linear as linear_net
+from jaxfrag.models import relu as relu_net
 
 SEEDS = int(os.environ.get("JAXFRAG_EXACT_SEEDS", 4))
 NETS = 60

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from helpers import run_cell
 
-from jaxfrag import data, networks, parallel
+from jaxfrag import data, parallel
 from jaxfrag.config import Config
 from jaxfrag.experiments import registry, thm1, thm4, thm6
+from jaxfrag.models import constructed as networks
 
 CHECKED = 40  # trials recomputed in numpy per cell
 

@@ -11,9 +11,10 @@ from jax import enable_x64
 from scipy import stats
 
 import jaxfrag
-from jaxfrag import data, linear_net, parallel
+from jaxfrag import data, parallel
 from jaxfrag.config import Config
 from jaxfrag.experiments import linear
+from jaxfrag.models import linear as linear_net
 
 DTYPES = [jnp.float32, jnp.float64]
 # Small but the real protocol: 64-wide nets, a few epochs.

@@ -11,9 +11,11 @@ from conftest import tolerance
 from helpers import numpy_signs, run_cell
 from scipy import stats
 
-from jaxfrag import attacks, linear_net, parallel, relu_net, rmt
+from jaxfrag import attacks, parallel, rmt
 from jaxfrag.config import Config
 from jaxfrag.experiments import linear, relu
+from jaxfrag.models import linear as linear_net
+from jaxfrag.models import relu as relu_net
 from jaxfrag.stats import median_ci
 
 DTYPES = [jnp.float32, jnp.float64]

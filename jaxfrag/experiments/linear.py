@@ -3,7 +3,7 @@
 Per trial: draw A (first d-1 columns times 5 by default), take the training set
 (all 2^d points x = A z while 2^d <= max_points, else a sample without
 replacement), train a d -> width -> 2 identity-activation network with optax
-(see `jaxfrag.linear_net`), and measure, with W = H_2 H_1 and W1, W2 its rows:
+(see `jaxfrag.models.linear`), and measure, with W = H_2 H_1 and W1, W2 its rows:
 * train accuracy and loss, and whether training diverged;
 * cos theta1 = cos(W1 - W2, a_d) and cos theta2 = cos(W1, last row of A^-1),
   signed, and phi = R_dd / ||a_d||, which Theorem 6 says |cos theta1| is close to;
@@ -29,9 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxfrag import attacks, data, linalg, linear_net, plots, rmt
+from jaxfrag import attacks, data, linalg, plots, rmt
 from jaxfrag.config import Config
 from jaxfrag.experiments import Experiment, map_trials, thm6
+from jaxfrag.models import linear as linear_net
 from jaxfrag.stats import mean_se
 
 COLUMNS = {

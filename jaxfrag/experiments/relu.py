@@ -3,7 +3,7 @@
 Per trial: draw A (the first d-1 columns times 5 by default, section 6's
 protocol; `--scale-columns 1` is Theorem 6 as stated), train a d -> width -> 2
 ReLU network on the hypercube points x = A z (label = last bit) exactly as the
-linear experiment trains its linear ones (`jaxfrag.relu_net`), then draw one
+linear experiment trains its linear ones (`jaxfrag.models.relu`), then draw one
 pair z+, z- that agree in the first d-1 (uniform) signs and differ in the last,
 b1 = A z+ (class 1) and b2 = A z- (class 0), so that b1 - b2 = 2 a_d, and measure:
 
@@ -37,9 +37,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxfrag import attacks, compression, data, linalg, plots, relu_net, rmt
+from jaxfrag import attacks, compression, data, linalg, plots, rmt
 from jaxfrag.config import Config
 from jaxfrag.experiments import Experiment, linear, map_trials, thm6
+from jaxfrag.models import relu as relu_net
 from jaxfrag.stats import mean_se, median_ci
 
 ALPHAS = 10  # alpha_k = k / 9, k = 0..9, as the paper's Table 3

@@ -16,9 +16,10 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxfrag import attacks, data, embedding, linalg, networks, optimal, rmt
+from jaxfrag import attacks, data, embedding, linalg, optimal, rmt
 from jaxfrag.config import Config
 from jaxfrag.experiments import Experiment, map_trials
+from jaxfrag.models import constructed as networks
 
 COLUMNS = {
     "e_norm": "||e|| of the constructed attack, eq. (3)",

@@ -21,10 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from jaxfrag import data, embedding, networks, rmt
+from jaxfrag import data, embedding, rmt
 from jaxfrag.config import Config
 from jaxfrag.experiments import Experiment, map_trials
 from jaxfrag.experiments.thm1 import COLUMNS, point_metrics
+from jaxfrag.models import constructed as networks
 
 
 def inputs(key: jax.Array, d, config: Config, size: int | None = None):

@@ -20,9 +20,10 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxfrag import attacks, data, embedding, linalg, networks, optimal, rmt
+from jaxfrag import attacks, data, embedding, linalg, optimal, rmt
 from jaxfrag.config import Config
 from jaxfrag.experiments import Experiment, map_trials
+from jaxfrag.models import constructed as networks
 
 COLUMNS = {
     "phi": "R_dd / ||a_d||",

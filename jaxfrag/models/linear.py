@@ -158,7 +158,7 @@ def train(
 ) -> tuple[LinearNet, jax.Array]:
     """Train on the points A z(indices); returns (trained net, diverged: a NaN or inf loss was seen).
 
-    `loss(net, x, labels, weights)` defaults to this module's `cross_entropy`; `jaxfrag.relu_net`
+    `loss(net, x, labels, weights)` defaults to this module's `cross_entropy`; `jaxfrag.models.relu`
     passes its own, so both experiments train by exactly the same loop.
     """
     loss = loss or cross_entropy

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxfrag import data
-from jaxfrag.linear_net import LinearNet
+from jaxfrag.models.linear import LinearNet
 
 # Points per block in `evaluate`: 8 trials x 1024 points x width 3000 in float32 is 98 MB.
 EVAL_BLOCK = 1024
