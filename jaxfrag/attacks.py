@@ -33,7 +33,10 @@ wherever the model is evaluated.
   targeted ones towards every other class (one lane each by default), for
   multi-class models whose nearest boundary is not the one DeepFool heads for.
 * `fgsm_bisection` -- delta = eps sign(grad of the cross-entropy), with the
-  smallest eps that changes the label found by bisection (the paper's MNIST Q).
+  smallest eps that changes the label found by bisection.
+* `fgsm_scan` -- the same step, untargeted or targeted, with eps scanned on a
+  grid and bisected inside the first step that reaches the goal (the paper's
+  MNIST Q: along eps the label can pass through other classes first).
 * `least_likely` -- Kurakin et al.'s iterative least-likely-class attack, L-inf
   ball of radius eps, step size `step` (the paper's ImageNet Q).
 Hand-written because the attack libraries (Foolbox 3) run JAX models one
@@ -595,6 +598,47 @@ def fgsm_bisection(
     crossed = goal.reached(delta)
     delta = _scaled(delta, _boundary_scale(goal, delta, bisections, crossed))
     return AttackResult(delta, jnp.linalg.norm(delta), goal.verified(delta), jnp.int32(1))
+
+
+def fgsm_scan(
+    model: Model,
+    x: jax.Array,
+    label: int | jax.Array,
+    target: int | jax.Array | None = None,
+    *,
+    eps_max: float,
+    grid: int = 256,
+    bisections: int = 30,
+    direction: jax.Array | None = None,
+) -> AttackResult:
+    """The smallest FGSM step that reaches the goal: delta = eps * direction, eps scanned, then bisected.
+
+    The direction defaults to FGSM's: sign(grad CE(f(x), label)) untargeted, -sign(grad CE(f(x),
+    target)) targeted (pass another sign pattern, e.g. from another tie rule of the same model's
+    gradient, as `direction`). Along eps the winning class can pass through other classes and never
+    reach the target, so eps is scanned on `grid` equal steps up to eps_max and the boundary is
+    searched (`_boundary_scale`) only inside the first step that reaches the goal. No step does:
+    success is False and delta is eps_max * direction.
+    """
+    _check_target(label, target)
+    goal = Goal.at(model, x, label, target)
+    if direction is None:
+        if target is None:
+            direction = jnp.sign(_cross_entropy_gradient(model, x, label))
+        else:
+            direction = -jnp.sign(_cross_entropy_gradient(model, x, target))
+    eps = eps_max * jnp.arange(1, grid + 1, dtype=x.dtype) / grid
+    hits = jax.lax.map(lambda e: goal.reached(_scaled(direction, e)), eps, batch_size=min(grid, 32))
+    first = jnp.argmax(hits)
+    found = hits[first]
+    low = jnp.where(first > 0, eps[jnp.maximum(first - 1, 0)], 0)
+    high = eps[first]
+    # Searched from the bracket's low end, whose lead the scan found short of the goal.
+    base = _scaled(direction, low)
+    shifted = Goal(model, x + base, label, target, goal.gradient)
+    scale = _boundary_scale(shifted, (high - low) * direction, bisections, found)
+    delta = jnp.where(found, base + _scaled(direction, scale * (high - low)), eps_max * direction)
+    return AttackResult(delta, jnp.linalg.norm(delta), found & goal.verified(delta), jnp.int32(1))
 
 
 def least_likely(

@@ -187,3 +187,74 @@ def table4_scatter(rows: pd.DataFrame, inputs: tuple[str, ...], paper: dict[int,
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     _save(fig, path)
+
+
+def mnist_gallery(rows: pd.DataFrame, images: np.ndarray, rule: str, path: Path, pairs: int = 8) -> None:
+    """Figure 3 automated: I_7 beside A_1 for the first uncrossed and crossed 7s with an A_1 (network 0)."""
+    from jaxfrag.experiments import mnist as experiment
+
+    part = rows[(rows["mask_rule"] == rule) & rows["has_a1"] & (rows["network"] == rows["network"].min())]
+    chosen = pd.concat([part[~part["crossed"]].head(pairs), part[part["crossed"]].head(pairs // 2)])
+    columns = max(len(chosen), 1)
+    fig = Figure(figsize=(1.3 * columns, 3.0))
+    axes = np.atleast_2d(fig.subplots(2, columns, squeeze=False))
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for j, (_, row) in enumerate(chosen.iterrows()):
+        image = images[int(row["image"])]
+        order = getattr(experiment.masking_orders(image), rule)[: int(row["blocked"])]
+        a1 = image.reshape(-1).copy()
+        a1[order] = 0
+        axes[0, j].imshow(image, cmap="gray_r", vmin=0, vmax=255)
+        axes[1, j].imshow(a1.reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
+        tag = " crossed" if row["crossed"] else ""
+        axes[0, j].set_title(f"#{int(row['image'])}{tag}", fontsize=7)
+        axes[1, j].set_title(f"{int(row['blocked'])} px", fontsize=7)
+    fig.suptitle(f"I_7 (top) and A_1 (bottom, classified 1), rule '{rule}'", fontsize=9)
+    _save(fig, path)
+
+
+def mnist_claims(rows: pd.DataFrame, path: Path) -> None:
+    """Q/(0.5L) against |cos theta_t| and against |M/(0.5L)|, per rule and Q, with the diagonal."""
+    from jaxfrag.experiments import mnist as experiment
+
+    fig = Figure(figsize=(9, 8))
+    axes = fig.subplots(2, 2)
+    for i, (q_column, q_name) in enumerate((("Q_fgsm_ratio", "FGSM"), ("Q_l2_ratio", "min L2"))):
+        for j, (column, name) in enumerate((("cos_theta_t", "|cos theta_t|"), ("M_ratio", "|M/(0.5L)|"))):
+            ax = axes[i, j]
+            for rule in experiment.MASK_RULES:
+                part = rows[(rows["mask_rule"] == rule) & ~rows["crossed"]][[q_column, column]].dropna()
+                ax.scatter(part[column].abs(), part[q_column], s=6, alpha=0.5, label=f"rule {rule} (n {len(part)})")
+            top = max(ax.get_xlim()[1], ax.get_ylim()[1])
+            ax.plot([0, top], [0, top], "k--", lw=1, label="the paper's claim: equal")
+            ax.set_xlabel(name)
+            ax.set_ylabel(f"Q/(0.5L), Q = {q_name}")
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def mnist_cos_alpha(rows: pd.DataFrame, paper: list[list[float]], path: Path) -> None:
+    """cos theta_alpha along I_7 -> A_1: our median and 10-90% band per rule, and the paper's four curves."""
+    from jaxfrag.experiments import mnist as experiment
+
+    alphas = np.linspace(0, 1, experiment.ALPHA_TABLE)
+    columns = [f"cos_theta_alpha_{i}" for i in range(experiment.ALPHA_TABLE)]
+    fig = Figure(figsize=(6.4, 4.6))
+    ax = fig.subplots()
+    for rule in experiment.MASK_RULES:
+        values = rows[(rows["mask_rule"] == rule) & ~rows["crossed"]][columns].dropna().to_numpy(float)
+        if len(values):
+            line = ax.plot(alphas, np.median(values, axis=0), label=f"ours, rule {rule}: median (n {len(values)})")[0]
+            low, high = np.quantile(values, [0.1, 0.9], axis=0)
+            ax.fill_between(alphas, low, high, color=line.get_color(), alpha=0.2, label=f"ours, rule {rule}: 10-90%")
+    paper = np.asarray(paper)
+    for k in range(paper.shape[1]):
+        ax.plot(alphas, paper[:, k], "k:", lw=1, label="the paper's experiments 1-4" if k == 0 else None)
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_xlabel("alpha on X = alpha A_1 + (1 - alpha) I_7")
+    ax.set_ylabel("cos theta_alpha")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    _save(fig, path)

@@ -1,0 +1,234 @@
+"""Tables, claims and figures of the MNIST experiment (`jaxfrag.mnist`), from its rows alone.
+
+Contract:
+* `summarise(rows)` -- per network and pooled ("all"), per masking rule and
+  subset (`SUBSETS`: uncrossed 7s with an A_1, as the tables use; all uncrossed
+  7s; crossed 7s), for every numeric column: n (finite values),
+  mean, se, median and its distribution-free 95% interval (`stats.median_ci`).
+* `claims(rows)` -- the paper's two claims, |cos theta_t| ~ Q/(0.5L) and
+  |M/(0.5L)| ~ Q/(0.5L), per rule and per Q (FGSM, minimal L2), on uncrossed 7s
+  with an A_1: the paired difference's mean with its 95% t-interval, its median
+  with its interval, and Pearson's correlation with its Fisher-z interval.
+  Pooled rows of different networks share images; the intervals treat rows as
+  independent (the per-network lines do not mix networks).
+* `write(folder, rows, config, accuracies, data)` -- summary.csv, claims.csv and
+  the figures; returns the printed report (Tables 5 and 6 beside the paper's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from jaxfrag import stats
+from jaxfrag.experiments import mnist as experiment
+
+KEYS = ("network", "image", "mask_rule", "crossed")
+# (name, crossed, only rows with an A_1): the tables are "with_a1", uncrossed 7s that have an A_1.
+SUBSETS = (("with_a1", False, True), ("uncrossed", False, False), ("crossed", True, False))
+QS = {"fgsm": "Q_fgsm_ratio", "l2": "Q_l2_ratio"}
+CLAIMS = {"|cos theta_t|": "cos_theta_t", "|M/(0.5L)|": "M_ratio"}
+
+
+def _numeric(rows: pd.DataFrame) -> list[str]:
+    return [c for c in rows.columns if c not in KEYS]
+
+
+def summarise(rows: pd.DataFrame) -> pd.DataFrame:
+    records = []
+    scopes = [("all", rows)] + [(str(k), part) for k, part in rows.groupby("network")]
+    for scope, part in scopes:
+        for rule in experiment.MASK_RULES:
+            for subset, crossed, needs_a1 in SUBSETS:
+                block = part[(part["mask_rule"] == rule) & (part["crossed"] == crossed)]
+                if needs_a1:
+                    block = block[block["has_a1"]]
+                for column in _numeric(rows):
+                    values = block[column].to_numpy(dtype=float)
+                    values = values[np.isfinite(values)]
+                    mean, se = stats.mean_se(values)
+                    low, high = stats.median_ci(values)
+                    records.append(
+                        {
+                            "network": scope,
+                            "mask_rule": rule,
+                            "subset": subset,
+                            "metric": column,
+                            "n": len(values),
+                            "mean": mean,
+                            "se": se,
+                            "median": float(np.median(values)) if len(values) else math.nan,
+                            "median_low": low,
+                            "median_high": high,
+                        }
+                    )
+    return pd.DataFrame.from_records(records)
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
+    if len(x) < 4 or np.std(x) == 0 or np.std(y) == 0:
+        return math.nan, math.nan, math.nan
+    r = float(np.corrcoef(x, y)[0, 1])
+    z, half = np.arctanh(r), 1.959963984540054 / math.sqrt(len(x) - 3)
+    return r, float(np.tanh(z - half)), float(np.tanh(z + half))
+
+
+def claims(rows: pd.DataFrame) -> pd.DataFrame:
+    records = []
+    scopes = [("all", rows)] + [(str(k), part) for k, part in rows.groupby("network")]
+    for scope, part in scopes:
+        for rule in experiment.MASK_RULES:
+            block = part[(part["mask_rule"] == rule) & ~part["crossed"] & part["has_a1"]]
+            for q_name, q_column in QS.items():
+                for claim, column in CLAIMS.items():
+                    pair = block[[q_column, column]].astype(float).dropna()
+                    q, measured = pair[q_column].to_numpy(), np.abs(pair[column].to_numpy())
+                    diff = measured - q
+                    n = len(diff)
+                    mean, se = stats.mean_se(diff)
+                    half = sps.t.ppf(0.975, n - 1) * se if n > 1 else math.nan
+                    low, high = stats.median_ci(diff)
+                    r, r_low, r_high = _correlation(q, measured)
+                    records.append(
+                        {
+                            "network": scope,
+                            "mask_rule": rule,
+                            "Q": q_name,
+                            "claim": f"{claim} = Q/(0.5L)",
+                            "n": n,
+                            "mean_lhs": float(np.mean(measured)) if n else math.nan,
+                            "mean_Q_ratio": float(np.mean(q)) if n else math.nan,
+                            "diff_mean": mean,
+                            "diff_low": mean - half,
+                            "diff_high": mean + half,
+                            "diff_median": float(np.median(diff)) if n else math.nan,
+                            "diff_median_low": low,
+                            "diff_median_high": high,
+                            "corr": r,
+                            "corr_low": r_low,
+                            "corr_high": r_high,
+                            "verdict": _verdict(mean - half, mean + half, r_low, n),
+                        }
+                    )
+    return pd.DataFrame.from_records(records)
+
+
+def _verdict(low: float, high: float, corr_low: float, n: int) -> str:
+    if n < 3 or not np.isfinite(low):
+        return "too few images"
+    if low <= 0 <= high:
+        level = "holds: the mean difference's 95% interval contains 0"
+    else:
+        side = "below" if high < 0 else "above"
+        level = f"fails: the left side is {side} Q/(0.5L) (95% interval of the difference excludes 0)"
+    tracks = "and tracks it across images" if corr_low > 0 else "and does not track it across images"
+    return f"{level}, {tracks}"
+
+
+def _cell(summary: pd.DataFrame, rule: str, metric: str, scope: str = "all", subset: str = "with_a1") -> str:
+    row = summary[
+        (summary["network"] == scope)
+        & (summary["mask_rule"] == rule)
+        & (summary["subset"] == subset)
+        & (summary["metric"] == metric)
+    ]
+    if row.empty or row["n"].iloc[0] == 0:
+        return "n/a"
+    r = row.iloc[0]
+    interval = f"[{r['median_low']:+.4f}, {r['median_high']:+.4f}]"
+    return f"{r['mean']:+.4f} ± {r['se']:.4f}   median {r['median']:+.4f} {interval}   n {int(r['n'])}"
+
+
+TABLE5 = [
+    ("M", "M", "M"),
+    ("Q (FGSM)", "Q_fgsm", "Q"),
+    ("Q (min L2)", "Q_l2", None),
+    ("L", "L", "L"),
+    ("Q_fgsm/(0.5L)", "Q_fgsm_ratio", "Q/(0.5L)"),
+    ("Q_l2/(0.5L)", "Q_l2_ratio", None),
+    ("M/(0.5L)", "M_ratio", "M/(0.5L)"),
+    ("cos theta_t", "cos_theta_t", "cos_theta_t"),
+]
+
+
+def format_report(rows: pd.DataFrame, summary: pd.DataFrame, claim_table: pd.DataFrame, accuracies, cell_stats) -> str:
+    from jaxfrag.mnist import PAPER_TABLE5, PAPER_TABLE6, PAPER_TABLE6_AVERAGE
+
+    lines = []
+    lines.append("Networks (test accuracy; correctly classified test 7s; 7s measured):")
+    for k, accuracy in enumerate(accuracies):
+        info = cell_stats.get(("mnist", k), {})
+        measured = int(((rows["network"] == k) & (rows["mask_rule"] == experiment.MASK_RULES[0])).sum())
+        lines.append(
+            f"  network {k}: {accuracy:.4f}; {info.get('sevens_correct', '?')} of {info.get('sevens', '?')}; {measured}"
+        )
+    first = rows[rows["mask_rule"] == experiment.MASK_RULES[0]]
+    crossed = f"{int(first['crossed'].sum())} of {len(first)}"
+    lines.append(
+        f"Crossed 7s (a bar through the stem; reported apart, not in the tables): {crossed} (network, 7) pairs"
+    )
+    lines.append("Pixels are not clipped to [0, 1] (the paper's analysis is in R^d); share of pixels outside the box:")
+    for column in ("box_fgsm", "box_l2"):
+        values = first[column].dropna()
+        lines.append(f"  {column}: mean {values.mean():.3f} over {len(values)} successful attacks")
+    for column, name in (("Q_fgsm", "targeted FGSM"), ("Q_l2", "targeted minimal L2")):
+        lines.append(f"{name} reached 1 on {int(first[column].notna().sum())} of {len(first)} (network, 7) pairs")
+    both = first[["Q_fgsm", "Q_fgsm_split"]].dropna()
+    if len(both):
+        change = (both["Q_fgsm_split"] / both["Q_fgsm"] - 1).abs()
+        lines.append(
+            "Max-pool ties: our gradient gives a tie's gradient to the first maximum (PyTorch's rule); with it shared "
+            f"equally, Q_fgsm changes by a median {change.median():.2%} (p90 {change.quantile(0.9):.2%}, "
+            f"{(change > 1e-6).mean():.0%} of {len(both)} pairs change; FGSM reaches 1 with the other rule on "
+            f"{int(first['Q_fgsm_split'].notna().sum())})"
+        )
+    for rule in experiment.MASK_RULES:
+        part = rows[(rows["mask_rule"] == rule) & ~rows["crossed"]]
+        crossed = rows[(rows["mask_rule"] == rule) & rows["crossed"]]
+        lines.append("")
+        lines.append(
+            f"=== mask rule '{rule}': A_1 found for {int(part['has_a1'].sum())} of {len(part)} uncrossed 7s "
+            f"({part['has_a1'].mean():.1%}); crossed: {int(crossed['has_a1'].sum())} of {len(crossed)} ==="
+        )
+        lines.append("Table 5 (uncrossed 7s with an A_1; pooled over networks): paper's experiments 1-5 | ours")
+        for label, column, paper_key in TABLE5:
+            paper = "  ".join(f"{v:+.4f}" for v in PAPER_TABLE5[paper_key]) if paper_key else " " * 43 + "-"
+            lines.append(f"  {label:<14} {paper:<44} | {_cell(summary, rule, column)}")
+        lines.append(f"  {'blocked px':<14} {'':<44} | {_cell(summary, rule, 'blocked')}")
+        lines.append(f"  {'alpha_flip':<14} {'(the paper assumes 0.5)':<44} | {_cell(summary, rule, 'alpha_flip')}")
+        lines.append("Table 6: cos theta_alpha on I_7 -> A_1: paper's experiments 1-4 | ours")
+        for i in range(experiment.ALPHA_TABLE):
+            paper = "  ".join(f"{v:+.4f}" for v in PAPER_TABLE6[i])
+            lines.append(f"  alpha {i / 10:.1f}  {paper} | {_cell(summary, rule, f'cos_theta_alpha_{i}')}")
+        average = part[[f"cos_theta_alpha_{i}" for i in range(experiment.ALPHA_TABLE)]].dropna().mean(axis=1)
+        mean, se = stats.mean_se(average.to_numpy())
+        paper = "  ".join(f"{v:+.4f}" for v in PAPER_TABLE6_AVERAGE)
+        lines.append(f"  average    {paper} | {mean:+.4f} ± {se:.4f}   n {len(average)}")
+        lines.append("The paper's claims (pooled; per network in claims.csv):")
+        for _, c in claim_table[(claim_table["network"] == "all") & (claim_table["mask_rule"] == rule)].iterrows():
+            lines.append(
+                f"  Q={c['Q']:<5} {c['claim']:<26} n {c['n']:4d}: mean {c['mean_lhs']:.3f} vs {c['mean_Q_ratio']:.3f}, "
+                f"difference {c['diff_mean']:+.3f} [{c['diff_low']:+.3f}, {c['diff_high']:+.3f}], "
+                f"corr {c['corr']:+.2f} [{c['corr_low']:+.2f}, {c['corr_high']:+.2f}]: {c['verdict']}"
+            )
+    return "\n".join(lines)
+
+
+def write(folder, rows: pd.DataFrame, config: dict, accuracies, cell_stats, data=None) -> str:
+    from jaxfrag import plots, store
+
+    summary = summarise(rows)
+    claim_table = claims(rows)
+    folder.write_summary(summary)
+    store.atomic_write_text(folder.path / "claims.csv", claim_table.to_csv(index=False))
+    if data is not None:
+        for rule in experiment.MASK_RULES:
+            plots.mnist_gallery(rows, data.x_test, rule, folder.figure_path(f"gallery_{rule}.png"))
+    plots.mnist_claims(rows, folder.figure_path("claims.png"))
+    from jaxfrag.mnist import PAPER_TABLE6
+
+    plots.mnist_cos_alpha(rows, PAPER_TABLE6, folder.figure_path("cos_alpha.png"))
+    return format_report(rows, summary, claim_table, accuracies, cell_stats)
