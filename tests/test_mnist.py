@@ -1,0 +1,211 @@
+"""The MNIST experiment: masking rules, A_1, and every column recomputed independently."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from test_cnn import numpy_forward
+
+from jaxfrag import attacks, datasets
+from jaxfrag import mnist as entry
+from jaxfrag.experiments import mnist as experiment
+from jaxfrag.models import cnn
+
+
+@pytest.fixture(scope="module")
+def data():
+    return datasets.mnist()
+
+
+@pytest.fixture(scope="module")
+def sevens(data):
+    return np.flatnonzero(data.y_test == 7)[:160]
+
+
+def _drawn_seven(crossed: bool) -> np.ndarray:
+    """A 7 drawn by hand: bar on rows 4-6 from column 6 to 20, a 3-pixel stem down to row 23."""
+    image = np.zeros((28, 28), np.uint8)
+    image[4:7, 6:21] = 255
+    for row in range(7, 24):
+        column = 18 - (row - 7) // 3  # slanting left as it goes down
+        image[row, column : column + 3] = 255
+    if crossed:
+        image[14, 8:22] = 255
+    return image
+
+
+def test_the_stroke_rule_blocks_the_bar_left_of_the_stem_from_its_tip():
+    image = _drawn_seven(crossed=False)
+    orders = experiment.masking_orders(image)
+    rows, columns = np.divmod(orders.stroke, 28)
+    # The stem, extrapolated from the lower half to the bar, is about columns 19-21 there: the stroke
+    # is all of the bar left of it (columns 6-16 at least) and none of the stem, from the left tip.
+    assert set(rows) == {4, 5, 6} and columns.min() == 6 and columns.max() <= 18
+    assert {(r, c) for r in range(4, 7) for c in range(6, 17)} <= set(zip(rows, columns, strict=True))
+    assert np.all(np.diff(columns) >= 0)
+    assert not orders.crossed and experiment.masking_orders(_drawn_seven(crossed=True)).crossed
+
+
+def test_orders_are_ink_pixels_and_blocking_zeroes_exactly_a_prefix(data, sevens):
+    crossed = 0
+    for index in sevens:
+        image = data.x_test[index]
+        orders = experiment.masking_orders(image)
+        ink = set(np.flatnonzero(image.ravel() > 0))
+        crossed += orders.crossed
+        assert len(set(orders.stroke)) == len(orders.stroke) and set(orders.stroke) <= ink
+        # The bar rule starts with the stroke and goes on until every ink pixel is in its order.
+        assert np.array_equal(orders.bar[: len(orders.stroke)], orders.stroke)
+        assert sorted(orders.bar) == sorted(ink)
+        count = len(orders.bar) // 2
+        pixels = (image.ravel() / 255.0).astype(np.float32)
+        blocked = np.asarray(experiment.block(jnp.asarray(pixels), jnp.asarray(orders.bar), count))
+        changed = np.flatnonzero(blocked != pixels)
+        assert set(changed) == set(orders.bar[:count]) and np.all(blocked[changed] == 0)
+    assert 0 < crossed < 0.4 * len(sevens)  # crossed 7s are common in MNIST, but a minority
+
+
+@pytest.fixture(scope="module")
+def network(data):
+    trained = cnn.train(jax.random.split(jax.random.key(1), 1), data.x_train[:8192], data.y_train[:8192])
+    return cnn.select(trained, 0)
+
+
+@pytest.fixture(scope="module")
+def measured(data, network, sevens):
+    """The entry point's own measurement program on 8 correctly classified 7s, with their inputs."""
+    all_sevens = np.flatnonzero(data.y_test == 7)
+    pad = entry.order_pad([experiment.masking_orders(data.x_test[i]) for i in all_sevens])  # as the CLI pads
+    correct = sevens[cnn.predict(network, data.x_test[sevens]) == 7]
+    chosen = correct[: entry.CHUNK]  # the bar rule finds an A_1 for most of them
+    images = data.x_test[chosen].reshape(entry.CHUNK, -1).astype(np.float32) / 255
+    chosen_orders = [experiment.masking_orders(data.x_test[i]) for i in chosen]
+    rule_orders = np.stack(
+        [experiment.padded([getattr(o, rule) for o in chosen_orders], pad) for rule in experiment.MASK_RULES], axis=1
+    )
+    out = entry._measure_program(11, 1.0)(network, images, rule_orders)
+    return chosen, images, chosen_orders, {k: np.asarray(v) for k, v in out.items()}
+
+
+def _label(network, x):
+    return int(np.argmax(numpy_forward(network, np.asarray(x, np.float64).reshape(1, 28, 28))[0]))
+
+
+def test_a1_is_the_shortest_prefix_the_network_calls_1(network, measured):
+    chosen, images, orders, out = measured
+    found_any = 0
+    for rule in experiment.MASK_RULES:
+        for i, image in enumerate(images):
+            order = getattr(orders[i], rule)
+            labels = np.asarray(jnp.argmax(cnn.apply(network, _prefixes(image, order)), -1))  # one at a time below
+            ones = np.flatnonzero(labels == 1)
+            assert out[f"{rule}/has_a1"][i] == (len(ones) > 0)
+            if len(ones):
+                found_any += 1
+                assert out[f"{rule}/blocked"][i] == ones[0] + 1
+                a1 = image.copy()
+                a1[order[: ones[0] + 1]] = 0
+                assert _label(network, a1) == 1 and out[f"{rule}/flips_a1"][i]
+                assert np.all(a1[a1 != image] == 0)  # A_1 differs from I_7 only in zeroed stroke pixels
+            else:
+                assert np.isnan(out[f"{rule}/blocked"][i]) and np.isnan(out[f"{rule}/L"][i])
+    assert found_any > 0
+
+
+def _prefixes(image, order):
+    out = np.repeat(image[None], len(order), axis=0)
+    for p in range(len(order)):
+        out[p, order[: p + 1]] = 0
+    return jnp.asarray(out.reshape(-1, 28, 28))
+
+
+def _directional(network, x, u, h=1e-6):
+    """d/dt (f_7 - f_1)(x + t u) by central differences of the numpy network (float64)."""
+    logits = numpy_forward(network, np.stack([x + h * u, x - h * u]).reshape(2, 28, 28))
+    g = logits[:, 7] - logits[:, 1]
+    return (g[0] - g[1]) / (2 * h)
+
+
+@jax.jit
+def _jacobian(network, x):
+    return jax.jacfwd(lambda v: cnn.apply(network, v.reshape(28, 28)))(x)
+
+
+def _gradient(network, x):
+    """grad (f_7 - f_1)(x) by forward-mode differentiation (jax.jacfwd), not the reverse mode used."""
+    jacobian = _jacobian(network, jnp.asarray(x, jnp.float32))
+    return np.asarray(jacobian[7] - jacobian[1], np.float64)
+
+
+@jax.jit
+def _minimal_l2_alone(network, x):
+    return attacks.minimal_l2(lambda v: cnn.apply(network, v.reshape(28, 28)), x, 7, 1)
+
+
+def test_path_columns_recomputed_independently(network, measured):
+    chosen, images, orders, out = measured
+    checked = 0
+    for rule in experiment.MASK_RULES:
+        for i, image in enumerate(images):
+            if not out[f"{rule}/has_a1"][i] or checked >= 6:
+                continue
+            checked += 1
+            x = image.astype(np.float64)
+            a1 = x.copy()
+            a1[getattr(orders[i], rule)[: int(out[f"{rule}/blocked"][i])]] = 0
+            length = np.linalg.norm(a1 - x)
+            u = (a1 - x) / length
+            assert out[f"{rule}/L"][i] == pytest.approx(length, rel=1e-5)
+            alphas = np.linspace(0, 1, 11)
+            # At alpha = 1 the blocked pixels are exactly 0, so max-pool windows tie and the function
+            # has a kink right there: its derivative is the tie rule's (forward mode, jax.jacfwd), not
+            # the average of both sides that a central difference measures.
+            slopes = np.array([_directional(network, x + a * (a1 - x), u) for a in alphas[:-1]] + [np.nan])
+            gradients = [_gradient(network, x + a * (a1 - x)) for a in alphas]
+            slopes[-1] = gradients[-1] @ u
+            norms = np.array([np.linalg.norm(g) for g in gradients])
+            cosines = slopes / norms
+            assert out[f"{rule}/cos_theta_t"][i] == pytest.approx(cosines[0], abs=2e-3)
+            for k in range(11):
+                assert out[f"{rule}/cos_theta_alpha_{k}"][i] == pytest.approx(cosines[k], abs=2e-3)
+            # Eq. (8) as the paper sums it: sum_alpha ||grad|| cos L / (n - 1) / ||grad at I_7||.
+            m = np.sum(slopes) * length / 10 / norms[0]
+            assert out[f"{rule}/M"][i] == pytest.approx(m, abs=2e-3 * max(1, abs(m)))
+            # alpha_flip: the label leaves 7 there and not on the grid before it.
+            flip = float(out[f"{rule}/alpha_flip"][i])
+            grid = np.linspace(0, 1, 11)
+            assert all(_label(network, x + a * (a1 - x)) == 7 for a in grid[grid < flip - 1e-6])
+            assert _label(network, x + (flip + 1e-5) * (a1 - x)) != 7
+            assert _label(network, x + (flip - 1e-5) * (a1 - x)) == 7
+    assert checked > 0
+
+
+def test_attack_columns_recomputed_by_applying_them(network, measured):
+    chosen, images, orders, out = measured
+    f = lambda v: cnn.apply(network, v.reshape(28, 28))
+    for i, image in enumerate(images):
+        x = jnp.asarray(image)
+        # FGSM towards 1: the smallest step on the scan's first bracket; applied in float64 numpy.
+        direction = -np.sign(np.asarray(jax.grad(lambda v: -jax.nn.log_softmax(f(v))[1])(x), np.float64))
+        q = out["Q_fgsm"][i]
+        if np.isfinite(q):
+            eps = q / np.linalg.norm(direction)
+            assert _label(network, image + eps * 1.0001 * direction) == 1 and out["flips_fgsm"][i]
+            assert _label(network, image + eps * 0.999 * direction) != 1
+            earlier = np.arange(1, 257) / 256
+            assert all(_label(network, image + e * direction) != 1 for e in earlier[earlier < eps * 0.999])
+            outside = np.mean((image + eps * direction < 0) | (image + eps * direction > 1))
+            assert out["box_fgsm"][i] == pytest.approx(outside, abs=2 / 784)
+        else:
+            assert all(_label(network, image + e * direction) != 1 for e in np.arange(1, 257) / 256)
+        # Minimal L2 towards 1: the same attack alone gives the same norm, and applying it gives 1.
+        # (Alone and in the entry point's batch of images the lanes see different roundings, so the
+        # two runs may settle on the boundary a little differently: equal to 1%, not bitwise.)
+        result = _minimal_l2_alone(network, x)
+        assert out["Q_l2"][i] == pytest.approx(float(result.norm), rel=1e-2)
+        assert _label(network, image + np.asarray(result.delta, np.float64)) == 1 and out["flips_l2"][i]
+        for rule in experiment.MASK_RULES:  # A_1 itself reaches 1 at distance L: the attack does better
+            if out[f"{rule}/has_a1"][i]:
+                assert out["Q_l2"][i] <= out[f"{rule}/L"][i]
+        if np.isfinite(q):
+            assert out["Q_l2"][i] <= q
