@@ -198,6 +198,7 @@ def format_report(rows: pd.DataFrame, summary: pd.DataFrame, claim_table: pd.Dat
             paper = "  ".join(f"{v:+.4f}" for v in PAPER_TABLE5[paper_key]) if paper_key else " " * 43 + "-"
             lines.append(f"  {label:<14} {paper:<44} | {_cell(summary, rule, column)}")
         lines.append(f"  {'blocked px':<14} {'':<44} | {_cell(summary, rule, 'blocked')}")
+        lines.append(f"  {'ink left':<14} {'(share of the 7 still in A_1)':<44} | {_cell(summary, rule, 'ink_left')}")
         lines.append(f"  {'alpha_flip':<14} {'(the paper assumes 0.5)':<44} | {_cell(summary, rule, 'alpha_flip')}")
         lines.append("Table 6: cos theta_alpha on I_7 -> A_1: paper's experiments 1-4 | ours")
         for i in range(experiment.ALPHA_TABLE):
