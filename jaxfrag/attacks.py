@@ -600,6 +600,9 @@ def fgsm_bisection(
     return AttackResult(delta, jnp.linalg.norm(delta), goal.verified(delta), jnp.int32(1))
 
 
+SCAN_BLOCK = 32  # fgsm_scan's grid steps evaluated together
+
+
 def fgsm_scan(
     model: Model,
     x: jax.Array,
@@ -616,8 +619,9 @@ def fgsm_scan(
     The direction defaults to FGSM's: sign(grad CE(f(x), label)) untargeted, -sign(grad CE(f(x),
     target)) targeted (pass another sign pattern, e.g. from another tie rule of the same model's
     gradient, as `direction`). Along eps the winning class can pass through other classes and never
-    reach the target, so eps is scanned on `grid` equal steps up to eps_max and the boundary is
-    searched (`_boundary_scale`) only inside the first step that reaches the goal. No step does:
+    reach the target, so eps is scanned on `grid` equal steps up to eps_max (SCAN_BLOCK at a time,
+    stopping after the block with the first hit) and the boundary is searched (`_boundary_scale`)
+    only inside the first step that reaches the goal. No step does:
     success is False and delta is eps_max * direction.
     """
     _check_target(label, target)
@@ -628,7 +632,25 @@ def fgsm_scan(
         else:
             direction = -jnp.sign(_cross_entropy_gradient(model, x, target))
     eps = eps_max * jnp.arange(1, grid + 1, dtype=x.dtype) / grid
-    hits = jax.lax.map(lambda e: goal.reached(_scaled(direction, e)), eps, batch_size=min(grid, 32))
+    # The grid in blocks of SCAN_BLOCK steps, stopping after the first block that reaches the goal.
+    block = min(grid, SCAN_BLOCK)
+    blocks = -(-grid // block)
+    padded = jnp.concatenate([eps, jnp.full(blocks * block - grid, jnp.inf, x.dtype)]).reshape(blocks, block)
+
+    def unfinished(state):
+        k, hits = state
+        return (k < blocks) & ~jnp.any(hits)
+
+    def scan_block(state):
+        k, hits = state
+        row = padded[k]
+        reached = jax.vmap(
+            lambda e: jnp.isfinite(e) & goal.reached(_scaled(direction, jnp.where(jnp.isfinite(e), e, 0)))
+        )
+        return k + 1, hits.at[k].set(reached(row))
+
+    _, hits = jax.lax.while_loop(unfinished, scan_block, (jnp.int32(0), jnp.zeros((blocks, block), bool)))
+    hits = hits.reshape(-1)[:grid]
     first = jnp.argmax(hits)
     found = hits[first]
     low = jnp.where(first > 0, eps[jnp.maximum(first - 1, 0)], 0)
