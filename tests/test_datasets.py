@@ -212,3 +212,11 @@ def test_mnist_cli_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+def test_a_cache_that_is_not_the_official_arrays_is_not_used(tmp_path, fake):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    np.savez(cache / datasets.CACHE_NAME, **fake._asdict())  # MNIST-shaped, but not MNIST
+    with pytest.raises(datasets.DatasetError, match="no official MNIST cached"):
+        datasets.mnist(source="cache", cache=cache)
