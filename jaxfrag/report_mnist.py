@@ -162,9 +162,9 @@ def format_report(rows: pd.DataFrame, summary: pd.DataFrame, claim_table: pd.Dat
     for k, accuracy in enumerate(accuracies):
         info = cell_stats.get(("mnist", k), {})
         measured = int(((rows["network"] == k) & (rows["mask_rule"] == experiment.MASK_RULES[0])).sum())
-        lines.append(
-            f"  network {k}: {accuracy:.4f}; {info.get('sevens_correct', '?')} of {info.get('sevens', '?')}; {measured}"
-        )
+        correct = f"{info.get('sevens_correct', '?')} of {info.get('sevens', '?')}"
+        flag = "   BELOW 98.5%" if accuracy < 0.985 else ""
+        lines.append(f"  network {k}: {accuracy:.4f}; {correct}; {measured}{flag}")
     first = rows[rows["mask_rule"] == experiment.MASK_RULES[0]]
     crossed = f"{int(first['crossed'].sum())} of {len(first)}"
     lines.append(
