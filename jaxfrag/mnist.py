@@ -24,8 +24,10 @@ import argparse
 import math
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
+
+# The sweep's one-line usage errors and number parsing: the same messages in both entry points.
+from jaxfrag.sweep import UsageError, _now, _number, _Parser
 
 EXPERIMENT_ID = 300  # folded into the seed's key, beside the sweep's experiment ids
 CHUNK = 8  # images per compiled measurement call
@@ -58,32 +60,8 @@ PAPER_TABLE6 = [
 PAPER_TABLE6_AVERAGE = [-0.1136, -0.2831, -0.2634, -0.1748]
 
 
-class UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        raise UsageError(message)
-
-
-def _positive(name: str, convert=int):
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{name} must be {'an integer' if convert is int else 'a number'}, got {text!r}"
-            ) from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {text}")
-        return value
-
-    return parse
-
-
 def _images(text: str):
-    return None if text == "all" else _positive("--images")(text)
+    return None if text == "all" else _number("--images")(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,20 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m jaxfrag.mnist", description=__doc__.split("\n")[0])
     p.add_argument("--out", required=True, type=Path, help="run folder")
     p.add_argument("--resume", action="store_true", help="continue a run in --out with the same options")
-    p.add_argument(
-        "--networks", type=_positive("--networks"), default=DEFAULT_NETWORKS, help="networks trained at once"
-    )
+    p.add_argument("--networks", type=_number("--networks"), default=DEFAULT_NETWORKS, help="networks trained at once")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=_positive("--epochs"), default=2)
-    p.add_argument("--batch-size", type=_positive("--batch-size"), default=64)
-    p.add_argument("--lr", type=_positive("--lr", float), default=1.0, help="Adadelta's learning rate")
-    p.add_argument("--lr-decay", type=_positive("--lr-decay", float), default=0.7, help="factor per epoch")
+    p.add_argument("--epochs", type=_number("--epochs"), default=2)
+    p.add_argument("--batch-size", type=_number("--batch-size"), default=64)
+    p.add_argument("--lr", type=_number("--lr", float), default=1.0, help="Adadelta's learning rate")
+    p.add_argument("--lr-decay", type=_number("--lr-decay", float), default=0.7, help="factor per epoch")
     p.add_argument(
         "--images", type=_images, default=DEFAULT_IMAGES, help="correctly classified test 7s per network, or 'all'"
     )
-    p.add_argument("--n-alpha", type=_positive("--n-alpha"), default=101, help="points on I_7 -> A_1 (10 k + 1)")
-    p.add_argument("--eps-max", type=_positive("--eps-max", float), default=1.0, help="FGSM's largest L-inf step")
-    p.add_argument("--train-images", type=_positive("--train-images"), default=None, help="train on the first N only")
+    p.add_argument("--n-alpha", type=_number("--n-alpha"), default=101, help="points on I_7 -> A_1 (10 k + 1)")
+    p.add_argument("--eps-max", type=_number("--eps-max", float), default=1.0, help="FGSM's largest L-inf step")
+    p.add_argument("--train-images", type=_number("--train-images"), default=None, help="train on the first N only")
     p.add_argument("--mnist", type=Path, default=None, help="IDX folder or .npz of MNIST")
     p.add_argument("--mnist-source", choices=SOURCES, default="auto")
     p.add_argument("--no-progress", action="store_true")
@@ -167,10 +143,6 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished networks are kept in {args.out}; rerun with --resume", file=sys.stderr)
         return 130
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _run(args, config: dict, data, folder) -> int:
