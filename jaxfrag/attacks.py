@@ -177,15 +177,23 @@ class Goal(NamedTuple):
     label: jax.Array | int
     target: jax.Array | int | None
     gradient: jax.Array  # g above
+    # DeepFool's classes (the label first, then the highest logits at x), or None for all: with many
+    # classes (ImageNet's 1000) a step's Jacobian is then `candidates` backward passes, not k.
+    candidates: jax.Array | None = None
 
     @classmethod
-    def at(cls, model: Model, x: jax.Array, label, target=None) -> Goal:
+    def at(cls, model: Model, x: jax.Array, label, target=None, candidates: int | None = None) -> Goal:
         logits, pullback = jax.vjp(model, x)
         classes = jnp.arange(logits.shape[0])
         rival = jnp.argmax(jnp.where(classes == label, -jnp.inf, logits)) if target is None else target
         one_hot = functools.partial(jax.nn.one_hot, num_classes=logits.shape[0], dtype=logits.dtype)
         (rows,) = jax.vmap(pullback)(one_hot(jnp.stack([jnp.asarray(label), jnp.asarray(rival)])))
-        return cls(model, x, label, target, jnp.max(jnp.linalg.norm(rows.reshape(2, -1), axis=1)))
+        chosen = None
+        if candidates is not None and candidates < logits.shape[0]:
+            if candidates < 2:
+                raise ValueError(f"candidates must be at least 2 (the label and a rival), got {candidates}")
+            _, chosen = jax.lax.top_k(jnp.where(classes == label, jnp.inf, logits), candidates)
+        return cls(model, x, label, target, jnp.max(jnp.linalg.norm(rows.reshape(2, -1), axis=1)), chosen)
 
     def rounding(self, point: jax.Array, logits: jax.Array) -> jax.Array:
         """One rounding of the logits at `point` (the model's input)."""
@@ -291,6 +299,7 @@ def minimal_l2(
     overshoot: float = 0.02,
     bisections: int = 30,
     refinements: int = 20,
+    candidates: int | None = None,
 ) -> AttackResult:
     """The shortest verified perturbation over `restarts` lanes, each a crossing shrunk to a local minimum.
 
@@ -304,9 +313,12 @@ def minimal_l2(
     lane and lane 0 are then refined up to `refinements` projections, and the shorter wins.
     Random directions come from `key` (default a fixed key: the attack is a deterministic
     function of its input). `steps` counts DeepFool steps and projections over all lanes.
+    With `candidates`, untargeted DeepFool linearises only the label and the candidates - 1
+    classes with the highest logits at x (Foolbox's DeepFool does the same): for models with
+    many classes; the crossing is still verified against every class.
     """
     _check_target(label, target)
-    goal = Goal.at(model, x, label, target)
+    goal = Goal.at(model, x, label, target, candidates)
     first, steps = _deepfool(goal, jnp.zeros_like(x), max_steps, overshoot)
     first_crossed = goal.reached(first)
     key_starts, key_rescue = jax.random.split(jax.random.key(0) if key is None else key)
@@ -394,7 +406,7 @@ def _deepfool(goal: Goal, start, max_steps, overshoot: float):
     steps would circle. Returns ((1 + overshoot) delta, steps); a start already past the boundary
     takes no step.
     """
-    model, x, label, target, _ = goal
+    model, x, target = goal.model, goal.x, goal.target
     if target is not None:
         overshoot = 0.0  # scaling a point of the target's region along its ray can leave the region
 
@@ -408,9 +420,17 @@ def _deepfool(goal: Goal, start, max_steps, overshoot: float):
             # between linear pieces of a ReLU net, where most targeted attacks then stalled.
             return delta + _project_on_constraints(goal, delta, aim_roundings, from_point=True)
         point = x + (1 + overshoot) * delta
-        logits = model(point)
-        aim = aim_roundings * goal.rounding(point, logits)
-        jacobian = jax.jacrev(model)(point)
+        if goal.candidates is None:
+            logits = model(point)
+            aim = aim_roundings * goal.rounding(point, logits)
+            jacobian = jax.jacrev(model)(point)
+        else:
+            # Only the candidate classes: their logits and gradients, in candidates' order.
+            all_logits, pullback = jax.vjp(model, point)
+            aim = aim_roundings * goal.rounding(point, all_logits)
+            one_hot = jax.nn.one_hot(goal.candidates, all_logits.shape[0], dtype=all_logits.dtype)
+            (jacobian,) = jax.vmap(pullback)(one_hot)
+            logits = all_logits[goal.candidates]
         # Linearise around the current class c (the label until it changes) and move to the
         # nearest boundary f_j = f_c.
         current = jnp.argmax(logits)
@@ -493,7 +513,7 @@ def _refine(goal: Goal, delta, bisections: int, refinements: int) -> jax.Array:
     goal and is shorter; a ray that does not is retried halfway between it and the current best (the
     step halves), until `refinements` projections or a step below REFINE_MIN_STEP.
     """
-    model, x, label, target, _ = goal
+    model, x, label, target = goal.model, goal.x, goal.label, goal.target
 
     def projection(best):
         point = x + best
@@ -540,7 +560,7 @@ def _project_on_constraints(goal: Goal, delta, aim_roundings=0.0, from_point=Fal
     TARGET_COMPETITORS + 1 classes; with more, the farther rivals are left to the next step.
     With `from_point`, the same for the step v from p (g + A v <= -aim, |v| least): DeepFool's.
     """
-    model, x, _, target, _ = goal
+    model, x, target = goal.model, goal.x, goal.target
     point = x + delta
     logits, pullback = jax.vjp(model, point)
     aim = aim_roundings * goal.rounding(point, logits)
@@ -657,7 +677,7 @@ def fgsm_scan(
     high = eps[first]
     # Searched from the bracket's low end, whose lead the scan found short of the goal.
     base = _scaled(direction, low)
-    shifted = Goal(model, x + base, label, target, goal.gradient)
+    shifted = goal._replace(x=x + base)
     scale = _boundary_scale(shifted, (high - low) * direction, bisections, found)
     delta = jnp.where(found, base + _scaled(direction, scale * (high - low)), eps_max * direction)
     return AttackResult(delta, jnp.linalg.norm(delta), found & goal.verified(delta), jnp.int32(1))
@@ -672,14 +692,30 @@ def least_likely(
     max_steps: int = 100,
     bounds: tuple[float, float] | None = None,
 ) -> AttackResult:
-    """Iterative least-likely-class attack: descend CE towards argmin f(x) inside the L-inf ball eps (and bounds).
+    """Iterative least-likely-class attack: `iterative_targeted` towards argmin f(x)."""
+    return iterative_targeted(model, x, label, jnp.argmin(model(x)), eps, step, max_steps, bounds)
+
+
+def iterative_targeted(
+    model: Model,
+    x: jax.Array,
+    label: int | jax.Array,
+    target: int | jax.Array,
+    eps: float | jax.Array,
+    step: float,
+    max_steps: int | jax.Array = 100,
+    bounds: tuple[float, float] | None = None,
+) -> AttackResult:
+    """Kurakin et al.'s iterative targeted attack: signed steps down CE(f(x + delta), target) in the L-inf ball eps.
 
     Every iterate is projected onto the intersection of the ball |delta_i| <= eps and the box
-    bounds[0] <= x_i + delta_i <= bounds[1] (Kurakin et al.'s Clip_{X,eps}), so both hold by
-    construction. That intersection contains 0 only if x lies in the box: an x outside it is a
-    ValueError (when concrete; traced, the attack returns delta = 0 and success False).
+    bounds[0] <= x_i + delta_i <= bounds[1] (their Clip_{X,eps}), so both hold by construction;
+    the steps stop at the first iterate that reaches the target. That intersection contains 0 only
+    if x lies in the box: an x outside it is a ValueError (when concrete; traced, the attack
+    returns delta = 0 and success False).
     """
-    goal = Goal.at(model, x, label, jnp.argmin(model(x)))
+    _check_target(label, target)
+    goal = Goal.at(model, x, label, target)
     lower, upper = -jnp.full_like(x, eps), jnp.full_like(x, eps)
     if bounds is not None:
         _check_inside(x, bounds)
@@ -692,11 +728,76 @@ def least_likely(
 
     def body(state):
         delta, steps = state
-        moved = delta - step * jnp.sign(_cross_entropy_gradient(model, x + delta, goal.target))
+        moved = delta - step * jnp.sign(_cross_entropy_gradient(model, x + delta, target))
         return jnp.clip(moved, lower, upper), steps + 1
 
     delta, steps = jax.lax.while_loop(cond, body, (jnp.zeros_like(x), jnp.int32(0)))
     return AttackResult(delta, jnp.linalg.norm(delta), feasible & goal.verified(delta), steps)
+
+
+def kurakin_steps(eps: jax.Array, step: float) -> jax.Array:
+    """Kurakin et al.'s iteration count for radius eps and step size `step`: min(eps/step + 4, 1.25 eps/step), >= 1."""
+    ratio = eps / step
+    return jnp.maximum(jnp.ceil(jnp.minimum(ratio + 4, 1.25 * ratio)), 1).astype(jnp.int32)
+
+
+class IterativeSearch(NamedTuple):
+    result: AttackResult  # at the smallest radius found to reach the target
+    eps: jax.Array  # that radius (L-inf); eps_max where none did
+    runs: jax.Array  # int32 (), attacks run by the search
+
+
+def iterative_targeted_min_eps(
+    model: Model,
+    x: jax.Array,
+    label: int | jax.Array,
+    target: int | jax.Array,
+    *,
+    eps_max: float,
+    step: float,
+    bounds: tuple[float, float] | None = None,
+    bisections: int = 10,
+    max_steps: int = 1000,
+) -> IterativeSearch:
+    """The smallest radius at which `iterative_targeted` (Kurakin's iteration count) reaches the target.
+
+    The radius doubles from step / 8 until an attack succeeds (or eps_max is passed), then the
+    bracket between the last failure and the first success is bisected `bisections` times. Success
+    need not be monotone in the radius, so the result is the smallest radius the search saw
+    succeed: an upper bound on this attack's minimal radius. Each run is applied and verified;
+    where none succeeds, the result is the failed attack at eps_max.
+    """
+    _check_target(label, target)
+
+    def attack(eps):
+        steps = jnp.minimum(kurakin_steps(eps, step), max_steps)
+        return iterative_targeted(model, x, label, target, eps, step, steps, bounds)
+
+    def double(state):
+        k, _, eps, _ = state
+        larger = jnp.minimum(2 * eps, eps_max)
+        return k + 1, eps, larger, attack(larger)  # eps failed: it is the bracket's low end
+
+    first = jnp.minimum(jnp.asarray(step / 8, x.dtype), eps_max)
+    k, low, high, found = jax.lax.while_loop(
+        lambda state: ~state[3].success & (state[2] < eps_max),
+        double,
+        (jnp.int32(1), jnp.zeros((), x.dtype), first, attack(first)),
+    )
+
+    def bisect(state):
+        i, low, high, best = state
+        middle = 0.5 * (low + high)
+        trial = attack(middle)
+        better = trial.success
+        best = jax.tree_util.tree_map(lambda new, old: jnp.where(better, new, old), trial, best)
+        return i + 1, jnp.where(better, low, middle), jnp.where(better, middle, high), best
+
+    _, _, high, best = jax.lax.while_loop(
+        lambda state: found.success & (state[0] < bisections), bisect, (jnp.int32(0), low, high, found)
+    )
+    runs = k + jnp.where(found.success, bisections, 0)
+    return IterativeSearch(best, jnp.where(found.success, high, eps_max), runs.astype(jnp.int32))
 
 
 def _check_inside(x, bounds) -> None:

