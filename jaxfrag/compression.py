@@ -42,7 +42,11 @@ def _check(x_from, x_to, classes, n_alpha: int) -> None:
             raise ValueError(f"classes must differ: g = f_i - f_j is zero for i = j = {int(i)}")
         if np.array_equal(np.asarray(x_from), np.asarray(x_to)):
             raise ValueError("x_from equals x_to: the path has no direction")
-    except (jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError):
+    except (
+        jax.errors.TracerIntegerConversionError,
+        jax.errors.TracerArrayConversionError,
+        jax.errors.ConcretizationTypeError,
+    ):
         pass  # traced (under jit/vmap): checked by the caller's concrete call, if any
 
 

@@ -258,3 +258,35 @@ def mnist_cos_alpha(rows: pd.DataFrame, paper: list[list[float]], path: Path) ->
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     _save(fig, path)
+
+
+def imagenet_figure6(rows: pd.DataFrame, path: Path) -> None:
+    """The paper's Figure 6: |cos theta_alpha| against alpha for every pair, and their mean."""
+    paths = np.stack([np.asarray(p, float) for p in rows["cos_path"]]) if len(rows) else np.zeros((0, 2))
+    alphas = np.linspace(0, 1, paths.shape[1])
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    for k, (_, row) in enumerate(rows.iterrows()):
+        ax.plot(alphas, np.abs(paths[k]), lw=0.8, alpha=0.6, label=f"{row['source_name']} -> {row['target_name']}")
+    if len(paths):
+        ax.plot(alphas, np.mean(np.abs(paths), axis=0), "k", lw=2.2, label=f"mean of {len(paths)} pairs")
+    ax.set_xlabel("alpha on x_alpha = alpha x_src + (1 - alpha) x_tgt")
+    ax.set_ylabel("|cos theta_alpha|")
+    ax.set_ylim(bottom=0)
+    if len(rows) <= 8:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def imagenet_pairs(rows: pd.DataFrame, images: dict, size: int, path: Path, pairs: int = 6) -> None:
+    """Each pair's source and target image as the model sees them, with the classes and L."""
+    shown = rows.head(pairs)
+    fig = Figure(figsize=(4.0, 2.0 * max(len(shown), 1)))
+    axes = fig.subplots(max(len(shown), 1), 2, squeeze=False)
+    for k, (_, row) in enumerate(shown.iterrows()):
+        for j, (name, label) in enumerate(((row["source"], row["source_name"]), (row["target"], row["target_name"]))):
+            axes[k, j].imshow(np.asarray(images[name]).reshape(size, size, -1))
+            axes[k, j].set_title(f"{label}" + (f"\nL = {row['L']:.1f}" if j == 1 else ""), fontsize=7)
+            axes[k, j].axis("off")
+    _save(fig, path)

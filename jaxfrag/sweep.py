@@ -203,12 +203,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.out is None:
         args.out = os.path.join("runs", "sweep-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
-    if args.cache_dir is None:
-        default_cache = os.path.join(
-            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jaxfrag", "xla"
-        )
-        args.cache_dir = os.environ.get("JAXFRAG_CACHE_DIR", default_cache)
+    args.cache_dir = compilation_cache_dir(args.cache_dir)
     return args
+
+
+def compilation_cache_dir(option: str | None) -> str:
+    """--cache-dir's value, else $JAXFRAG_CACHE_DIR, else ~/.cache/jaxfrag/xla ('' turns the cache off)."""
+    if option is not None:
+        return option
+    default_cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jaxfrag", "xla")
+    return os.environ.get("JAXFRAG_CACHE_DIR", default_cache)
+
+
+def use_compilation_cache(path: str) -> None:
+    """Compiling is most of a short run's time on a CPU; a rerun reuses the programs."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def run_config(args: argparse.Namespace) -> dict:
@@ -272,9 +284,7 @@ def _run(args, config_dict: dict, folder) -> int:
     jax.config.update("jax_enable_x64", args.x64)
     parallel.configure_cpu_devices(args.devices)
     if args.cache_dir:
-        # Compiling is most of a short sweep's time on a CPU; a rerun reuses the programs.
-        jax.config.update("jax_compilation_cache_dir", args.cache_dir)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+        use_compilation_cache(args.cache_dir)
 
     import numpy as np
     import pandas as pd

@@ -1,0 +1,411 @@
+"""`python -m jaxfrag.imagenet --out runs/imagenet`: section 6's ImageNet analysis (Tables 7-8, Figure 6).
+
+Loads an ONNX image classifier as a JAX function (`jaxfrag.models.onnx_graph`; by default
+EfficientNet-Lite0, exported once by `python -m jaxfrag.models export efficientnet-lite0`),
+pairs every source image with the nearest target image (L2), and per pair measures the
+path from target to source (cos theta_alpha at n_alpha points, M) and three attacks on the
+source image, each applied and verified: Kurakin's iterative targeted attack at its smallest
+radius (the paper's Q), and the targeted and untargeted minimal-L2 attacks. Prints Tables 7
+and 8 beside the paper's four experiments and draws Figure 6. Stages: plan (model, images,
+pairs), measure (one cell per pair), persist, report.
+
+Images: `--images SOURCE_DIR TARGET_DIR` takes a user's photographs of two classes
+(`--classes`, default the paper's 217 English springer and 160 Afghan hound); only images
+the model assigns to their folder's class are used. Without --images, the demo pairs the
+photographs scikit-image ships that the model classifies confidently and differently
+(the target class is the other photo's class): NOT the paper's classes.
+
+Run folder (the sweep's contract, `jaxfrag.store`):
+  meta.json         config, model (path, sha256, preprocessing), images, pairs, versions, wall times
+  cells/imagenet_d<k>.parquet   pair k's row, finished
+  results.parquet   one row per pair; cos_path holds the n_alpha cosines (the paper's alpha order)
+  summary.csv       per column: n, mean, se, median and its 95% interval, over pairs
+  figures/          figure6.png (|cos theta_alpha| against alpha), pairs.png (the image pairs)
+--resume continues a run with the same options; bad input exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from jaxfrag.sweep import UsageError, _now, _number, _Parser
+
+DEFAULT_MODEL = "efficientnet-lite0"
+PAPER_CLASSES = (217, 160)  # English springer, Afghan hound
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+DEMO_CONFIDENCE = 0.3  # softmax probability of the top class for a demo photograph to be used
+
+# The paper's Table 7 (experiments 1-4; alpha = 0, 0.1, ..., 1, then the average) and Table 8.
+PAPER_TABLE7 = [
+    [0.0011, 0.0022, -0.0022, -0.0008],
+    [0.0037, -0.0021, 0.0015, 0.0003],
+    [-0.0036, 0.0076, -0.0029, -0.0056],
+    [-0.0020, 0.0041, 0.0005, -0.0059],
+    [-0.0091, -0.0035, 0.0058, 0.0026],
+    [-0.0057, -0.0060, -0.0199, -0.0098],
+    [-0.0094, -0.0042, -0.0011, -0.0051],
+    [-0.0009, -0.0055, -0.0039, -0.0035],
+    [0.0014, -0.0034, -0.0018, -0.0059],
+    [-0.0005, -0.0008, -0.0020, -0.0024],
+    [0.0012, -0.0004, 0.0008, -0.0011],
+]
+PAPER_TABLE7_AVERAGE = [-0.0022, -0.0348, -0.0024, -0.0034]
+PAPER_TABLE8 = {
+    "M/(0.5L)": [-0.0765, -0.03486, -0.03865, -0.0806],
+    "Q": [5.8044, 5.8278, 5.8693, 5.8207],
+    "L": [198.2214, 160.8016, 193.3129, 171.4597],
+    "Q/(0.5L)": [0.0722, 0.0828, 0.0607, 0.0679],
+}
+
+
+class Pair(NamedTuple):
+    source: str  # image name (file or demo photograph)
+    target: str
+    source_class: int
+    target_class: int
+
+
+def _three(name: str):
+    def parse(text: str):
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be three comma-separated numbers, got {text!r}") from None
+        if len(values) == 1:
+            values = values * 3
+        if len(values) != 3 or not all(math.isfinite(v) for v in values):
+            raise argparse.ArgumentTypeError(f"{name} must be one or three finite numbers, got {text!r}")
+        return values
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m jaxfrag.imagenet", description=__doc__.split("\n")[0])
+    p.add_argument("--out", required=True, type=Path, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue a run in --out with the same options")
+    p.add_argument("--model", type=Path, default=None, help=f"ONNX classifier (default: the exported {DEFAULT_MODEL})")
+    p.add_argument("--size", type=_number("--size"), default=None, help="the model's input side in pixels")
+    p.add_argument("--mean", type=_three("--mean"), default=None, help="per-channel mean for pixels in [0, 1]")
+    p.add_argument("--std", type=_three("--std"), default=None, help="per-channel std for pixels in [0, 1]")
+    p.add_argument("--images", type=Path, nargs=2, default=None, metavar=("SOURCE_DIR", "TARGET_DIR"))
+    p.add_argument("--classes", type=int, nargs=2, default=PAPER_CLASSES, metavar=("SOURCE", "TARGET"))
+    p.add_argument("--pairs", type=_number("--pairs"), default=None, help="measure only the first N pairs")
+    p.add_argument("--confidence", type=_number("--confidence", float, 0, True), default=DEMO_CONFIDENCE)
+    p.add_argument("--n-alpha", type=_number("--n-alpha"), default=101, help="points on the path (10 k + 1)")
+    p.add_argument("--eps-max", type=_number("--eps-max", float), default=0.25, help="Kurakin's largest L-inf radius")
+    p.add_argument("--step", type=_number("--step", float), default=1 / 255, help="Kurakin's step size")
+    p.add_argument("--restarts", type=_number("--restarts"), default=1, help="minimal-L2 lanes")
+    p.add_argument("--refinements", type=_number("--refinements", int, 0, True), default=20)
+    p.add_argument("--candidates", type=_number("--candidates"), default=10, help="DeepFool's classes, untargeted")
+    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--cache-dir", default=None, help="persistent XLA compilation cache ('' turns it off)")
+    return p
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from jaxfrag.experiments.imagenet import check_n_alpha
+
+    args = build_parser().parse_args(argv)
+    try:
+        check_n_alpha(args.n_alpha)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if args.model is None and (args.size or args.mean or args.std):
+        raise UsageError("--size, --mean and --std describe a --model PATH; the default model has its own")
+    if args.model is not None and not args.model.is_file():
+        raise UsageError(f"--model {args.model} is not a file")
+    if args.images is not None:
+        for folder in args.images:
+            if not folder.is_dir():
+                raise UsageError(f"--images: {folder} is not a folder")
+        if args.classes[0] == args.classes[1]:
+            raise UsageError("--classes: the source and target classes must differ")
+    if args.candidates < 2:
+        raise UsageError("--candidates must be at least 2")
+    if args.step > args.eps_max:
+        raise UsageError("--step must not exceed --eps-max")
+    from jaxfrag.sweep import compilation_cache_dir
+
+    args.cache_dir = compilation_cache_dir(args.cache_dir)
+    return args
+
+
+def main(argv=None) -> int:
+    from jaxfrag import store
+    from jaxfrag.models import export, onnx_graph
+
+    try:
+        args = parse_args(argv)
+        setup = plan_stage(args)
+    except (UsageError, onnx_graph.OnnxError, export.ExportError) as error:
+        print(f"jaxfrag.imagenet: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        folder = store.RunFolder.open(args.out, setup.config, args.resume)
+    except store.RunFolderError as error:
+        print(f"jaxfrag.imagenet: error: {error}", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, setup, folder)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; finished pairs are kept in {args.out}; rerun with --resume", file=sys.stderr)
+        return 130
+
+
+class Setup(NamedTuple):
+    config: dict
+    f: object  # f(params, x) -> logits
+    params: dict
+    images: dict  # name -> flat float32 pixels in [0, 1]
+    pairs: list[Pair]
+    predictions: dict  # name -> (class, probability)
+    model_info: dict
+
+
+def _model(args):
+    """(path, preprocessing, description) of the classifier."""
+    from jaxfrag.models import export, imagenet
+
+    if args.model is None:
+        spec = export.MODELS[DEFAULT_MODEL]
+        path = export.model_path(DEFAULT_MODEL, say=lambda line: print(line, file=sys.stderr))
+        preprocessing = imagenet.Preprocessing(spec.size, spec.mean, spec.std)
+        return path, preprocessing, {"name": DEFAULT_MODEL, "source": spec.source}
+    if args.size is None:
+        raise UsageError("--model PATH needs --size (its input side in pixels), and --mean/--std unless 0 and 1")
+    preprocessing = imagenet.Preprocessing(args.size, args.mean or (0.0,) * 3, args.std or (1.0,) * 3)
+    if any(s <= 0 for s in preprocessing.std):
+        raise UsageError("--std must be positive")
+    return args.model, preprocessing, {"name": args.model.name, "source": str(args.model)}
+
+
+def _folder_images(folder: Path, size: int) -> dict[str, object]:
+    from jaxfrag.models import imagenet
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise UsageError(f"--images: {folder} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    images = {}
+    for path in files:
+        try:
+            images[f"{folder.name}/{path.name}"] = imagenet.prepare(imagenet.read_image(path), size).reshape(-1)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--images: cannot read {path} ({error})") from None
+    return images
+
+
+def plan_stage(args) -> Setup:
+    """The model, the images and the pairs; every option that can change a row goes into the config."""
+    import jax
+    import numpy as np
+
+    from jaxfrag.experiments import imagenet as experiment
+    from jaxfrag.models import export, imagenet
+
+    if args.cache_dir:
+        from jaxfrag.sweep import use_compilation_cache
+
+        use_compilation_cache(args.cache_dir)
+    path, preprocessing, info = _model(args)
+    f, params = imagenet.classifier(path, preprocessing)
+    size = preprocessing.size
+    if args.images is None:
+        photos = imagenet.demo_photographs()
+        images = {name: imagenet.prepare(photo, size).reshape(-1) for name, photo in photos.items()}
+    else:
+        images = {}
+        for folder in args.images:
+            images.update(_folder_images(folder, size))
+    names = list(images)
+    stack = np.stack([images[n] for n in names])
+    logits = np.concatenate(
+        [np.asarray(jax.jit(jax.vmap(lambda x: f(params, x)))(stack[i : i + 8])) for i in range(0, len(stack), 8)]
+    )
+    probabilities = np.asarray(jax.nn.softmax(logits, axis=1))
+    predictions = {n: (int(np.argmax(p)), float(np.max(p))) for n, p in zip(names, probabilities, strict=True)}
+    if args.images is None:
+        chosen = [n for n in names if predictions[n][1] >= args.confidence]
+        pairs = []
+        for source in chosen:
+            others = [n for n in chosen if predictions[n][0] != predictions[source][0]]
+            if not others:
+                continue
+            nearest = experiment.nearest_targets(images[source][None], np.stack([images[n] for n in others]))
+            target = others[int(nearest[0])]
+            pairs.append(Pair(source, target, predictions[source][0], predictions[target][0]))
+        if not pairs:
+            raise UsageError(
+                f"no two demo photographs are classified confidently (>= {args.confidence}) and differently; "
+                "lower --confidence"
+            )
+    else:
+        src_class, tgt_class = args.classes
+        sources = [n for n in names if n.startswith(args.images[0].name + "/") and predictions[n][0] == src_class]
+        targets = [n for n in names if n.startswith(args.images[1].name + "/") and predictions[n][0] == tgt_class]
+        if not sources or not targets:
+            raise UsageError(
+                f"--images: {len(sources)} source images classified {src_class} and {len(targets)} target images "
+                f"classified {tgt_class}; both must be at least 1"
+            )
+        stack_of = lambda group: np.stack([images[n] for n in group])
+        nearest = experiment.nearest_targets(stack_of(sources), stack_of(targets))
+        pairs = [Pair(s, targets[int(t)], src_class, tgt_class) for s, t in zip(sources, nearest, strict=True)]
+    if args.pairs is not None:
+        pairs = pairs[: args.pairs]
+    info.update(
+        path=str(path),
+        sha256=export.sha256(path),
+        size=size,
+        mean=list(preprocessing.mean),
+        std=list(preprocessing.std),
+    )
+    config = {
+        "experiment": "imagenet",
+        "model_sha256": info["sha256"],
+        "preprocessing": [size, list(preprocessing.mean), list(preprocessing.std)],
+        "images": "demo" if args.images is None else [str(p) for p in args.images],
+        "classes": None if args.images is None else list(args.classes),
+        "confidence": args.confidence if args.images is None else None,
+        "pairs": [list(p) for p in pairs],
+        "n_alpha": args.n_alpha,
+        "eps_max": args.eps_max,
+        "step": args.step,
+        "restarts": args.restarts,
+        "refinements": args.refinements,
+        "candidates": args.candidates,
+    }
+    return Setup(config, f, params, images, pairs, predictions, info)
+
+
+def _run(args, setup: Setup, folder) -> int:
+    import jax
+
+    from jaxfrag import report_imagenet
+
+    started = time.perf_counter()
+    meta = folder.read_meta() or {}
+    meta.update(
+        config=setup.config,
+        started=meta.get("started", _now()),
+        command=sys.argv,
+        environment=_environment(),
+        model=setup.model_info,
+        predictions={n: {"class": c, "probability": p} for n, (c, p) in setup.predictions.items()},
+    )
+    meta.setdefault("wall_s", {})
+    folder.write_meta(meta)
+    if args.images is None:
+        print("demo: scikit-image's photographs, NOT the paper's English springer / Afghan hound", file=sys.stderr)
+
+    t = time.perf_counter()
+    measure_stage(args, setup, folder)
+    meta["wall_s"]["measure"] = meta["wall_s"].get("measure", 0) + round(time.perf_counter() - t, 3)
+
+    rows, _ = folder.read_cells()
+    rows = rows.sort_values("pair", kind="stable").reset_index(drop=True)
+    folder.write_results(rows)
+    text = report_imagenet.write(folder, rows, setup, demo=args.images is None)
+    meta["finished"] = _now()
+    meta["wall_s"]["total"] = round(time.perf_counter() - started, 3)
+    meta["jax_devices"] = [str(device) for device in jax.devices()]
+    folder.write_meta(meta)
+    print(text)
+    print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, figures/)")
+    return 0
+
+
+def _environment() -> dict:
+    import platform
+
+    import jax
+    import onnx
+
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "onnx": onnx.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+    }
+
+
+def programs(f, args):
+    """The compiled measurements, each a function of (params, x_src, x_tgt, src, tgt): one program each,
+    compiled once for every pair (the classes are traced)."""
+    import jax
+
+    from jaxfrag.experiments import imagenet as experiment
+
+    options = dict(restarts=args.restarts, rescue_starts=0, refinements=args.refinements, candidates=args.candidates)
+
+    def model(params):
+        return lambda x: f(params, x)
+
+    def path(p, s, t, a, b):
+        return experiment.path_columns(model(p), s, t, a, b, args.n_alpha)
+
+    def kurakin(p, s, t, a, b):
+        return experiment.kurakin_columns(model(p), s, a, b, args.eps_max, args.step)
+
+    def minimal(p, s, t, a, b):
+        return experiment.minimal_columns(model(p), s, a, b, options)
+
+    return {"path": jax.jit(path), "Kurakin": jax.jit(kurakin), "minimal L2": jax.jit(minimal)}
+
+
+def measure_stage(args, setup: Setup, folder) -> None:
+    """One cell per pair: its row, every attack applied once more here for the classes it reaches."""
+    import jax.numpy as jnp
+    import numpy as np
+    import pandas as pd
+    from tqdm import tqdm
+
+    from jaxfrag.models import imagenet
+
+    done = {d for _, d in folder.done_cells()}
+    todo = [k for k in range(len(setup.pairs)) if k not in done]
+    compiled = programs(setup.f, args)
+    with tqdm(total=len(todo) * len(compiled), unit="step", desc="pairs", disable=args.no_progress) as bar:
+        for k in todo:
+            pair = setup.pairs[k]
+            x_src = jnp.asarray(setup.images[pair.source])
+            x_tgt = jnp.asarray(setup.images[pair.target])
+            src, tgt = jnp.int32(pair.source_class), jnp.int32(pair.target_class)
+            out = {}
+            for stage, program in compiled.items():
+                bar.set_description(f"pair {k + 1}/{len(setup.pairs)}: {stage}")
+                out.update({name: np.asarray(v) for name, v in program(setup.params, x_src, x_tgt, src, tgt).items()})
+                bar.update(1)
+            row = {
+                "pair": k,
+                "source": pair.source,
+                "target": pair.target,
+                "source_class": pair.source_class,
+                "target_class": pair.target_class,
+                "source_name": imagenet.class_name(pair.source_class),
+                "target_name": imagenet.class_name(pair.target_class),
+                "p_source": setup.predictions[pair.source][1],
+                "p_target": setup.predictions[pair.target][1],
+            }
+            # Applied once more, outside the attack programs: the class each perturbed image gets.
+            for name in ("ll", "l2_targeted", "l2"):
+                moved = x_src + jnp.asarray(out.pop("delta_" + name))
+                row[f"class_{name}"] = int(jnp.argmax(setup.f(setup.params, moved)))
+            cos_path = out.pop("cos_path")
+            row.update({name: value.item() for name, value in out.items()})
+            half = 0.5 * row["L"]
+            for name in ("Q_ll", "Q_l2_targeted", "Q_l2", "M"):
+                row[f"{name}_ratio"] = row[name] / half
+            frame = pd.DataFrame([row])
+            frame["cos_path"] = [cos_path.astype(np.float64)]
+            folder.write_cell("imagenet", k, frame, {"pair": list(pair)})
+
+
+if __name__ == "__main__":
+    sys.exit(main())
