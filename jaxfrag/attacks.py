@@ -744,6 +744,7 @@ def kurakin_steps(eps: jax.Array, step: float) -> jax.Array:
 class IterativeSearch(NamedTuple):
     result: AttackResult  # at the smallest radius found to reach the target
     eps: jax.Array  # that radius (L-inf); eps_max where none did
+    eps_below: jax.Array  # the largest radius below it that the search saw fail (0 if none)
     runs: jax.Array  # int32 (), attacks run by the search
 
 
@@ -793,11 +794,11 @@ def iterative_targeted_min_eps(
         best = jax.tree_util.tree_map(lambda new, old: jnp.where(better, new, old), trial, best)
         return i + 1, jnp.where(better, low, middle), jnp.where(better, middle, high), best
 
-    _, _, high, best = jax.lax.while_loop(
+    _, low, high, best = jax.lax.while_loop(
         lambda state: found.success & (state[0] < bisections), bisect, (jnp.int32(0), low, high, found)
     )
     runs = k + jnp.where(found.success, bisections, 0)
-    return IterativeSearch(best, jnp.where(found.success, high, eps_max), runs.astype(jnp.int32))
+    return IterativeSearch(best, jnp.where(found.success, high, eps_max), low, runs.astype(jnp.int32))
 
 
 def _check_inside(x, bounds) -> None:

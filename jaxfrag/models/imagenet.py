@@ -32,6 +32,7 @@ CLASSES = 1000
 # loader functions may fetch other images from the internet.
 DEMO_PHOTOS = {
     "astronaut": "astronaut.png",
+    "camera": "camera.png",  # grayscale, made RGB
     "chelsea": "chelsea.png",
     "coffee": "coffee.png",
     "rocket": "rocket.jpg",

@@ -19,8 +19,9 @@ file: an op outside the registry, an attribute or mode it does not implement, a 
 or axis that depends on the input's values at run time, a file that is not ONNX.
 
 Gradients follow the frameworks that export these graphs: Relu and Clip pass gradient
-1 on their closed interval (PyTorch's clamp), MaxPool sends it to the first maximum of
-each window. Convolutions and matmuls run at full float32 precision on every backend.
+1 only strictly inside their interval (PyTorch's relu and ReLU6/Hardtanh, which export as
+Clip), MaxPool sends it to the first maximum of each window. Convolutions and matmuls run
+at full float32 precision on every backend.
 
 Hand-written because the one library that did this (jaxonnxruntime 0.3.0, 2023) no longer
 runs on current JAX; `onnx` itself only reads the file and infers shapes.
@@ -148,12 +149,13 @@ def _sigmoid(node, x):
 def _clip(node, x, low=None, high=None):
     if node.opset < 11:
         low, high = node.attrs.get("min"), node.attrs.get("max")
-    # Written with where, not jnp.clip: gradient 1 on the closed interval [low, high], PyTorch's clamp
-    # (jnp.clip's max/min share the gradient half and half at a tie).
+    # Written with where, not jnp.clip (whose max/min share the gradient half and half at a tie): gradient 1
+    # on the open interval (low, high) and 0 at its ends, as PyTorch's ReLU6 / Hardtanh, which exporters
+    # write as Clip. Exact ends are common: a zero-padded border makes pre-activations of exactly 0.
     if low is not None:
-        x = jnp.where(x < low, jnp.asarray(low, x.dtype), x)
+        x = jnp.where(x <= low, jnp.asarray(low, x.dtype), x)
     if high is not None:
-        x = jnp.where(x > high, jnp.asarray(high, x.dtype), x)
+        x = jnp.where(x >= high, jnp.asarray(high, x.dtype), x)
     return x
 
 
