@@ -85,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mnist", type=Path, default=None, help="IDX folder or .npz of MNIST")
     p.add_argument("--mnist-source", choices=SOURCES, default="auto")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--cache-dir", default=None, help="persistent XLA compilation cache ('' turns it off)")
     return p
 
 
@@ -98,6 +99,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise UsageError(str(error)) from None
     if args.mnist is not None and args.mnist_source not in ("auto", "path"):
         raise UsageError(f"--mnist PATH and --mnist-source {args.mnist_source} contradict each other")
+    from jaxfrag.sweep import compilation_cache_dir
+
+    args.cache_dir = compilation_cache_dir(args.cache_dir)
     return args
 
 
@@ -127,6 +131,10 @@ def main(argv=None) -> int:
     except UsageError as error:
         print(f"jaxfrag.mnist: error: {error}", file=sys.stderr)
         return 2
+    if args.cache_dir:
+        from jaxfrag.sweep import use_compilation_cache
+
+        use_compilation_cache(args.cache_dir)  # a --resume reuses the measurement program
     try:
         data = datasets.mnist(args.mnist, args.mnist_source)
     except datasets.DatasetError as error:

@@ -58,6 +58,7 @@ class Node(NamedTuple):
 
 OPS: dict[str, Callable] = {}
 PRECISION = lax.Precision.HIGHEST  # float32 products as ONNX Runtime and PyTorch compute them, on GPU too
+CONV_SUMS = True  # depthwise and 1x1 convolutions as sums (see `_conv`); False: XLA's convolution (benchmarks)
 
 
 def _op(*names: str):
@@ -335,9 +336,9 @@ def _conv(node, x, w, b=None):
     # XLA's CPU convolution is 10-50x slower than these sums for depthwise kernels and up to 4x for 1x1
     # kernels (forward and backward, measured on EfficientNet-Lite0's layers), which are most of a mobile
     # network's work; for larger dense kernels it is as fast or faster, so they keep it.
-    if x.ndim == 4 and group == x.shape[1] == w.shape[0] and w.shape[1] == 1:
+    if CONV_SUMS and x.ndim == 4 and group == x.shape[1] == w.shape[0] and w.shape[1] == 1:
         y = _depthwise(x, w, strides, pads, dilations)
-    elif x.ndim == 4 and group == 1 and kernel == (1, 1):
+    elif CONV_SUMS and x.ndim == 4 and group == 1 and kernel == (1, 1):
         y = _shifted_products(x, w, strides, pads, dilations)
     else:
         y = lax.conv_general_dilated(
