@@ -692,8 +692,8 @@ def least_likely(
     max_steps: int = 100,
     bounds: tuple[float, float] | None = None,
 ) -> AttackResult:
-    """Iterative least-likely-class attack: `iterative_targeted` towards argmin f(x)."""
-    return iterative_targeted(model, x, label, jnp.argmin(model(x)), eps, step, max_steps, bounds)
+    """Iterative least-likely-class attack: `iterative_targeted` towards argmin f(x) (which may be `label`)."""
+    return _iterative(model, x, label, jnp.argmin(model(x)), eps, step, max_steps, bounds)
 
 
 def iterative_targeted(
@@ -715,6 +715,10 @@ def iterative_targeted(
     returns delta = 0 and success False).
     """
     _check_target(label, target)
+    return _iterative(model, x, label, target, eps, step, max_steps, bounds)
+
+
+def _iterative(model: Model, x, label, target, eps, step, max_steps, bounds) -> AttackResult:
     goal = Goal.at(model, x, label, target)
     lower, upper = -jnp.full_like(x, eps), jnp.full_like(x, eps)
     if bounds is not None:
