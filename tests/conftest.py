@@ -41,6 +41,28 @@ def pytest_unconfigure(config):
         shutil.rmtree(os.environ["JAXFRAG_DATA_DIR"], ignore_errors=True)
 
 
+# The longest files first (measured worker seconds, most first): --dist loadfile hands files to the two
+# workers in collection order, so the long ones start at once and the short ones fill in at the end.
+_LONGEST_FIRST = (
+    "test_mnist.py",
+    "test_linear.py",
+    "test_attacks_relu.py",
+    "test_attacks.py",
+    "test_imagenet.py",
+    "test_relu.py",
+    "test_imagenet_model.py",
+    "test_notebook.py",
+    "test_sweep.py",
+    "test_cnn.py",
+    "test_experiments.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(_LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order
+
+
 @pytest.fixture(scope="session")
 def devices():
     found = jax.devices()

@@ -202,7 +202,8 @@ def test_entry_point_resumes_and_its_notebook_executes(tiny, tmp_path):
 
 
 def test_user_folders_pair_each_source_with_its_nearest_target(tiny, tmp_path):
-    """--images SOURCE_DIR TARGET_DIR: the photos the model assigns to the folder's class, nearest pairs."""
+    """--images SOURCE_DIR TARGET_DIR: the photos the model assigns to the folder's class, nearest pairs.
+    (The entry point's options as in the test above: its compiled programs come from the compilation cache.)"""
     model, f, photos = tiny
     from PIL import Image
 
@@ -220,7 +221,7 @@ def test_user_folders_pair_each_source_with_its_nearest_target(tiny, tmp_path):
     run = tmp_path / "run"
     result = _imagenet(
         "--model", model, "--size", SIZE, "--mean", "0.5", "--std", "0.25", "--images", folders["src"],
-        folders["tgt"], "--classes", source_class, target_class, "--n-alpha", 11, "--refinements", 1,
+        folders["tgt"], "--classes", source_class, target_class, "--n-alpha", 11, "--refinements", 2,
         "--out", run,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

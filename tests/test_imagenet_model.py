@@ -102,7 +102,7 @@ def torch_graph(model_proto, dtype):
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 def test_gradients_match_pytorch_autograd(exported, photos, dtype):
-    """grad (f_i - f_j) in pixel units on every demo photograph, against PyTorch autograd through the same
+    """grad (f_i - f_j) in pixel units on demo photographs, against PyTorch autograd through the same
     exported graph executed by torch (tight in float64), and through the original PyTorch model (loose: it keeps
     batch normalisation unfolded in its own precision, so a ReLU6 unit within rounding of its kink can switch,
     which moves the gradient locally; measured up to 1% in float32)."""
@@ -119,8 +119,8 @@ def test_gradients_match_pytorch_autograd(exported, photos, dtype):
     with jax.enable_x64(wide):
         f, params = imagenet.classifier(exported, imagenet.Preprocessing(SPEC.size, SPEC.mean, SPEC.std), dtype)
         gradient = jax.jit(lambda x, i, j: jax.grad(lambda x: f(params, x)[i] - f(params, x)[j])(x))
-        for name, pixels in photos.items():
-            pixels = pixels.astype(dtype)
+        for name in ("coffee", "camera", "chelsea", "retina"):  # the tightest and the most kink-prone
+            pixels = photos[name].astype(dtype)
             logits = np.asarray(f(params, jnp.asarray(pixels.reshape(-1))))
             i, j = (int(k) for k in np.argsort(logits)[::-1][:2])
             ours = np.asarray(gradient(jnp.asarray(pixels.reshape(-1)), i, j))
