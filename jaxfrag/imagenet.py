@@ -224,9 +224,8 @@ def plan_stage(args) -> Setup:
             images.update(_folder_images(folder, size))
     names = list(images)
     stack = np.stack([images[n] for n in names])
-    logits = np.concatenate(
-        [np.asarray(jax.jit(jax.vmap(lambda x: f(params, x)))(stack[i : i + 8])) for i in range(0, len(stack), 8)]
-    )
+    classify = jax.jit(jax.vmap(f, in_axes=(None, 0)))  # compiled once, for every chunk of 8
+    logits = np.concatenate([np.asarray(classify(params, stack[i : i + 8])) for i in range(0, len(stack), 8)])
     probabilities = np.asarray(jax.nn.softmax(logits, axis=1))
     predictions = {n: (int(np.argmax(p)), float(np.max(p))) for n, p in zip(names, probabilities, strict=True)}
     if args.images is None:
@@ -286,7 +285,7 @@ def plan_stage(args) -> Setup:
 def _run(args, setup: Setup, folder) -> int:
     import jax
 
-    from jaxfrag import report_imagenet
+    from jaxfrag import report_imagenet, store
 
     started = time.perf_counter()
     meta = folder.read_meta() or {}
@@ -294,7 +293,7 @@ def _run(args, setup: Setup, folder) -> int:
         config=setup.config,
         started=meta.get("started", _now()),
         command=sys.argv,
-        environment=_environment(),
+        environment=store.environment("jax", "onnx"),
         model=setup.model_info,
         predictions={n: {"class": c, "probability": p} for n, (c, p) in setup.predictions.items()},
     )
@@ -318,21 +317,6 @@ def _run(args, setup: Setup, folder) -> int:
     print(text)
     print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, figures/)")
     return 0
-
-
-def _environment() -> dict:
-    import platform
-
-    import jax
-    import onnx
-
-    return {
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "onnx": onnx.__version__,
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-    }
 
 
 def programs(f, args):
@@ -361,6 +345,7 @@ def programs(f, args):
 
 def measure_stage(args, setup: Setup, folder) -> None:
     """One cell per pair: its row, every attack applied once more here for the classes it reaches."""
+    import jax
     import jax.numpy as jnp
     import numpy as np
     import pandas as pd
@@ -371,6 +356,7 @@ def measure_stage(args, setup: Setup, folder) -> None:
     done = {d for _, d in folder.done_cells()}
     todo = [k for k in range(len(setup.pairs)) if k not in done]
     compiled = programs(setup.f, args)
+    classify = jax.jit(setup.f)
     with tqdm(total=len(todo) * len(compiled), unit="step", desc="pairs", disable=args.no_progress) as bar:
         for k in todo:
             pair = setup.pairs[k]
@@ -396,7 +382,7 @@ def measure_stage(args, setup: Setup, folder) -> None:
             # Applied once more, outside the attack programs: the class each perturbed image gets.
             for name in ("ll", "l2_targeted", "l2"):
                 moved = x_src + jnp.asarray(out.pop("delta_" + name))
-                row[f"class_{name}"] = int(jnp.argmax(setup.f(setup.params, moved)))
+                row[f"class_{name}"] = int(jnp.argmax(classify(setup.params, moved)))
             cos_path = out.pop("cos_path")
             row.update({name: value.item() for name, value in out.items()})
             half = 0.5 * row["L"]

@@ -156,11 +156,16 @@ def main(argv=None) -> int:
 def _run(args, config: dict, data, folder) -> int:
     import jax
 
-    from jaxfrag import report_mnist
+    from jaxfrag import report_mnist, store
 
     started = time.perf_counter()
     meta = folder.read_meta() or {}
-    meta.update(config=config, started=meta.get("started", _now()), command=sys.argv, environment=_environment())
+    meta.update(
+        config=config,
+        started=meta.get("started", _now()),
+        command=sys.argv,
+        environment=store.environment("jax", "flax", "optax"),
+    )
     meta.setdefault("wall_s", {})
     folder.write_meta(meta)
 
@@ -185,23 +190,6 @@ def _run(args, config: dict, data, folder) -> int:
     print(text)
     print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, claims.csv, networks.npz, figures/)")
     return 0
-
-
-def _environment() -> dict:
-    import platform
-
-    import flax
-    import jax
-    import optax
-
-    return {
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-    }
 
 
 def network_keys(seed: int, networks: int):

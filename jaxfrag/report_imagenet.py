@@ -33,23 +33,7 @@ def _numeric(rows: pd.DataFrame) -> list[str]:
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    records = []
-    for column in _numeric(rows):
-        values = rows[column].to_numpy(dtype=float)
-        values = values[np.isfinite(values)]
-        mean, se = stats.mean_se(values)
-        low, high = stats.median_ci(values)
-        records.append(
-            {
-                "metric": column,
-                "n": len(values),
-                "mean": mean,
-                "se": se,
-                "median": float(np.median(values)) if len(values) else math.nan,
-                "median_low": low,
-                "median_high": high,
-            }
-        )
+    records = [{"metric": c, **stats.describe(rows[c].to_numpy(dtype=float))} for c in _numeric(rows)]
     return pd.DataFrame.from_records(records)
 
 

@@ -47,24 +47,8 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 if needs_a1:
                     block = block[block["has_a1"]]
                 for column in _numeric(rows):
-                    values = block[column].to_numpy(dtype=float)
-                    values = values[np.isfinite(values)]
-                    mean, se = stats.mean_se(values)
-                    low, high = stats.median_ci(values)
-                    records.append(
-                        {
-                            "network": scope,
-                            "mask_rule": rule,
-                            "subset": subset,
-                            "metric": column,
-                            "n": len(values),
-                            "mean": mean,
-                            "se": se,
-                            "median": float(np.median(values)) if len(values) else math.nan,
-                            "median_low": low,
-                            "median_high": high,
-                        }
-                    )
+                    where = {"network": scope, "mask_rule": rule, "subset": subset, "metric": column}
+                    records.append({**where, **stats.describe(block[column].to_numpy(dtype=float))})
     return pd.DataFrame.from_records(records)
 
 

@@ -9,6 +9,8 @@ Contract: plain functions of pandas/numpy data.
 * `median_ci` -- a distribution-free interval for a median from order
   statistics: [x_(j), x_(n-j+1)] with P(Binomial(n, 1/2) < j) <= (1 - level)/2,
   so it covers the median with probability >= level for any continuous law.
+* `describe` -- n (finite values), mean, se, median and its `median_ci`: one
+  row of the MNIST and ImageNet summaries.
 * `loglog_fit` -- least-squares line through (log d, log mean) with
   `scipy.stats.linregress`, its slope's standard error and 95% t-interval.
 """
@@ -55,6 +57,16 @@ def mean_se(values: np.ndarray) -> tuple[float, float]:
     if len(values) == 0:
         return math.nan, math.nan
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+
+
+def describe(values) -> dict[str, float]:
+    """n, mean, se, median, median_low, median_high of the finite values."""
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    mean, se = mean_se(values)
+    low, high = median_ci(values)
+    median = float(np.median(values)) if len(values) else math.nan
+    return {"n": len(values), "mean": mean, "se": se, "median": median, "median_low": low, "median_high": high}
 
 
 def median_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:

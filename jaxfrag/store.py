@@ -81,6 +81,19 @@ def _is_scratch(entry: Path) -> bool:
     return entry.name.startswith(_TEMP_PREFIX)
 
 
+def environment(*packages: str) -> dict:
+    """meta.json's environment: Python, the machine, and each named package's version."""
+    import platform
+    from importlib import metadata
+
+    return {
+        "python": platform.python_version(),
+        **{name: metadata.version(name) for name in packages},
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+    }
+
+
 class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)

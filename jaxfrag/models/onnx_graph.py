@@ -504,7 +504,7 @@ def _opset(model) -> int:
 
 
 def _nodes(model) -> list[Node]:
-    from onnx import helper
+    from onnx import GraphProto, helper
 
     opset = _opset(model)
     nodes, unsupported = [], []
@@ -513,7 +513,7 @@ def _nodes(model) -> list[Node]:
             unsupported.append(proto.op_type if proto.domain in ("", "ai.onnx") else f"{proto.domain}.{proto.op_type}")
             continue
         attrs = {a.name: helper.get_attribute_value(a) for a in proto.attribute}
-        if any(isinstance(v, onnx_graph_types()) for v in attrs.values()):
+        if any(isinstance(v, GraphProto) for v in attrs.values()):  # control flow (If, Loop, Scan)
             unsupported.append(proto.op_type)
             continue
         nodes.append(Node(proto.op_type, proto.name, tuple(proto.input), tuple(proto.output), attrs, opset))
@@ -521,12 +521,6 @@ def _nodes(model) -> list[Node]:
         names = ", ".join(sorted(set(unsupported)))
         raise OnnxError(f"unsupported ONNX op(s): {names} (the interpreter supports {', '.join(SUPPORTED_OPS)})")
     return nodes
-
-
-def onnx_graph_types():
-    import onnx
-
-    return (onnx.GraphProto,)  # control flow (If, Loop, Scan) carries subgraphs
 
 
 def graph_function(model, dtype=None):
