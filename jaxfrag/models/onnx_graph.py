@@ -333,9 +333,9 @@ def _conv(node, x, w, b=None):
     pads, _ = _window_padding(node, x.shape[2:], kernel, strides, dilations)
     group = node.attrs.get("group", 1)
     w = w.astype(x.dtype)
-    # XLA's CPU convolution is 10-50x slower than these sums for depthwise kernels and up to 4x for 1x1
-    # kernels (forward and backward, measured on EfficientNet-Lite0's layers), which are most of a mobile
-    # network's work; for larger dense kernels it is as fast or faster, so they keep it.
+    # XLA's CPU convolution is much slower than these sums for depthwise and 1x1 kernels, most of a mobile
+    # network's work: EfficientNet-Lite0 runs 6.7x slower with it on every layer (benchmarks/bench_onnx.py,
+    # CONV_SUMS = False). For larger dense kernels it was as fast or faster, so they keep it.
     if CONV_SUMS and x.ndim == 4 and group == x.shape[1] == w.shape[0] and w.shape[1] == 1:
         y = _depthwise(x, w, strides, pads, dilations)
     elif CONV_SUMS and x.ndim == 4 and group == 1 and kernel == (1, 1):
