@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -101,6 +101,16 @@ class CellResult(NamedTuple):
     run_s: float
 
 
+class Chunk(NamedTuple):
+    start: int  # first trial index
+    stop: int  # one past the last
+    arrays: dict[str, np.ndarray]  # the experiment's columns and "_" auxiliary arrays, one entry per trial
+    run_s: float
+    compile_s: float  # compiling the program (first chunk of its first use only, else 0)
+    compile_wait_s: float  # waiting for that program (first chunk of a range only)
+    chunk: int  # trials per compiled step
+
+
 class CellRunner:
     """Runs (experiment, d) cells on a mesh; one compiled step per (experiment, compiled size, chunk).
 
@@ -126,17 +136,21 @@ class CellRunner:
     def num_devices(self) -> int:
         return self.mesh.devices.size
 
-    def chunk_for(self, experiment: Experiment, d: int, chunk: int | None = None) -> int:
+    def chunk_for(self, experiment: Experiment, d: int, chunk: int | None = None, trials: int | None = None) -> int:
+        """Trials per compiled step: `chunk` rounded, or sized from memory for `trials` (default: a whole cell)."""
         if chunk:
             return round_chunk(chunk, self.num_devices)
         size = experiment.size(d, self.config)
         return auto_chunk(
-            self.config.trials, experiment.bytes_per_trial(size, self.config), self.num_devices, self.memory_budget
+            trials or self.config.trials,
+            experiment.bytes_per_trial(size, self.config),
+            self.num_devices,
+            self.memory_budget,
         )
 
-    def prefetch(self, experiment: Experiment, d: int, chunk: int | None = None) -> Future:
-        """Start (or find) the compilation of the program that runs this cell."""
-        size, chunk = experiment.size(d, self.config), self.chunk_for(experiment, d, chunk)
+    def prefetch(self, experiment: Experiment, d: int, chunk: int | None = None, trials: int | None = None) -> Future:
+        """Start (or find) the compilation of the program that runs this cell's trials (`trials` of them)."""
+        size, chunk = experiment.size(d, self.config), self.chunk_for(experiment, d, chunk, trials)
         key = (experiment.name, size, chunk)
         if key not in self._programs:
             self._programs[key] = self._pool.submit(self._compile, experiment, size, chunk)
@@ -173,6 +187,39 @@ class CellRunner:
     def _sharding(self) -> NamedSharding:
         return NamedSharding(self.mesh, PartitionSpec(AXIS))
 
+    def run_trials(
+        self, experiment: Experiment, d: int, start: int, stop: int, chunk: int | None = None
+    ) -> Iterator[Chunk]:
+        """Trials start..stop-1 of one (experiment, d) cell, chunk by chunk, as numpy arrays in trial order.
+
+        The first Chunk carries the program's compile time (0 if another range compiled it) and the wait for it.
+        """
+        trials = stop - start
+        program = self.prefetch(experiment, d, chunk, trials)
+        first_use = not getattr(program, "used", False)
+        program.used = True
+        wait_start = time.perf_counter()
+        step, compile_s = program.result()
+        compile_wait_s = time.perf_counter() - wait_start
+        chunk = self.chunk_for(experiment, d, chunk, trials)
+        key_data = jax.random.key_data(cell_key(self.config.seed, experiment.name, d))
+        for first in range(start, stop, chunk):
+            tic = time.perf_counter()
+            index = jax.device_put(np.arange(first, first + chunk, dtype=np.int32), self._sharding())
+            out = jax.device_get(step(key_data, jnp.int32(d), index))
+            valid = min(chunk, stop - first)
+            arrays = {name: np.asarray(value)[:valid] for name, value in out.items()}
+            yield Chunk(
+                first,
+                first + valid,
+                arrays,
+                time.perf_counter() - tic,
+                compile_s if first_use else 0.0,
+                compile_wait_s,
+                chunk,
+            )
+            first_use, compile_wait_s = False, 0.0
+
     def run_cell(
         self,
         experiment: Experiment,
@@ -181,26 +228,12 @@ class CellRunner:
         on_chunk: Callable[[int], None] | None = None,
     ) -> CellResult:
         """All `config.trials` trials of one (experiment, d) cell, as numpy columns in trial order."""
-        trials = self.config.trials
-        program = self.prefetch(experiment, d, chunk)
-        first_use = not getattr(program, "used", False)
-        program.used = True
-        wait_start = time.perf_counter()
-        step, compile_s = program.result()
-        compile_wait_s = time.perf_counter() - wait_start
-        chunk = self.chunk_for(experiment, d, chunk)
-        key_data = jax.random.key_data(cell_key(self.config.seed, experiment.name, d))
-        pieces: list[dict[str, np.ndarray]] = []
-        start = time.perf_counter()
-        for first in range(0, trials, chunk):
-            index = jax.device_put(np.arange(first, first + chunk, dtype=np.int32), self._sharding())
-            out = jax.device_get(step(key_data, jnp.int32(d), index))
-            valid = min(chunk, trials - first)
-            pieces.append({name: np.asarray(value)[:valid] for name, value in out.items()})
+        pieces = []
+        for piece in self.run_trials(experiment, d, 0, self.config.trials, chunk):
+            pieces.append(piece)
             if on_chunk:
-                on_chunk(valid)
-        run_s = time.perf_counter() - start
-        merged = {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
+                on_chunk(piece.stop - piece.start)
+        merged = {name: np.concatenate([p.arrays[name] for p in pieces]) for name in pieces[0].arrays}
         columns = {name: merged[name] for name in experiment.columns}
         aux = {name: value for name, value in merged.items() if name.startswith("_")}
-        return CellResult(columns, aux, compile_s if first_use else 0.0, compile_wait_s, run_s)
+        return CellResult(columns, aux, pieces[0].compile_s, pieces[0].compile_wait_s, sum(p.run_s for p in pieces))

@@ -5,6 +5,10 @@ Layout of a run folder (the contract notebooks and users rely on):
   cells/<experiment>_d<d>.parquet
                      one finished (experiment, d) cell: its rows, and its cell
                      statistics in the file's metadata; present means complete
+  cells/parts/<experiment>_d<d>_<start>-<stop>.npz
+                     finished trials start..stop-1 of a cell not yet merged
+                     (one per compiled chunk, from any process); merged into
+                     the cell file and removed once they cover every trial
   results.parquet    every finished cell's rows: experiment, d, trial, seed,
                      nonfinite, then the metric columns
   summary.csv        one row per (experiment, d)
@@ -26,12 +30,15 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 META = "meta.json"
 CELLS = "cells"
+PARTS = "parts"  # inside cells/
+_PART_INFO = "__part__"  # the npz entry holding a part's JSON description
 RESULTS = "results.parquet"
 SUMMARY = "summary.csv"
 FIGURES = "figures"
@@ -123,7 +130,7 @@ class RunFolder:
             raise RunFolderError(
                 f"--out {path} already holds a run; pass --resume to continue it, or choose another folder"
             )
-        elif folder.done_cells() and _canonical(meta.get("config", {})) != _canonical(config):
+        elif (folder.done_cells() or folder.parts()) and _canonical(meta.get("config", {})) != _canonical(config):
             changed = sorted(
                 k for k in set(config) | set(meta.get("config", {})) if config.get(k) != meta["config"].get(k)
             )
@@ -134,8 +141,8 @@ class RunFolder:
         return folder
 
     def _remove_scratch(self) -> None:
-        for folder in (self.path, self.path / CELLS):
-            for entry in folder.iterdir():
+        for folder in (self.path, self.path / CELLS, self.path / CELLS / PARTS):
+            for entry in folder.iterdir() if folder.is_dir() else ():
                 if _is_scratch(entry) and entry.is_file():
                     entry.unlink(missing_ok=True)
 
@@ -167,6 +174,63 @@ class RunFolder:
         table = table.replace_schema_metadata(metadata)
         with atomic_path(self.cell_path(experiment, d)) as temp:
             pq.write_table(table, temp)
+
+    # --- parts: finished trial ranges of unfinished cells ----------------------------------
+    def part_path(self, experiment: str, d: int, start: int, stop: int) -> Path:
+        return self.path / CELLS / PARTS / f"{experiment}_d{d:04d}_{start:09d}-{stop:09d}.npz"
+
+    def parts(self) -> dict[tuple[str, int], list[tuple[int, int]]]:
+        """Finished trial ranges [start, stop) per unmerged cell, sorted."""
+        found: dict[tuple[str, int], list[tuple[int, int]]] = {}
+        for entry in (self.path / CELLS / PARTS).glob("*.npz") if (self.path / CELLS / PARTS).is_dir() else ():
+            cell, _, span = entry.stem.rpartition("_")
+            experiment, _, d = cell.rpartition("_d")
+            start, _, stop = span.partition("-")
+            found.setdefault((experiment, int(d)), []).append((int(start), int(stop)))
+        return {cell: sorted(ranges) for cell, ranges in found.items()}
+
+    def missing(self, experiment: str, d: int, trials: int) -> list[tuple[int, int]]:
+        """The trial ranges of a cell that neither its cell file nor its parts hold."""
+        if (experiment, d) in self.done_cells():
+            return []
+        gaps, position = [], 0
+        for start, stop in self.parts().get((experiment, d), []):
+            if start > position:
+                gaps.append((position, start))
+            position = max(position, stop)
+        return gaps + ([(position, trials)] if position < trials else [])
+
+    def write_part(self, experiment: str, d: int, start: int, stop: int, arrays: dict, info: dict) -> None:
+        """Trials start..stop-1 of a cell: its arrays (one entry per trial) and a JSON-able description."""
+        (self.path / CELLS / PARTS).mkdir(exist_ok=True)
+        with atomic_path(self.part_path(experiment, d, start, stop)) as temp, open(temp, "wb") as handle:
+            np.savez(handle, **arrays, **{_PART_INFO: np.asarray(json.dumps(info, sort_keys=True))})
+
+    def read_parts(self, experiment: str, d: int, trials: int) -> tuple[dict[str, np.ndarray], list[dict]]:
+        """A cell's parts joined in trial order, and their descriptions; raises unless they hold every trial."""
+        ranges = self.parts().get((experiment, d), [])
+        position = 0
+        for start, stop in ranges:
+            if start != position:
+                raise ValueError(f"{experiment} d={d}: parts do not tile the trials at {position}")
+            position = stop
+        if position != trials:
+            raise ValueError(f"{experiment} d={d}: parts hold {position} of {trials} trials")
+        pieces, infos = [], []
+        for start, stop in ranges:
+            with np.load(self.part_path(experiment, d, start, stop), allow_pickle=False) as npz:
+                infos.append(json.loads(str(npz[_PART_INFO])))
+                pieces.append({name: npz[name] for name in npz.files if name != _PART_INFO})
+        return {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}, infos
+
+    def remove_parts(self, experiment: str, d: int) -> None:
+        for start, stop in self.parts().get((experiment, d), []):
+            self.part_path(experiment, d, start, stop).unlink(missing_ok=True)
+
+    def tidy(self) -> None:
+        """Remove the parts folder once nothing is left in it (only when no process can still write a part)."""
+        with contextlib.suppress(OSError):
+            (self.path / CELLS / PARTS).rmdir()
 
     def read_cells(self) -> tuple[pd.DataFrame, dict[tuple[str, int], dict]]:
         """All finished cells' rows (in experiment, d order) and their cell statistics."""

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from jaxfrag.config import INITS, MAX_SAMPLED_D, OPTIMIZERS
 
@@ -121,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chunk", type=_number("--chunk"), default=None, help="trials per compiled step")
     parser.add_argument("--x64", action="store_true", help="compute in float64")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--devices", type=_number("--devices"), default=None, help="CPU devices (default: cores)")
+    parser.add_argument(
+        "--devices", type=_number("--devices"), default=None, help="CPU devices per process (default: cores)"
+    )
     parser.add_argument(
         "--compile-workers",
         type=_number("--compile-workers"),
@@ -132,6 +135,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-dir",
         default=None,
         help="persistent XLA compilation cache (default: $JAXFRAG_CACHE_DIR or ~/.cache/jaxfrag/xla; '' turns it off)",
+    )
+    cluster = parser.add_argument_group(
+        "many processes (jax.distributed; under SLURM, Open MPI or a TPU pod slice they are detected)"
+    )
+    cluster.add_argument("--coordinator", default=None, help="HOST:PORT of process 0's coordination service")
+    cluster.add_argument("--num-processes", type=_number("--num-processes"), default=None, help="processes in all")
+    cluster.add_argument(
+        "--process-id", type=_number("--process-id", inclusive=True), default=None, help="this process, 0..N-1"
+    )
+    cluster.add_argument(
+        "--peer-timeout",
+        type=_number("--peer-timeout", float),
+        default=60.0,
+        help="seconds without a sign of life before a process is taken for dead and the others stop",
     )
     model = parser.add_argument_group("models")
     model.add_argument(
@@ -204,6 +221,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.out is None:
         args.out = os.path.join("runs", "sweep-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
     args.cache_dir = compilation_cache_dir(args.cache_dir)
+    from jaxfrag import cluster
+
+    try:
+        cluster.validate(args.coordinator, args.num_processes, args.process_id)
+    except cluster.ClusterError as error:
+        raise UsageError(str(error)) from None
     return args
 
 
@@ -261,41 +284,105 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
         return 2
-    from jaxfrag import store
+    from jaxfrag import cluster
 
-    config_dict = run_config(args)
     try:
-        folder = store.RunFolder.open(args.out, config_dict, args.resume)
-    except store.RunFolderError as error:
+        processes = cluster.connect(args.coordinator, args.num_processes, args.process_id)
+    except cluster.ClusterError as error:
         print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
-        return 2
+        return 1
+    lost_peer = (
+        f"jaxfrag.sweep: error: stopped; what finished is kept in {args.out}; rerun with --resume to complete it"
+    )
+    with cluster.Watchdog(processes, lost_peer, args.peer_timeout):
+        folder = open_stage(args, processes)
+        if folder is None:
+            return 2
+        try:
+            status = _run(args, folder, processes)
+        except KeyboardInterrupt:
+            print(
+                f"\ninterrupted; finished trials are kept in {args.out}; rerun with --resume to continue",
+                file=sys.stderr,
+            )
+            return 130
+    cluster.disconnect(processes)
+    return status
+
+
+def open_stage(args: argparse.Namespace, processes):
+    """The run folder, validated and made ready by process 0 (the others learn the outcome); None after an error."""
+    from jaxfrag import cluster, store
+
+    if not processes.leader:
+        error = cluster.receive("open")
+        if error:
+            print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
+            return None
+        return store.RunFolder(args.out)
     try:
-        return _run(args, config_dict, folder)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; finished cells are kept in {args.out}; rerun with --resume to continue", file=sys.stderr)
-        return 130
+        folder = store.RunFolder.open(args.out, run_config(args), args.resume)
+    except store.RunFolderError as error:
+        if processes.count > 1:
+            cluster.publish("open", str(error))
+        print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
+        return None
+    if processes.count > 1:
+        cluster.publish("open", "")
+    return folder
 
 
-def _run(args, config_dict: dict, folder) -> int:
+class Piece(NamedTuple):
+    """Trials of one cell that this process runs: ranges [start, stop), compiled `chunk` at a time."""
+
+    experiment: str
+    d: int
+    ranges: list[tuple[int, int]]
+    chunk: int
+
+    @property
+    def trials(self) -> int:
+        return sum(stop - start for start, stop in self.ranges)
+
+
+def _run(args, folder, processes) -> int:
     import jax
 
-    from jaxfrag import parallel
+    from jaxfrag import cluster, parallel
 
     jax.config.update("jax_enable_x64", args.x64)
     parallel.configure_cpu_devices(args.devices)
     if args.cache_dir:
         use_compilation_cache(args.cache_dir)
-
-    import numpy as np
-    import pandas as pd
-    from tqdm import tqdm
-
-    from jaxfrag import report
-    from jaxfrag.config import Config
     from jaxfrag.experiments import registry
 
     started = time.perf_counter()
-    config = Config(
+    config = make_config(args)
+    experiments = registry()
+    runner = parallel.CellRunner(config, parallel.make_mesh(jax.local_devices()), compile_workers=args.compile_workers)
+    meta = meta_stage(args, folder, processes) if processes.leader else None
+    plan = plan_stage(args, folder, runner, experiments, processes)
+    try:
+        run_stage(args, folder, runner, experiments, plan, processes, meta)
+    finally:
+        runner.close()
+    cluster.barrier("ran", processes)
+    if processes.leader:
+        merge_stage(folder, experiments, config, args, meta)
+        report_stage(folder, experiments, config, args, meta, started)
+    else:
+        ran = sum(piece.trials for piece in plan)
+        print(
+            f"process {processes.index} of {processes.count}: ran {ran} trials; process 0 merged the run into {args.out}"
+        )
+    cluster.barrier("reported", processes)
+    return 0
+
+
+def make_config(args: argparse.Namespace):
+    from jaxfrag.config import Config
+
+    return Config(
         seed=args.seed,
         trials=args.trials,
         x64=args.x64,
@@ -315,69 +402,133 @@ def _run(args, config_dict: dict, folder) -> int:
         optimizer=args.optimizer,
         max_points=args.max_points,
     )
-    experiments = registry()
-    done = folder.done_cells()
+
+
+def meta_stage(args, folder, processes) -> dict:
+    """meta.json as the run starts (kept from the earlier run's when resuming)."""
+    import jax
+
+    done = folder.done_cells() or folder.parts()
     previous = folder.read_meta() if done else None
     meta = {
-        "config": config_dict,
+        "config": run_config(args),
         "seed": args.seed,
         "x64": args.x64,
         "jaxfrag_version": _version(),
         "jax_environment": jax.print_environment_info(return_string=True),
         "devices": [str(device) for device in jax.devices()],
+        "processes": processes.count,
         "compilation_cache": args.cache_dir or None,
         "started": previous["started"] if previous else _now(),
         "status": "running",
         "stages": previous.get("stages", {}) if previous else {},
     }
     folder.write_meta(meta)
-    planned = [(name, d) for name in args.experiments for d in args.dims]
-    todo = [cell for cell in planned if cell not in done]
-    runner = parallel.CellRunner(config, compile_workers=args.compile_workers)
-    for name, d in todo:  # compile ahead, in the order the cells will need the programs
-        runner.prefetch(experiments[name], d, args.chunk)
+    return meta
+
+
+def plan_stage(args, folder, runner, experiments, processes) -> list[Piece]:
+    """This process's share of every trial not yet on disk, and the programs it needs compiled ahead."""
+    from jaxfrag import cluster
+
+    plan = []
+    for name in args.experiments:
+        for d in args.dims:
+            ranges = cluster.share(folder.missing(name, d, args.trials), processes)
+            if ranges:
+                trials = sum(stop - start for start, stop in ranges)
+                plan.append(Piece(name, d, ranges, runner.chunk_for(experiments[name], d, args.chunk, trials)))
+    for piece in plan:  # compile ahead, in the order the pieces will need the programs
+        runner.prefetch(experiments[piece.experiment], piece.d, piece.chunk)
+    return plan
+
+
+def run_stage(args, folder, runner, experiments, plan, processes, meta) -> None:
+    """Run the plan, writing every finished chunk as a part; process 0 merges cells as they complete."""
+    from tqdm import tqdm
+
+    from jaxfrag import report
+
     progress = tqdm(
-        total=len(todo) * args.trials,
+        total=sum(piece.trials for piece in plan),
         unit="trial",
-        disable=args.no_progress or not sys.stdout.isatty(),
+        disable=args.no_progress or not sys.stdout.isatty() or not processes.leader,
         dynamic_ncols=True,
     )
-    try:
-        last_refresh = time.perf_counter()
-        for name, d in todo:
-            experiment = experiments[name]
-            progress.set_description(f"{name} d={d}")
-            result = runner.run_cell(experiment, d, args.chunk, on_chunk=progress.update)
-            columns = result.columns
-            rows = pd.DataFrame(
-                {
-                    "experiment": name,
-                    "d": np.full(args.trials, d, np.int32),
-                    "trial": np.arange(args.trials, dtype=np.int32),
-                    "seed": np.full(args.trials, args.seed, np.int64),
-                    "nonfinite": report.nonfinite_rows(columns),
-                    **columns,
+    last_refresh = time.perf_counter()
+    for piece in plan:
+        experiment = experiments[piece.experiment]
+        progress.set_description(f"{piece.experiment} d={piece.d}")
+        for start, stop in piece.ranges:
+            for chunk in runner.run_trials(experiment, piece.d, start, stop, piece.chunk):
+                info = {
+                    "process": processes.index,
+                    "devices": runner.num_devices,
+                    "chunk": chunk.chunk,
+                    "run_s": round(chunk.run_s, 4),
+                    "compile_s": round(chunk.compile_s, 3),
+                    "compile_wait_s": round(chunk.compile_wait_s, 3),
                 }
-            )
-            size = experiment.size(d, config)
-            stats = {"size": size, **experiment.cell_stats(result.aux, d, size, config)}
-            folder.write_cell(name, d, rows, stats)
-            meta["stages"][f"{name}/d={d}"] = {
-                "compile_s": round(result.compile_s, 3),
-                "compile_wait_s": round(result.compile_wait_s, 3),
-                "run_s": round(result.run_s, 3),
-                "trials_per_s": round(args.trials / max(result.run_s, 1e-9), 1),
-                "compiled_size": size,
-                "chunk": runner.chunk_for(experiment, d, args.chunk),
-                **({"decoder_nodes_total": int(columns["decoder_nodes"].sum())} if "decoder_nodes" in columns else {}),
-            }
-            folder.write_meta(meta)
+                folder.write_part(piece.experiment, piece.d, chunk.start, chunk.stop, chunk.arrays, info)
+                progress.update(chunk.stop - chunk.start)
+        if processes.leader:
+            merge_stage(folder, experiments, runner.config, args, meta)
             if time.perf_counter() - last_refresh > RESULTS_REFRESH_S:
-                report.write_tables(folder, experiments, config, args.experiments)
+                report.write_tables(folder, experiments, runner.config, args.experiments)
                 last_refresh = time.perf_counter()
-    finally:
-        runner.close()
     progress.close()
+
+
+def merge_stage(folder, experiments, config, args, meta) -> None:
+    """Every cell whose parts hold all its trials becomes a cell file, with its statistics; its parts go."""
+    import numpy as np
+    import pandas as pd
+
+    from jaxfrag import report
+
+    done, parts = folder.done_cells(), folder.parts()
+    for name, d in parts:
+        if (name, d) in done:  # merged by a run that stopped before removing the parts
+            folder.remove_parts(name, d)
+            continue
+        if name not in args.experiments or d not in args.dims or folder.missing(name, d, args.trials):
+            continue
+        experiment = experiments[name]
+        arrays, infos = folder.read_parts(name, d, args.trials)
+        columns = {column: arrays[column] for column in experiment.columns}
+        rows = pd.DataFrame(
+            {
+                "experiment": name,
+                "d": np.full(args.trials, d, np.int32),
+                "trial": np.arange(args.trials, dtype=np.int32),
+                "seed": np.full(args.trials, args.seed, np.int64),
+                "nonfinite": report.nonfinite_rows(columns),
+                **columns,
+            }
+        )
+        size = experiment.size(d, config)
+        aux = {key: value for key, value in arrays.items() if key.startswith("_")}
+        folder.write_cell(name, d, rows, {"size": size, **experiment.cell_stats(aux, d, size, config)})
+        folder.remove_parts(name, d)
+        run_s = sum(info["run_s"] for info in infos)
+        meta["stages"][f"{name}/d={d}"] = {
+            "compile_s": max(info["compile_s"] for info in infos),
+            "compile_wait_s": max(info["compile_wait_s"] for info in infos),
+            "run_s": round(run_s, 3),
+            "trials_per_s": round(args.trials / max(run_s, 1e-9), 1),
+            "compiled_size": size,
+            "chunk": sorted({info["chunk"] for info in infos}),
+            "processes": sorted({info["process"] for info in infos}),
+            **({"decoder_nodes_total": int(columns["decoder_nodes"].sum())} if "decoder_nodes" in columns else {}),
+        }
+        folder.write_meta(meta)
+
+
+def report_stage(folder, experiments, config, args, meta, started) -> None:
+    """results.parquet, summary.csv, figures/ and the final meta.json; prints the gap table."""
+    from jaxfrag import report
+
+    folder.tidy()
     meta["stages"]["cells_s"] = round(time.perf_counter() - started, 3)
     tic = time.perf_counter()
     summary, fits, rows = report.write_tables(folder, experiments, config, args.experiments)
@@ -392,7 +543,6 @@ def _run(args, config_dict: dict, folder) -> int:
     folder.write_meta(meta)
     print(report.format_table(summary, fits, experiments, config, rows))
     print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, meta.json, figures/) in {meta['wall_s']:.1f} s")
-    return 0
 
 
 def _now() -> str:
