@@ -16,6 +16,12 @@ parallel path out in 0.11). Plain HLO ops never block, and vectorising a
 Householder sweep across the trial axis is also faster than one LAPACK call per
 matrix at the small d this engine works at. Loops are `lax.fori_loop`, so the
 compiled program does not grow with d.
+
+On a GPU or TPU, `qr` and `qr_r` use the backend's own batched factorisation
+instead (geqrf through `jnp.linalg.qr(mode="raw")`: cuSOLVER / cuBLAS batched
+QR on NVIDIA), whose Householder vectors are converted to this module's form,
+so the rest of the module works on either. `method="householder"` or
+`"geqrf"` chooses explicitly.
 """
 
 from __future__ import annotations
@@ -65,9 +71,29 @@ def _check_tall(a: jax.Array, name: str) -> None:
         raise ValueError(f"{name} needs a tall or square matrix, got {a.shape}")
 
 
-def qr(a: jax.Array) -> QR:
+def default_method() -> str:
+    """ "householder" on a CPU (see the module docstring), the backend's "geqrf" on an accelerator."""
+    return "householder" if jax.default_backend() == "cpu" else "geqrf"
+
+
+def _geqrf(a: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(R, reflectors, signs) from the backend's QR: LAPACK-style H_k = I - tau_k v_k v_k^T, v_k[k] = 1."""
+    m, n = a.shape
+    transposed, taus = jnp.linalg.qr(a, mode="raw")  # geqrf's output, transposed
+    packed = transposed.T
+    rows = jnp.arange(m)[:, None]
+    v = jnp.where(rows > jnp.arange(n)[None, :], packed, 0) + (rows == jnp.arange(n)[None, :])
+    # tau = 2 / |v|^2 for a reflection (0 for none), so v sqrt(tau / 2) is the unit vector with H = I - 2 u u^T.
+    reflectors = v * jnp.sqrt(taus / 2)[None, :]
+    r, signs = _finish(packed)
+    return r, reflectors, signs
+
+
+def qr(a: jax.Array, method: str | None = None) -> QR:
     """Householder QR of an (m, n) matrix, m >= n."""
     _check_tall(a, "qr")
+    if (method or default_method()) == "geqrf":
+        return QR(*_geqrf(a))
     rows = jnp.arange(a.shape[0])
 
     def step(k, carry):
@@ -80,9 +106,11 @@ def qr(a: jax.Array) -> QR:
     return QR(r, vectors, signs)
 
 
-def qr_r(a: jax.Array) -> jax.Array:
+def qr_r(a: jax.Array, method: str | None = None) -> jax.Array:
     """Only R (n, n) of the QR of an (m, n) matrix, m >= n, diagonal >= 0."""
     _check_tall(a, "qr_r")
+    if (method or default_method()) == "geqrf":
+        return _finish(jnp.linalg.qr(a, mode="raw")[0].T)[0]
     rows = jnp.arange(a.shape[0])
     a = lax.fori_loop(0, a.shape[1], lambda k, a: _reflect(_reflector(a, k, rows), a), a)
     return _finish(a)[0]
@@ -100,7 +128,9 @@ def qr_r_stack(stack: jax.Array) -> jax.Array:
 
 
 def stack_group(m: int, n: int) -> int:
-    """Matrices per vmapped group: a power of two with about 64 K entries in the group."""
+    """Matrices per vmapped group: on a CPU a power of two with about 64 K entries in the group, else 1024."""
+    if jax.default_backend() != "cpu":
+        return 1024
     group = 1 << max(0, (65536 // (m * n)).bit_length() - 1)
     return min(1024, max(4, group))
 

@@ -9,7 +9,10 @@ Contract:
   runs its slice independently, with no communication), and runs a cell's trial
   indices through it chunk by chunk. The last chunk is padded with extra trial
   indices whose rows are dropped, so there is one compiled shape per bucket.
-  Chunks are multiples of devices x TRIAL_GROUP (see `jaxfrag.experiments`).
+  Chunks are multiples of devices x `trial_group()` (see `jaxfrag.experiments`).
+* Backend-aware: a chunk's working memory is bounded by 1 GiB on a CPU (the
+  caches and 2 cores set the pace, not memory) and by half of each
+  accelerator's free memory (`memory_stats`) on a GPU or TPU.
 * On a CPU-only host, `configure_cpu_devices` splits the CPU into several
   devices (one per core by default) so that sharding uses every core.
 """
@@ -29,10 +32,11 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxfrag.config import Config
-from jaxfrag.experiments import EXPERIMENT_IDS, TRIAL_GROUP, Experiment
+from jaxfrag.experiments import EXPERIMENT_IDS, Experiment, trial_group
 
 AXIS = "trials"
-DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of working memory per chunk
+DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of working memory per chunk, on a CPU
+ACCELERATOR_MEMORY_FRACTION = 0.5  # of each accelerator's free memory: XLA's temporaries come on top of our estimate
 
 
 def configure_cpu_devices(count: int | None = None) -> None:
@@ -80,17 +84,29 @@ def make_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(devices), (AXIS,))
 
 
-def round_chunk(chunk: int, num_devices: int) -> int:
+def round_chunk(chunk: int, num_devices: int, group: int | None = None) -> int:
     """Round a chunk up so that every device gets a whole number of trial groups."""
-    unit = num_devices * TRIAL_GROUP
+    unit = num_devices * (group or trial_group())
     return unit * math.ceil(chunk / unit)
 
 
-def auto_chunk(trials: int, bytes_per_trial: int, num_devices: int, budget: int = DEFAULT_MEMORY_BUDGET) -> int:
+def auto_chunk(
+    trials: int, bytes_per_trial: int, num_devices: int, budget: int = DEFAULT_MEMORY_BUDGET, group: int | None = None
+) -> int:
     """Trials per compiled step: all of them if memory allows, split evenly otherwise (then rounded)."""
     cap = max(1, budget // max(bytes_per_trial, 1))
     chunks = math.ceil(trials / cap)
-    return round_chunk(math.ceil(trials / chunks), num_devices)
+    return round_chunk(math.ceil(trials / chunks), num_devices, group)
+
+
+def chunk_memory_budget(mesh: Mesh) -> int:
+    """Bytes of working memory for one chunk over the whole mesh (see the module docstring)."""
+    devices = list(mesh.devices.flat)
+    stats = [device.memory_stats() if device.platform != "cpu" else None for device in devices]
+    if any(s is None or "bytes_limit" not in s for s in stats):
+        return DEFAULT_MEMORY_BUDGET
+    free = min(s["bytes_limit"] - s.get("bytes_in_use", 0) for s in stats)
+    return int(ACCELERATOR_MEMORY_FRACTION * free) * len(devices)
 
 
 class CellResult(NamedTuple):
@@ -123,12 +139,13 @@ class CellRunner:
         self,
         config: Config,
         mesh: Mesh | None = None,
-        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        memory_budget: int | None = None,
         compile_workers: int = 1,
     ):
         self.config = config
         self.mesh = mesh or make_mesh()
-        self.memory_budget = memory_budget
+        self.memory_budget = memory_budget or chunk_memory_budget(self.mesh)
+        self.group = trial_group(self.mesh.devices.flat[0].platform)
         self._pool = ThreadPoolExecutor(max_workers=compile_workers, thread_name_prefix="jaxfrag-compile")
         self._programs: dict[tuple[str, int, int], Future] = {}
 
@@ -139,13 +156,14 @@ class CellRunner:
     def chunk_for(self, experiment: Experiment, d: int, chunk: int | None = None, trials: int | None = None) -> int:
         """Trials per compiled step: `chunk` rounded, or sized from memory for `trials` (default: a whole cell)."""
         if chunk:
-            return round_chunk(chunk, self.num_devices)
+            return round_chunk(chunk, self.num_devices, self.group)
         size = experiment.size(d, self.config)
         return auto_chunk(
             trials or self.config.trials,
             experiment.bytes_per_trial(size, self.config),
             self.num_devices,
             self.memory_budget,
+            self.group,
         )
 
     def prefetch(self, experiment: Experiment, d: int, chunk: int | None = None, trials: int | None = None) -> Future:

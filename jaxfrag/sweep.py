@@ -373,7 +373,7 @@ def _run(args, folder, processes) -> int:
     else:
         ran = sum(piece.trials for piece in plan)
         print(
-            f"process {processes.index} of {processes.count}: ran {ran} trials; process 0 merged the run into {args.out}"
+            f"process {processes.index} of {processes.count}: ran {ran} trials; process 0 merged them into {args.out}"
         )
     cluster.barrier("reported", processes)
     return 0

@@ -51,19 +51,28 @@ def registry() -> dict[str, Experiment]:
     return {e.name: e for e in experiments}
 
 
-# Trials per vmapped group inside a device's chunk. A batched Householder sweep
-# streams every trial's matrix through memory once per column; in groups of 8
-# the group stays in cache, which made thm6's per-trial work 2.7x faster at
-# d = 49 than one vmap over 1000 trials. Chunks per device are multiples of it,
-# so every trial runs through the same compiled group (bitwise reproducible).
-TRIAL_GROUP = 8
+# Trials per vmapped group inside a device's chunk. On a CPU, a batched
+# Householder sweep streams every trial's matrix through memory once per
+# column; in groups of 8 the group stays in cache, which made thm6's per-trial
+# work 2.7x faster at d = 49 than one vmap over 1000 trials. A GPU or TPU wants
+# the opposite: wide batches, few sequential steps. Chunks per device are
+# multiples of the group, so every trial runs through the same compiled group
+# (bitwise reproducible across chunk sizes on each backend).
+TRIAL_GROUP = 8  # on a CPU
+ACCELERATOR_TRIAL_GROUP = 1024
+
+
+def trial_group(platform: str | None = None) -> int:
+    """Trials per vmapped group on `platform` (default: JAX's default backend)."""
+    return TRIAL_GROUP if (platform or jax.default_backend()) == "cpu" else ACCELERATOR_TRIAL_GROUP
 
 
 def map_trials(fn: Callable, keys: jax.Array):
-    """fn(key) for every trial key, vmapped in groups of TRIAL_GROUP (len(keys) must be a multiple)."""
-    if keys.shape[0] % TRIAL_GROUP:
-        raise ValueError(f"a chunk per device must be a multiple of {TRIAL_GROUP} trials, got {keys.shape[0]}")
-    return jax.lax.map(fn, keys, batch_size=TRIAL_GROUP)
+    """fn(key) for every trial key, vmapped in groups of `trial_group()` (len(keys) must be a multiple)."""
+    group = trial_group()
+    if keys.shape[0] % group:
+        raise ValueError(f"a chunk per device must be a multiple of {group} trials, got {keys.shape[0]}")
+    return jax.lax.map(fn, keys, batch_size=group)
 
 
 # Stable integers folded into the key, so that adding experiments never changes
