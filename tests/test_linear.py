@@ -38,6 +38,43 @@ def test_narrow_product_gradient_matches_autodiff(d, dtype):
             np.testing.assert_allclose(a, b, rtol=tolerance(dtype), atol=tolerance(dtype))
 
 
+@pytest.mark.parametrize("network", ["linear", "relu"])
+@pytest.mark.parametrize("bias,hidden_layers", [(False, 1), (True, 2), (False, 0)])
+def test_training_in_the_wide_layout_matches_a_plain_loop(network, bias, hidden_layers):
+    """`train` carries the first layer transposed and its own product; a plain optax loop in the stored layout."""
+    import optax
+
+    from jaxfrag.models import relu as relu_net
+
+    d, config = 6, Config(width=20, epochs=2, batch_size=16, bias=bias, hidden_layers=hidden_layers)
+    loss = relu_net.cross_entropy if network == "relu" else None
+    with enable_x64(True):
+        key_a, key_init, key_train = jax.random.split(jax.random.key(3), 3)
+        a = data.mixing_matrix(key_a, d, 5.0)
+        indices = jnp.arange(2**d)
+        net = linear_net.init(key_init, d, config, jnp.float64)
+        trained, diverged = linear_net.train(key_train, net, a, indices, config, loss)
+
+        def plain_loss(net, x, labels, weights):  # the network as written, autodiff through matmuls
+            logits = jax.vmap(lambda x: (relu_net.apply if network == "relu" else linear_net.apply)(net, x))(x)
+            losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+            return jnp.sum(losses * weights) / jnp.sum(weights)
+
+        opt, state, reference = optax.adam(config.lr), None, net
+        state = opt.init(reference)
+        for epoch in range(config.epochs):
+            positions, valid = linear_net.batch_plan(jax.random.fold_in(key_train, epoch), 2**d, 16)
+            for p, v in zip(positions, valid, strict=True):
+                x, labels = data.hypercube_batch(a, indices[p])
+                grads = jax.grad(plain_loss)(reference, x, labels, v.astype(x.dtype))
+                updates, state = opt.update(grads, state, reference)
+                reference = optax.apply_updates(reference, updates)
+        assert not diverged
+        for ours, theirs in zip(jax.tree.leaves(trained), jax.tree.leaves(reference), strict=True):
+            assert ours.shape == theirs.shape
+            np.testing.assert_allclose(ours, theirs, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("bias,hidden_layers", [(False, 1), (True, 1), (True, 2), (False, 0)])
 def test_affine_map_is_the_network(bias, hidden_layers):
     d = 5
