@@ -12,9 +12,13 @@ default initialisation, cross-entropy):
 * PyTorch as the paper did it: one network at a time, the forward as written,
   torch.optim.Adam, `torch.set_flush_denormal(True)` (subnormals make some runs
   10-100x slower), its default threads -- networks/s, and the ratio;
+* the same for the ReLU networks (d -> 3000 -> 2 with a ReLU; the same training loop);
 * the floors that bound the engine: the optimiser update alone (optax.adam over
-  the 42 k parameters, the same vmapped groups and devices, no gradient), and
-  the memory-traffic bound of that update at the measured bandwidth;
+  the 42 k parameters in the layout training carries, the same vmapped groups and
+  devices, no gradient), and the memory-traffic bound of a step (28 bytes per
+  parameter) at the bandwidth of main memory and at that of the caches, measured
+  on a working set the size of one trial group's parameters and moments: the
+  engine's step over the latter is its distance from the roofline;
 * the engine's networks/s at d = 7..17 (the work grows as 2^d up to 65536 points).
 Results go to benchmarks/results/bench_linear-<time>.json with the machine's description.
 """
@@ -44,10 +48,10 @@ from jaxfrag.experiments import TRIAL_GROUP, map_trials, registry  # noqa: E402
 from jaxfrag.models import linear as linear_net  # noqa: E402
 
 
-def engine_rate(d: int, config: Config, repeat: int) -> dict:
-    """Networks/s of a whole linear cell (compiled once; the timed runs reuse the program)."""
+def engine_rate(d: int, config: Config, repeat: int, name: str = "linear") -> dict:
+    """Networks/s of a whole linear (or relu) cell (compiled once; the timed runs reuse the program)."""
     runner = parallel.CellRunner(config)
-    experiment = registry()["linear"]
+    experiment = registry()[name]
     first = runner.run_cell(experiment, d)
     times = [first.run_s] + [runner.run_cell(experiment, d).run_s for _ in range(repeat - 1)]
     median = float(np.median(times))
@@ -62,7 +66,7 @@ def engine_rate(d: int, config: Config, repeat: int) -> dict:
     }
 
 
-def torch_network(d: int, config: Config, seed: int) -> float:
+def torch_network(d: int, config: Config, seed: int, relu: bool = False) -> float:
     """Seconds to train one network as the paper did (PyTorch, one at a time); returns the time."""
     import torch
 
@@ -73,7 +77,7 @@ def torch_network(d: int, config: Config, seed: int) -> float:
     bits = (torch.arange(2**d)[:, None] >> torch.arange(d)[None, :]) & 1
     x, y = (2 * bits - 1).float() @ a.T, bits[:, -1]
     layers = [torch.nn.Linear(d, config.width, bias=False), torch.nn.Linear(config.width, 2, bias=False)]
-    net = torch.nn.Sequential(*layers)
+    net = torch.nn.Sequential(layers[0], torch.nn.ReLU(), layers[1]) if relu else torch.nn.Sequential(*layers)
     opt = torch.optim.Adam(net.parameters(), lr=config.lr)
     loss_fn = torch.nn.CrossEntropyLoss()
     start = time.perf_counter()
@@ -87,12 +91,12 @@ def torch_network(d: int, config: Config, seed: int) -> float:
     return time.perf_counter() - start
 
 
-def torch_rate(d: int, config: Config, networks: int) -> dict:
+def torch_rate(d: int, config: Config, networks: int, relu: bool = False) -> dict:
     import torch
 
     torch.set_flush_denormal(True)
-    torch_network(d, config._replace(epochs=1), seed=99)  # warm-up
-    times = [torch_network(d, config, seed) for seed in range(networks)]
+    torch_network(d, config._replace(epochs=1), seed=99, relu=relu)  # warm-up
+    times = [torch_network(d, config, seed, relu) for seed in range(networks)]
     median = float(np.median(times))
     return {
         "d": d,
@@ -113,7 +117,7 @@ def optimizer_floor(d: int, config: Config, repeat: int) -> dict:
     opt = linear_net.optimizer(config)
 
     def one(key):
-        net = linear_net.init(key, d, config)
+        net = linear_net.wide_layout(linear_net.init(key, d, config))  # the layout training carries
         state = opt.init(net)
 
         def step(carry, i):
@@ -141,25 +145,32 @@ def optimizer_floor(d: int, config: Config, repeat: int) -> dict:
     params = linear_net.num_parameters(d, config)
     # The update reads parameters, gradient and both moments and writes three of them: 7 x 4 bytes.
     bandwidth = memory_bandwidth(repeat)
+    # A trial group's parameters and moments per device (3 x 4 bytes each) stay in the caches between
+    # steps: the bandwidth that bounds the step is the caches', measured on a working set that size.
+    group_bytes = TRIAL_GROUP * 12 * params
+    cache_bandwidth = memory_bandwidth(repeat, floats=group_bytes * mesh.devices.size // 12)
     return {
         "parameters": params,
         "update_seconds_per_network_step": per_step,
         "bytes_per_network_step": 28 * params,
         "memory_bandwidth_gb_s": round(bandwidth / 1e9, 2),
         "traffic_bound_seconds_per_network_step": 28 * params / bandwidth,
+        "group_working_set_mb": round(group_bytes / 1e6, 2),
+        "cache_bandwidth_gb_s": round(cache_bandwidth / 1e9, 2),
+        "cache_traffic_bound_seconds_per_network_step": 28 * params / cache_bandwidth,
     }
 
 
-def memory_bandwidth(repeat: int) -> float:
-    """Bytes/s of a large streaming update (read 2 arrays, write 1) in XLA over all devices."""
+def memory_bandwidth(repeat: int, floats: int | None = None) -> float:
+    """Bytes/s of a streaming update (read 2 arrays, write 1) in XLA over all devices (default 256 MB arrays)."""
     mesh = parallel.make_mesh()
     sharding = jax.sharding.NamedSharding(mesh, PartitionSpec(parallel.AXIS))
-    n = (1 << 26) // mesh.devices.size * mesh.devices.size  # 256 MB per array: well beyond the caches
+    n = (floats or 1 << 26) // mesh.devices.size * mesh.devices.size
     x = jax.device_put(jnp.ones(n, jnp.float32), sharding)
     y = jax.device_put(jnp.ones(n, jnp.float32), sharding)
     f = jax.jit(lambda x, y: x * 1.0001 + y)
     jax.block_until_ready(f(x, y))
-    _, best = median_time(lambda: jax.block_until_ready(f(x, y)), repeat)
+    _, best = median_time(lambda: jax.block_until_ready(f(x, y)), max(repeat, 20 if floats else 1))
     return 3 * 4 * n / best
 
 
@@ -182,6 +193,14 @@ def main(argv=None):
     print(f"PyTorch d=12: {torch['networks_per_s']:.3f} networks/s, one at a time on {torch['threads']} threads")
     ratio = engine["networks_per_s"] / torch["networks_per_s"]
     print(f"ratio: {ratio:.1f}x", flush=True)
+    relu_engine = engine_rate(12, config, repeat, "relu")
+    relu_torch = torch_rate(12, config, torch_networks, relu=True)
+    relu_ratio = relu_engine["networks_per_s"] / relu_torch["networks_per_s"]
+    print(
+        f"ReLU d=12: engine {relu_engine['networks_per_s']:.2f} networks/s, PyTorch "
+        f"{relu_torch['networks_per_s']:.3f}: {relu_ratio:.1f}x",
+        flush=True,
+    )
     floor = optimizer_floor(12, config, repeat)
     steps = engine["steps_per_network"]
     devices = len(jax.devices())
@@ -191,12 +210,20 @@ def main(argv=None):
         update_share_of_engine_step=floor["update_seconds_per_network_step"] * devices / engine_step,
         optimizer_only_networks_per_s=1 / (floor["update_seconds_per_network_step"] * steps),
         traffic_bound_networks_per_s=1 / (floor["traffic_bound_seconds_per_network_step"] * steps),
+        engine_step_over_cache_traffic_bound=engine_step / floor["cache_traffic_bound_seconds_per_network_step"],
     )
     print(
         f"floors: the Adam update alone allows {floor['optimizer_only_networks_per_s']:.1f} networks/s "
         f"({floor['update_share_of_engine_step']:.0%} of the engine's step); streaming its "
         f"{floor['bytes_per_network_step'] / 1e6:.2f} MB per step at {floor['memory_bandwidth_gb_s']} GB/s "
         f"allows {floor['traffic_bound_networks_per_s']:.1f} networks/s",
+        flush=True,
+    )
+    print(
+        f"roofline: a step per device costs {engine_step * 1e6:.1f} us; its {floor['bytes_per_network_step'] / 1e6:.2f}"
+        f" MB at the caches' {floor['cache_bandwidth_gb_s']} GB/s (a group's {floor['group_working_set_mb']} MB working"
+        f" set) take {floor['cache_traffic_bound_seconds_per_network_step'] * 1e6:.1f} us: "
+        f"{floor['engine_step_over_cache_traffic_bound']:.1f}x the floor",
         flush=True,
     )
     per_d = []
@@ -207,6 +234,7 @@ def main(argv=None):
     body = {
         "protocol": {k: v for k, v in config._asdict().items() if k != "trials"},
         "d12": {"engine": engine, "torch": torch, "ratio": ratio},
+        "relu_d12": {"engine": relu_engine, "torch": relu_torch, "ratio": relu_ratio},
         "floors_d12": floor,
         "engine_per_d": per_d,
     }

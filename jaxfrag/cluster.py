@@ -18,8 +18,10 @@ Contract:
   process stops at once with one line on stderr and exit status 1. Without it,
   a survivor would wait at a barrier until the runtime's own heartbeat check
   (100 s) aborts it with a C++ stack trace. What finished is on disk already.
-* `barrier(name)` and `publish` / `receive` (one process tells the others a
-  string, e.g. "the run folder is ready" or the error that stopped it) go
+* `share_items(items, processes)`: the same contiguous split for lists of
+  whole cells (the MNIST entry point's networks, the ImageNet pairs).
+* `barrier(name)` and `from_leader` (process 0 computes a string, e.g. the
+  error that makes the run folder unusable, and every process gets it) go
   through the same coordination service, never through device collectives.
 """
 
@@ -108,6 +110,23 @@ def share(missing: list[tuple[int, int]], processes: Processes) -> list[tuple[in
             piece.append((first, last))
         seen += stop - start
     return piece
+
+
+def share_items(items: list, processes: Processes) -> list:
+    """This process's contiguous, near-equal share of a list of work items (cells: networks, image pairs)."""
+    low = len(items) * processes.index // processes.count
+    return items[low : len(items) * (processes.index + 1) // processes.count]
+
+
+def from_leader(processes: Processes, name: str, compute) -> str:
+    """compute() on process 0, and its string on every process (the others wait for it)."""
+    if processes.count == 1:
+        return compute()
+    if processes.leader:
+        value = compute()
+        publish(name, value)
+        return value
+    return receive(name)
 
 
 def _client():

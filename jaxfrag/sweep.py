@@ -98,6 +98,50 @@ def _number(name: str, convert=int, low: float = 0, inclusive: bool = False):
     return parse
 
 
+def add_cluster_options(parser: argparse.ArgumentParser) -> None:
+    """--coordinator, --num-processes, --process-id, --peer-timeout: the entry points' many-process options."""
+    group = parser.add_argument_group(
+        "many processes (jax.distributed; under SLURM, Open MPI or a TPU pod slice they are detected)"
+    )
+    group.add_argument("--coordinator", default=None, help="HOST:PORT of process 0's coordination service")
+    group.add_argument("--num-processes", type=_number("--num-processes"), default=None, help="processes in all")
+    group.add_argument(
+        "--process-id", type=_number("--process-id", inclusive=True), default=None, help="this process, 0..N-1"
+    )
+    group.add_argument(
+        "--peer-timeout",
+        type=_number("--peer-timeout", float),
+        default=60.0,
+        help="seconds without a sign of life before a process is taken for dead and the others stop",
+    )
+
+
+def check_cluster_options(args: argparse.Namespace) -> None:
+    from jaxfrag import cluster
+
+    try:
+        cluster.validate(args.coordinator, args.num_processes, args.process_id)
+    except cluster.ClusterError as error:
+        raise UsageError(str(error)) from None
+
+
+def run_processes(args: argparse.Namespace, program: str, body) -> int:
+    """Join the run's processes (`jaxfrag.cluster`), run body(processes) under the watchdog, and leave."""
+    from jaxfrag import cluster
+
+    try:
+        processes = cluster.connect(args.coordinator, args.num_processes, args.process_id)
+    except cluster.ClusterError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 1
+    lost_peer = f"{program}: error: stopped; what finished is kept in {args.out}; rerun with --resume to complete it"
+    with cluster.Watchdog(processes, lost_peer, args.peer_timeout):
+        status = body(processes)
+    if status == 0:
+        cluster.disconnect(processes)
+    return status
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m jaxfrag.sweep",
@@ -136,20 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="persistent XLA compilation cache (default: $JAXFRAG_CACHE_DIR or ~/.cache/jaxfrag/xla; '' turns it off)",
     )
-    cluster = parser.add_argument_group(
-        "many processes (jax.distributed; under SLURM, Open MPI or a TPU pod slice they are detected)"
-    )
-    cluster.add_argument("--coordinator", default=None, help="HOST:PORT of process 0's coordination service")
-    cluster.add_argument("--num-processes", type=_number("--num-processes"), default=None, help="processes in all")
-    cluster.add_argument(
-        "--process-id", type=_number("--process-id", inclusive=True), default=None, help="this process, 0..N-1"
-    )
-    cluster.add_argument(
-        "--peer-timeout",
-        type=_number("--peer-timeout", float),
-        default=60.0,
-        help="seconds without a sign of life before a process is taken for dead and the others stop",
-    )
+    add_cluster_options(parser)
     model = parser.add_argument_group("models")
     model.add_argument(
         "--depth",
@@ -221,12 +252,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.out is None:
         args.out = os.path.join("runs", "sweep-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
     args.cache_dir = compilation_cache_dir(args.cache_dir)
-    from jaxfrag import cluster
-
-    try:
-        cluster.validate(args.coordinator, args.num_processes, args.process_id)
-    except cluster.ClusterError as error:
-        raise UsageError(str(error)) from None
+    check_cluster_options(args)
     return args
 
 
@@ -284,52 +310,38 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
         return 2
-    from jaxfrag import cluster
+    return run_processes(args, "jaxfrag.sweep", lambda processes: _main(args, processes))
 
+
+def _main(args: argparse.Namespace, processes) -> int:
+    folder = open_stage(args, processes)
+    if folder is None:
+        return 2
     try:
-        processes = cluster.connect(args.coordinator, args.num_processes, args.process_id)
-    except cluster.ClusterError as error:
-        print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
-        return 1
-    lost_peer = (
-        f"jaxfrag.sweep: error: stopped; what finished is kept in {args.out}; rerun with --resume to complete it"
-    )
-    with cluster.Watchdog(processes, lost_peer, args.peer_timeout):
-        folder = open_stage(args, processes)
-        if folder is None:
-            return 2
-        try:
-            status = _run(args, folder, processes)
-        except KeyboardInterrupt:
-            print(
-                f"\ninterrupted; finished trials are kept in {args.out}; rerun with --resume to continue",
-                file=sys.stderr,
-            )
-            return 130
-    cluster.disconnect(processes)
-    return status
+        return _run(args, folder, processes)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted; finished trials are kept in {args.out}; rerun with --resume to continue", file=sys.stderr
+        )
+        return 130
 
 
 def open_stage(args: argparse.Namespace, processes):
     """The run folder, validated and made ready by process 0 (the others learn the outcome); None after an error."""
     from jaxfrag import cluster, store
 
-    if not processes.leader:
-        error = cluster.receive("open")
-        if error:
-            print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
-            return None
-        return store.RunFolder(args.out)
-    try:
-        folder = store.RunFolder.open(args.out, run_config(args), args.resume)
-    except store.RunFolderError as error:
-        if processes.count > 1:
-            cluster.publish("open", str(error))
+    def validate() -> str:
+        try:
+            store.RunFolder.open(args.out, run_config(args), args.resume)
+        except store.RunFolderError as error:
+            return str(error)
+        return ""
+
+    error = cluster.from_leader(processes, "open", validate)
+    if error:
         print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
         return None
-    if processes.count > 1:
-        cluster.publish("open", "")
-    return folder
+    return store.RunFolder(args.out)
 
 
 class Piece(NamedTuple):
