@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from jaxfrag.sweep import UsageError, _now, _number, _Parser
+from jaxfrag.sweep import UsageError, _now, _number, _Parser, add_cluster_options, check_cluster_options, run_processes
 
 DEFAULT_MODEL = "efficientnet-lite0"
 PAPER_CLASSES = (217, 160)  # English springer, Afghan hound
@@ -105,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--candidates", type=_number("--candidates"), default=10, help="DeepFool's classes, untargeted")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--cache-dir", default=None, help="persistent XLA compilation cache ('' turns it off)")
+    add_cluster_options(p)
     return p
 
 
@@ -133,26 +134,43 @@ def parse_args(argv=None) -> argparse.Namespace:
     from jaxfrag.sweep import compilation_cache_dir
 
     args.cache_dir = compilation_cache_dir(args.cache_dir)
+    check_cluster_options(args)
     return args
 
 
 def main(argv=None) -> int:
-    from jaxfrag import store
+    try:
+        args = parse_args(argv)
+    except UsageError as error:
+        print(f"jaxfrag.imagenet: error: {error}", file=sys.stderr)
+        return 2
+    # jax.distributed must start before JAX does: the model is loaded inside.
+    return run_processes(args, "jaxfrag.imagenet", lambda processes: _main(args, processes))
+
+
+def _main(args, processes) -> int:
+    from jaxfrag import cluster, store
     from jaxfrag.models import export, onnx_graph
 
     try:
-        args = parse_args(argv)
         setup = plan_stage(args)
     except (UsageError, onnx_graph.OnnxError, export.ExportError) as error:
         print(f"jaxfrag.imagenet: error: {error}", file=sys.stderr)
         return 2
-    try:
-        folder = store.RunFolder.open(args.out, setup.config, args.resume)
-    except store.RunFolderError as error:
+
+    def validate() -> str:
+        try:
+            store.RunFolder.open(args.out, setup.config, args.resume)
+        except store.RunFolderError as error:
+            return str(error)
+        return ""
+
+    error = cluster.from_leader(processes, "open", validate)
+    if error:
         print(f"jaxfrag.imagenet: error: {error}", file=sys.stderr)
         return 2
     try:
-        return _run(args, setup, folder)
+        return _run(args, setup, store.RunFolder(args.out), processes)
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished pairs are kept in {args.out}; rerun with --resume", file=sys.stderr)
         return 130
@@ -282,10 +300,11 @@ def plan_stage(args) -> Setup:
     return Setup(config, f, params, images, pairs, predictions, info)
 
 
-def _run(args, setup: Setup, folder) -> int:
+def _run(args, setup: Setup, folder, processes) -> int:
+    """Every process measures its share of the pairs (`cluster.share_items`); process 0 reports."""
     import jax
 
-    from jaxfrag import report_imagenet, store
+    from jaxfrag import cluster, report_imagenet, store
 
     started = time.perf_counter()
     meta = folder.read_meta() or {}
@@ -296,15 +315,22 @@ def _run(args, setup: Setup, folder) -> int:
         environment=store.environment("jax", "onnx"),
         model=setup.model_info,
         predictions={n: {"class": c, "probability": p} for n, (c, p) in setup.predictions.items()},
+        processes=processes.count,
     )
     meta.setdefault("wall_s", {})
-    folder.write_meta(meta)
-    if args.images is None:
+    if processes.leader:
+        folder.write_meta(meta)
+    if args.images is None and processes.leader:
         print("demo: scikit-image's photographs, NOT the paper's English springer / Afghan hound", file=sys.stderr)
 
     t = time.perf_counter()
-    measure_stage(args, setup, folder)
+    measure_stage(args, setup, folder, processes)
+    cluster.barrier("measured", processes)
     meta["wall_s"]["measure"] = meta["wall_s"].get("measure", 0) + round(time.perf_counter() - t, 3)
+    if not processes.leader:
+        print(f"process {processes.index} of {processes.count}: measured its pairs; process 0 reports")
+        cluster.barrier("reported", processes)
+        return 0
 
     rows, _ = folder.read_cells()
     rows = rows.sort_values("pair", kind="stable").reset_index(drop=True)
@@ -316,6 +342,7 @@ def _run(args, setup: Setup, folder) -> int:
     folder.write_meta(meta)
     print(text)
     print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, figures/)")
+    cluster.barrier("reported", processes)
     return 0
 
 
@@ -343,18 +370,20 @@ def programs(f, args):
     return {"path": jax.jit(path), "Kurakin": jax.jit(kurakin), "minimal L2": jax.jit(minimal)}
 
 
-def measure_stage(args, setup: Setup, folder) -> None:
-    """One cell per pair: its row, every attack applied once more here for the classes it reaches."""
+def measure_stage(args, setup: Setup, folder, processes=None) -> None:
+    """One cell per pair (this process's share): its row, every attack applied once more for the classes it reaches."""
     import jax
     import jax.numpy as jnp
     import numpy as np
     import pandas as pd
     from tqdm import tqdm
 
+    from jaxfrag import cluster
     from jaxfrag.models import imagenet
 
     done = {d for _, d in folder.done_cells()}
     todo = [k for k in range(len(setup.pairs)) if k not in done]
+    todo = cluster.share_items(todo, processes or cluster.Processes(0, 1))
     compiled = programs(setup.f, args)
     classify = jax.jit(setup.f)
     with tqdm(total=len(todo) * len(compiled), unit="step", desc="pairs", disable=args.no_progress) as bar:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 # The sweep's one-line usage errors and number parsing: the same messages in both entry points.
-from jaxfrag.sweep import UsageError, _now, _number, _Parser
+from jaxfrag.sweep import UsageError, _now, _number, _Parser, add_cluster_options, check_cluster_options, run_processes
 
 EXPERIMENT_ID = 300  # folded into the seed's key, beside the sweep's experiment ids
 CHUNK = 8  # images per compiled measurement call
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mnist-source", choices=SOURCES, default="auto")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--cache-dir", default=None, help="persistent XLA compilation cache ('' turns it off)")
+    add_cluster_options(p)
     return p
 
 
@@ -102,6 +103,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     from jaxfrag.sweep import compilation_cache_dir
 
     args.cache_dir = compilation_cache_dir(args.cache_dir)
+    check_cluster_options(args)
     return args
 
 
@@ -124,8 +126,6 @@ def run_config(args, data_digest: str) -> dict:
 
 
 def main(argv=None) -> int:
-    from jaxfrag import datasets, store
-
     try:
         args = parse_args(argv)
     except UsageError as error:
@@ -135,28 +135,44 @@ def main(argv=None) -> int:
         from jaxfrag.sweep import use_compilation_cache
 
         use_compilation_cache(args.cache_dir)  # a --resume reuses the measurement program
+    # jax.distributed must start before JAX does: the data are loaded inside.
+    return run_processes(args, "jaxfrag.mnist", lambda processes: _main(args, processes))
+
+
+def _main(args, processes) -> int:
+    from jaxfrag import cluster, datasets, store
+
     try:
         data = datasets.mnist(args.mnist, args.mnist_source)
     except datasets.DatasetError as error:
         print(f"jaxfrag.mnist: error: {error}", file=sys.stderr)
         return 2
     config = run_config(args, datasets.digest(data))
-    try:
-        folder = store.RunFolder.open(args.out, config, args.resume)
-    except store.RunFolderError as error:
+
+    def validate() -> str:
+        try:
+            store.RunFolder.open(args.out, config, args.resume)
+        except store.RunFolderError as error:
+            return str(error)
+        return ""
+
+    error = cluster.from_leader(processes, "open", validate)
+    if error:
         print(f"jaxfrag.mnist: error: {error}", file=sys.stderr)
         return 2
     try:
-        return _run(args, config, data, folder)
+        return _run(args, config, data, store.RunFolder(args.out), processes)
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished networks are kept in {args.out}; rerun with --resume", file=sys.stderr)
         return 130
 
 
-def _run(args, config: dict, data, folder) -> int:
+def _run(args, config: dict, data, folder, processes) -> int:
+    """Process 0 trains (one vmapped program: its bits do not depend on the process count); every
+    process then measures its share of the networks (`cluster.share_items`); process 0 reports."""
     import jax
 
-    from jaxfrag import report_mnist, store
+    from jaxfrag import cluster, report_mnist, store
 
     started = time.perf_counter()
     meta = folder.read_meta() or {}
@@ -165,19 +181,31 @@ def _run(args, config: dict, data, folder) -> int:
         started=meta.get("started", _now()),
         command=sys.argv,
         environment=store.environment("jax", "flax", "optax"),
+        processes=processes.count,
     )
     meta.setdefault("wall_s", {})
-    folder.write_meta(meta)
+    if processes.leader:
+        folder.write_meta(meta)
 
     t = time.perf_counter()
-    params, accuracies = train_stage(args, config, data, folder)
+    if processes.leader:
+        params, accuracies = train_stage(args, config, data, folder)
+    cluster.barrier("trained", processes)
+    if not processes.leader:
+        params, accuracies = train_stage(args, config, data, folder, quiet=True)  # loads networks.npz
     meta["networks"] = [{"network": k, "test_accuracy": a} for k, a in enumerate(accuracies)]
     meta["wall_s"]["train"] = meta["wall_s"].get("train", 0) + round(time.perf_counter() - t, 3)
-    folder.write_meta(meta)
+    if processes.leader:
+        folder.write_meta(meta)
 
     t = time.perf_counter()
-    measure_stage(args, config, data, params, accuracies, folder)
+    measure_stage(args, config, data, params, accuracies, folder, processes)
+    cluster.barrier("measured", processes)
     meta["wall_s"]["measure"] = meta["wall_s"].get("measure", 0) + round(time.perf_counter() - t, 3)
+    if not processes.leader:
+        print(f"process {processes.index} of {processes.count}: measured its networks; process 0 reports")
+        cluster.barrier("reported", processes)
+        return 0
 
     rows, cell_stats = folder.read_cells()
     rows = rows.sort_values(["network", "image", "mask_rule"], kind="stable").reset_index(drop=True)
@@ -189,6 +217,7 @@ def _run(args, config: dict, data, folder) -> int:
     folder.write_meta(meta)
     print(text)
     print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, claims.csv, networks.npz, figures/)")
+    cluster.barrier("reported", processes)
     return 0
 
 
@@ -199,7 +228,7 @@ def network_keys(seed: int, networks: int):
     return jax.vmap(lambda k: jax.random.fold_in(base, k))(jax.numpy.arange(networks))
 
 
-def train_stage(args, config: dict, data, folder):
+def train_stage(args, config: dict, data, folder, quiet: bool = False):
     """The trained networks: loaded from networks.npz when the run has them, else trained and saved."""
     from tqdm import tqdm
 
@@ -221,7 +250,7 @@ def train_stage(args, config: dict, data, folder):
             params = cnn.train(network_keys(args.seed, args.networks), images, labels, train_config, bar.update)
         cnn.save(path, params, train_config)
     accuracies = [cnn.accuracy(cnn.select(params, k), data.x_test, data.y_test) for k in range(args.networks)]
-    for k, accuracy in enumerate(accuracies):
+    for k, accuracy in enumerate(accuracies if not quiet else []):
         short = (
             f" (below the {MIN_ACCURACY:.1%} PyTorch's example reaches in 2 epochs)" if accuracy < MIN_ACCURACY else ""
         )
@@ -229,11 +258,12 @@ def train_stage(args, config: dict, data, folder):
     return params, accuracies
 
 
-def measure_stage(args, config: dict, data, params, accuracies, folder) -> None:
-    """One cell per network: its rows for every selected test 7 and both masking rules."""
+def measure_stage(args, config: dict, data, params, accuracies, folder, processes=None) -> None:
+    """One cell per network: its rows for every selected test 7 and both masking rules (this process's share)."""
     import numpy as np
     from tqdm import tqdm
 
+    from jaxfrag import cluster
     from jaxfrag.experiments import mnist as experiment
     from jaxfrag.models import cnn
 
@@ -242,9 +272,8 @@ def measure_stage(args, config: dict, data, params, accuracies, folder) -> None:
     pad = order_pad(orders.values())
     done = {d for _, d in folder.done_cells()}
     plans = {}
-    for k in range(args.networks):
-        if k in done:
-            continue
+    mine = cluster.share_items([k for k in range(args.networks) if k not in done], processes or cluster.Processes(0, 1))
+    for k in mine:
         correct = sevens[cnn.predict(cnn.select(params, k), data.x_test[sevens]) == experiment.SOURCE]
         plans[k] = (correct if args.images is None else correct[: args.images], len(correct))
     total = sum(len(chosen) for chosen, _ in plans.values())

@@ -52,3 +52,32 @@ def sweep(*args, check=True, timeout=600):
     if check:
         assert result.returncode == 0, result.stderr
     return result
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch_processes(module: str, args, count: int) -> list[subprocess.Popen]:
+    """`python -m MODULE ARGS` as `count` local processes joined by jax.distributed, one CPU device each."""
+    import os
+
+    coordinator = f"127.0.0.1:{free_port()}"
+    environment = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", module, "--no-progress", *map(str, args)]
+            + ["--coordinator", coordinator, "--num-processes", str(count), "--process-id", str(index)],
+            cwd=ROOT,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        for index in range(count)
+    ]

@@ -2,15 +2,13 @@
 
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT, sweep
+from helpers import launch_processes, sweep
 
 from jaxfrag import cluster, store
 
@@ -93,28 +91,8 @@ def test_parts_merge_only_when_they_tile_the_cell(tmp_path):
 ARGS = ["--d", "7..12", "--experiment", "thm6", "--trials", "400", "--seed", "4"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _launch(out, count: int, *extra) -> list[subprocess.Popen]:
-    coordinator = f"127.0.0.1:{_free_port()}"
-    environment = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
-    return [
-        subprocess.Popen(
-            [sys.executable, "-m", "jaxfrag.sweep", "--no-progress", *ARGS, *map(str, extra), "--out", str(out)]
-            + ["--coordinator", coordinator, "--num-processes", str(count), "--process-id", str(index)],
-            cwd=ROOT,
-            env=environment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        for index in range(count)
-    ]
+    return launch_processes("jaxfrag.sweep", [*ARGS, *extra, "--out", out], count)
 
 
 @pytest.fixture(scope="module")

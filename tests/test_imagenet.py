@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT
+from helpers import ROOT, launch_processes
 from onnx_models import tiny_classifier
 from scipy.spatial.distance import cdist
 from test_notebook import execute
@@ -196,6 +196,12 @@ def test_entry_point_resumes_and_its_notebook_executes(tiny, tmp_path):
     again = _imagenet(*options, "--resume")
     assert again.returncode == 0, again.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(run / "results.parquet"), rows)
+    # Two processes (jax.distributed, one CPU device each) share the pairs: the same rows.
+    processes = launch_processes("jaxfrag.imagenet", [*options[:-1], tmp_path / "two"], 2)
+    outputs = [process.communicate(timeout=600) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    assert "process 0 reports" in outputs[1][0]
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "two" / "results.parquet"), rows)
     text, images = execute(ROOT / "notebooks" / "imagenet.ipynb", run)
     assert "2 pairs in" in text and "paper 1" in text and "|M/(0.5L)| - Q_ll/(0.5L)" in text
     assert len(images) == 1
