@@ -56,7 +56,7 @@ FULL = {
 QUICK = {
     "matmul_n": 512,
     "stream_floats": 1 << 22,
-    "thm6_dims": [7, 13],
+    "thm6_dims": [7, 10],  # one compiled bucket
     "thm6_trials": 32,
     "qr_stacks": {12: 256, 64: 64},
     "linear_networks": 16,

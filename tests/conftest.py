@@ -52,6 +52,8 @@ _LONGEST_FIRST = (
     "test_relu.py",
     "test_imagenet_model.py",
     "test_notebook.py",
+    "test_cluster.py",
+    "test_accelerator.py",
     "test_sweep.py",
     "test_cnn.py",
     "test_experiments.py",

@@ -119,7 +119,8 @@ def test_gradients_match_pytorch_autograd(exported, photos, dtype):
     with jax.enable_x64(wide):
         f, params = imagenet.classifier(exported, imagenet.Preprocessing(SPEC.size, SPEC.mean, SPEC.std), dtype)
         gradient = jax.jit(lambda x, i, j: jax.grad(lambda x: f(params, x)[i] - f(params, x)[j])(x))
-        for name in ("coffee", "camera", "chelsea", "retina"):  # the tightest and the most kink-prone
+        # The tightest and the most kink-prone photographs; float64 (2 of them, for time) has no kink to fear.
+        for name in ("coffee", "camera") if wide else ("coffee", "camera", "chelsea", "retina"):
             pixels = photos[name].astype(dtype)
             logits = np.asarray(f(params, jnp.asarray(pixels.reshape(-1))))
             i, j = (int(k) for k in np.argsort(logits)[::-1][:2])
