@@ -85,10 +85,12 @@ def apply(net: LinearNet, x: jax.Array) -> jax.Array:
 @jax.custom_vjp
 def _narrow_product(m: jax.Array, h: jax.Array) -> jax.Array:
     """m @ h for an m with few rows (the 2-row head times a layer)."""
-    # One reduction per row of m over h^T: in training h arrives as the transpose of the stored
-    # (d, width) layer (see `train`), so h.T is the stored array and the sum runs along its minor
-    # axis; XLA's dot would first copy it into a transposed layout on every step.
-    return jnp.stack([jnp.sum(h.T * m[i], axis=-1) for i in range(m.shape[0])])
+    # One matrix-vector product per row of m, with h^T on the left: in training h arrives as the
+    # transpose of the stored (d, width) layer (see `train`), so h^T is the stored array read along
+    # its minor axis. `m @ h` made XLA copy the layer into a transposed layout on every step, and a
+    # sum of products materialised the product (XLA:CPU does not fuse producers into reductions):
+    # per network-step 60 us as written, 68 us as sums, 89 us as one (d, width) @ (width, 2) dot.
+    return jnp.stack([h.T @ m[i] for i in range(m.shape[0])])
 
 
 def _narrow_product_fwd(m, h):
