@@ -33,7 +33,16 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from jaxfrag.sweep import UsageError, _now, _number, _Parser, add_cluster_options, check_cluster_options, run_processes
+from jaxfrag.sweep import (
+    UsageError,
+    _now,
+    _number,
+    _Parser,
+    add_cluster_options,
+    check_cluster_options,
+    open_run_folder,
+    run_processes,
+)
 
 DEFAULT_MODEL = "efficientnet-lite0"
 PAPER_CLASSES = (217, 160)  # English springer, Afghan hound
@@ -149,7 +158,6 @@ def main(argv=None) -> int:
 
 
 def _main(args, processes) -> int:
-    from jaxfrag import cluster, store
     from jaxfrag.models import export, onnx_graph
 
     try:
@@ -158,19 +166,11 @@ def _main(args, processes) -> int:
         print(f"jaxfrag.imagenet: error: {error}", file=sys.stderr)
         return 2
 
-    def validate() -> str:
-        try:
-            store.RunFolder.open(args.out, setup.config, args.resume)
-        except store.RunFolderError as error:
-            return str(error)
-        return ""
-
-    error = cluster.from_leader(processes, "open", validate)
-    if error:
-        print(f"jaxfrag.imagenet: error: {error}", file=sys.stderr)
+    folder = open_run_folder("jaxfrag.imagenet", args.out, setup.config, args.resume, processes)
+    if folder is None:
         return 2
     try:
-        return _run(args, setup, store.RunFolder(args.out), processes)
+        return _run(args, setup, folder, processes)
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished pairs are kept in {args.out}; rerun with --resume", file=sys.stderr)
         return 130

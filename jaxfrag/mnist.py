@@ -27,7 +27,16 @@ import time
 from pathlib import Path
 
 # The sweep's one-line usage errors and number parsing: the same messages in both entry points.
-from jaxfrag.sweep import UsageError, _now, _number, _Parser, add_cluster_options, check_cluster_options, run_processes
+from jaxfrag.sweep import (
+    UsageError,
+    _now,
+    _number,
+    _Parser,
+    add_cluster_options,
+    check_cluster_options,
+    open_run_folder,
+    run_processes,
+)
 
 EXPERIMENT_ID = 300  # folded into the seed's key, beside the sweep's experiment ids
 CHUNK = 8  # images per compiled measurement call
@@ -140,7 +149,7 @@ def main(argv=None) -> int:
 
 
 def _main(args, processes) -> int:
-    from jaxfrag import cluster, datasets, store
+    from jaxfrag import datasets
 
     try:
         data = datasets.mnist(args.mnist, args.mnist_source)
@@ -149,19 +158,11 @@ def _main(args, processes) -> int:
         return 2
     config = run_config(args, datasets.digest(data))
 
-    def validate() -> str:
-        try:
-            store.RunFolder.open(args.out, config, args.resume)
-        except store.RunFolderError as error:
-            return str(error)
-        return ""
-
-    error = cluster.from_leader(processes, "open", validate)
-    if error:
-        print(f"jaxfrag.mnist: error: {error}", file=sys.stderr)
+    folder = open_run_folder("jaxfrag.mnist", args.out, config, args.resume, processes)
+    if folder is None:
         return 2
     try:
-        return _run(args, config, data, store.RunFolder(args.out), processes)
+        return _run(args, config, data, folder, processes)
     except KeyboardInterrupt:
         print(f"\ninterrupted; finished networks are kept in {args.out}; rerun with --resume", file=sys.stderr)
         return 130

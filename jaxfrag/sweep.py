@@ -142,6 +142,24 @@ def run_processes(args: argparse.Namespace, program: str, body) -> int:
     return status
 
 
+def open_run_folder(program: str, out, config: dict, resume: bool, processes):
+    """`store.RunFolder.open` on process 0, its refusal told to every process; None after an error (printed)."""
+    from jaxfrag import cluster, store
+
+    def validate() -> str:
+        try:
+            store.RunFolder.open(out, config, resume)
+        except store.RunFolderError as error:
+            return str(error)
+        return ""
+
+    error = cluster.from_leader(processes, "open", validate)
+    if error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return None
+    return store.RunFolder(out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="python -m jaxfrag.sweep",
@@ -327,21 +345,8 @@ def _main(args: argparse.Namespace, processes) -> int:
 
 
 def open_stage(args: argparse.Namespace, processes):
-    """The run folder, validated and made ready by process 0 (the others learn the outcome); None after an error."""
-    from jaxfrag import cluster, store
-
-    def validate() -> str:
-        try:
-            store.RunFolder.open(args.out, run_config(args), args.resume)
-        except store.RunFolderError as error:
-            return str(error)
-        return ""
-
-    error = cluster.from_leader(processes, "open", validate)
-    if error:
-        print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
-        return None
-    return store.RunFolder(args.out)
+    """The run folder, ready for this run; None after an error (printed)."""
+    return open_run_folder("jaxfrag.sweep", args.out, run_config(args), args.resume, processes)
 
 
 class Piece(NamedTuple):
