@@ -88,7 +88,7 @@ def test_parts_merge_only_when_they_tile_the_cell(tmp_path):
 
 # --- two real processes on this machine: jax.distributed with gloo CPU collectives, one device each ---
 
-ARGS = ["--d", "7..12", "--experiment", "thm6", "--trials", "400", "--seed", "4"]
+ARGS = ["--d", "7..10", "--experiment", "thm6", "--trials", "400", "--seed", "4"]
 
 
 def _launch(out, count: int, *extra) -> list[subprocess.Popen]:
@@ -110,7 +110,7 @@ def test_two_processes_give_the_single_process_rows_bit_for_bit(reference, tmp_p
     assert "process 0 merged" in outputs[1][0]
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results.parquet"), reference)
     stages = pd.read_json(tmp_path / "meta.json", typ="series")["stages"]
-    assert all(stages[f"thm6/d={d}"]["processes"] == [0, 1] for d in range(7, 13))  # both did a share
+    assert all(stages[f"thm6/d={d}"]["processes"] == [0, 1] for d in range(7, 11))  # both did a share
     assert not (tmp_path / "cells" / "parts").exists()
 
 
@@ -132,7 +132,7 @@ def test_a_killed_process_stops_the_other_and_resume_completes_the_rows(referenc
     assert len(stderr.strip().splitlines()) == 1 and "process 1 of 2 stopped answering" in stderr, stderr
     assert "--resume" in stderr and "Traceback" not in stderr
     left = len(victim_parts())
-    assert 1 <= left < 6 * 200 // 8, "the victim finished before it could be killed"
+    assert 1 <= left < 4 * 200 // 8, "the victim finished before it could be killed"
     # Resume with another number of processes (one, two devices) and another chunk size.
     sweep(*ARGS, "--out", tmp_path, "--resume")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results.parquet"), reference)
