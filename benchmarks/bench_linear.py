@@ -19,6 +19,8 @@ default initialisation, cross-entropy):
   parameter) at the bandwidth of main memory and at that of the caches, measured
   on a working set the size of one trial group's parameters and moments: the
   engine's step over the latter is its distance from the roofline;
+* `linear.train` alone carrying the parameters in the wide layout against the stored one, side by
+  side on one device, for both networks;
 * the engine's networks/s at d = 7..17 (the work grows as 2^d up to 65536 points).
 Results go to benchmarks/results/bench_linear-<time>.json with the machine's description.
 """
@@ -161,6 +163,45 @@ def optimizer_floor(d: int, config: Config, repeat: int) -> dict:
     }
 
 
+def layout_side_by_side(d: int, config: Config, repeat: int) -> dict:
+    """Seconds per network-step of `linear_net.train` alone (jit of a vmapped trial group, one device),
+    carrying the parameters in the wide layout (the engine's) and as stored (PyTorch's (3000, d)).
+    The four programs run in turn, round after round, so that the machine's load hits them alike;
+    the ratios are medians of per-round ratios."""
+    from jaxfrag import data
+    from jaxfrag.models import relu as relu_net
+
+    config = config._replace(epochs=1)
+    steps = -(-min(2**d, config.max_points) // config.batch_size)
+    keys = jax.device_put(jax.random.split(jax.random.key(0), TRIAL_GROUP), jax.devices()[0])
+    programs = {}
+    for network, loss in (("linear", None), ("relu", relu_net.cross_entropy)):
+        for wide in (True, False):
+
+            def one(key, wide=wide, loss=loss):
+                key_a, key_init, key_train = jax.random.split(key, 3)
+                a = data.mixing_matrix(key_a, d, 5.0)
+                net = linear_net.init(key_init, d, config)
+                trained, _ = linear_net.train(key_train, net, a, jnp.arange(2**d), config, loss, wide=wide)
+                return sum(jnp.sum(w) for w in trained.weights)
+
+            options = parallel.compiler_options(parallel.make_mesh(jax.devices()[:1]))
+            program = jax.jit(jax.vmap(one)).lower(keys).compile(compiler_options=options)
+            jax.block_until_ready(program(keys))
+            programs[(network, "wide" if wide else "stored")] = program
+    times = {name: [] for name in programs}
+    for _ in range(repeat):
+        for name, program in programs.items():
+            tic = time.perf_counter()
+            jax.block_until_ready(program(keys))
+            times[name].append((time.perf_counter() - tic) / (TRIAL_GROUP * steps))
+    out = {f"{n}_{kind}_seconds_per_network_step": float(np.median(t)) for (n, kind), t in times.items()}
+    for network in ("linear", "relu"):
+        ratios = np.divide(times[(network, "stored")], times[(network, "wide")])
+        out[f"{network}_stored_over_wide"] = float(np.median(ratios))
+    return out
+
+
 def memory_bandwidth(repeat: int, floats: int | None = None) -> float:
     """Bytes/s of a streaming update (read 2 arrays, write 1) in XLA over all devices (default 256 MB arrays)."""
     mesh = parallel.make_mesh()
@@ -226,6 +267,14 @@ def main(argv=None):
         f"{floor['engine_step_over_cache_traffic_bound']:.1f}x the floor",
         flush=True,
     )
+    layout = layout_side_by_side(12, config, 3 if args.quick else 9)
+    for network in ("linear", "relu"):
+        wide_us, stored_us = (layout[f"{network}_{kind}_seconds_per_network_step"] * 1e6 for kind in ("wide", "stored"))
+        print(
+            f"layout, {network}, one device: {wide_us:.1f} us per network-step wide, {stored_us:.1f} us as stored "
+            f"({layout[network + '_stored_over_wide']:.2f}x)",
+            flush=True,
+        )
     per_d = []
     for d in dims:
         row = engine_rate(d, config._replace(trials=sweep_trials), 1)
@@ -236,6 +285,7 @@ def main(argv=None):
         "d12": {"engine": engine, "torch": torch, "ratio": ratio},
         "relu_d12": {"engine": relu_engine, "torch": relu_torch, "ratio": relu_ratio},
         "floors_d12": floor,
+        "layout_d12": layout,
         "engine_per_d": per_d,
     }
     write_result(args.out, "bench_linear", info, body, args.quick)

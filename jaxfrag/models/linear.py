@@ -88,8 +88,8 @@ def _narrow_product(m: jax.Array, h: jax.Array) -> jax.Array:
     # One matrix-vector product per row of m, with h^T on the left: in training h arrives as the
     # transpose of the stored (d, width) layer (see `train`), so h^T is the stored array read along
     # its minor axis. `m @ h` made XLA copy the layer into a transposed layout on every step, and a
-    # sum of products materialised the product (XLA:CPU does not fuse producers into reductions):
-    # per network-step 60 us as written, 68 us as sums, 89 us as one (d, width) @ (width, 2) dot.
+    # sum of products materialised the product (XLA:CPU does not fuse producers into reductions);
+    # both were slower per step, and so was one (d, width) @ (width, 2) dot.
     return jnp.stack([h.T @ m[i] for i in range(m.shape[0])])
 
 
@@ -163,8 +163,7 @@ def wide_layout(net: LinearNet) -> LinearNet:
 
     Its own inverse for a given architecture. Training keeps the parameters and Adam's moments in
     this layout: XLA's CPU loops vectorise along the minor axis, and a minor axis of d = 12 fills
-    16-lane vector units badly (optax's Adam alone took 2.2x longer per step on (3000, 12) than on
-    (12, 3000), measured side by side).
+    16-lane vector units badly (`benchmarks/bench_linear.py` times training both ways).
     """
     return net._replace(weights=tuple(h.T if h.shape[0] > h.shape[1] else h for h in net.weights))
 
@@ -175,36 +174,37 @@ def _from_wide_layout(wide: LinearNet, like: LinearNet) -> LinearNet:
 
 
 def train(
-    key: jax.Array, net: LinearNet, a: jax.Array, indices: jax.Array, config: Config, loss=None
+    key: jax.Array, net: LinearNet, a: jax.Array, indices: jax.Array, config: Config, loss=None, wide: bool = True
 ) -> tuple[LinearNet, jax.Array]:
     """Train on the points A z(indices); returns (trained net, diverged: a NaN or inf loss was seen).
 
     `loss(net, x, labels, weights)` defaults to this module's `cross_entropy`; `jaxfrag.models.relu`
     passes its own, so both experiments train by exactly the same loop. The loop carries the
-    parameters in `wide_layout`; the loss sees them in the stored layout (transposes XLA folds away).
+    parameters in `wide_layout` (`wide=False`: as stored, for the benchmark's side-by-side); the loss
+    sees them in the stored layout (transposes XLA folds away).
     """
     loss = loss or cross_entropy
     opt = optimizer(config)
     batch_size = min(config.batch_size, indices.shape[0])
     stored = net
 
-    def wide_loss(wide, x, labels, weights):
-        return loss(_from_wide_layout(wide, stored), x, labels, weights)
+    def carried_loss(carried, x, labels, weights):
+        return loss(_from_wide_layout(carried, stored), x, labels, weights)
 
     def step(carry, batch):
-        wide, opt_state, finite = carry
+        carried, opt_state, finite = carry
         positions, valid = batch
         x, labels = data.hypercube_batch(a, indices[positions])
-        value, grads = jax.value_and_grad(wide_loss)(wide, x, labels, valid.astype(x.dtype))
-        updates, opt_state = opt.update(grads, opt_state, wide)
-        return (optax.apply_updates(wide, updates), opt_state, finite & jnp.isfinite(value)), None
+        value, grads = jax.value_and_grad(carried_loss)(carried, x, labels, valid.astype(x.dtype))
+        updates, opt_state = opt.update(grads, opt_state, carried)
+        return (optax.apply_updates(carried, updates), opt_state, finite & jnp.isfinite(value)), None
 
     def epoch(carry, epoch_index):
         batches = batch_plan(jax.random.fold_in(key, epoch_index), indices.shape[0], batch_size)
         carry, _ = jax.lax.scan(step, carry, batches)
         return carry, None
 
-    wide = wide_layout(net)
-    carry = (wide, opt.init(wide), jnp.asarray(True))
-    (wide, _, finite), _ = jax.lax.scan(epoch, carry, jnp.arange(config.epochs))
-    return _from_wide_layout(wide, stored), ~finite
+    carried = wide_layout(net) if wide else net
+    carry = (carried, opt.init(carried), jnp.asarray(True))
+    (carried, _, finite), _ = jax.lax.scan(epoch, carry, jnp.arange(config.epochs))
+    return _from_wide_layout(carried, stored), ~finite
