@@ -97,16 +97,22 @@ def roofline(flops: float, bytes_moved: float, seconds: float, ceiling: dict) ->
     }
 
 
-def thm6_cells(sizes: dict, mesh, ceiling: dict) -> dict:
-    """Whole thm6 cells: QR, the constructed attack, and the exact optimum (enumeration or sphere decoding)."""
+def thm6_cells(sizes: dict, mesh, ceiling: dict, budget_s: float) -> dict:
+    """Whole thm6 cells: QR, the constructed attack, and the exact optimum (enumeration or sphere decoding).
+
+    Cells run in order of d until `budget_s` has passed (compiling included); the d not reached are
+    listed, so that a one-shot run on a lent device always ends in time and says what it left out."""
     config = Config(trials=sizes["thm6_trials"])
     runner = parallel.CellRunner(config, mesh, compile_workers=4)
     experiment = registry()["thm6"]
     for d in sizes["thm6_dims"]:
         runner.prefetch(experiment, d)
     run_s = compile_s = flops = 0.0
-    per_d = []
+    per_d, skipped, started = [], [], time.perf_counter()
     for d in sizes["thm6_dims"]:
+        if time.perf_counter() - started > budget_s:
+            skipped.append(d)
+            continue
         result = runner.run_cell(experiment, d)
         run_s, compile_s = run_s + result.run_s, compile_s + result.compile_s
         # Useful work: R of A (4/3 d^3), then 2 d^2 per point enumerated, or ~2 d per sphere-decoder node.
@@ -118,7 +124,7 @@ def thm6_cells(sizes: dict, mesh, ceiling: dict) -> dict:
             {"d": d, "trials_per_s": config.trials / result.run_s, "opt_exact": bool(result.columns["opt_exact"].all())}
         )
     runner.close()
-    trials = config.trials * len(sizes["thm6_dims"])
+    trials = config.trials * len(per_d)
     return {
         "trials": trials,
         "run_s": run_s,
@@ -128,6 +134,7 @@ def thm6_cells(sizes: dict, mesh, ceiling: dict) -> dict:
         "work": "4/3 d^3 (QR) + 2 d^2 per enumerated point or 2 d per decoder node; bytes not counted",
         **roofline(flops, 0.0, run_s, ceiling),
         "per_d": per_d,
+        "skipped_d": skipped,
     }
 
 
@@ -230,6 +237,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run on a CPU")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument(
+        "--thm6-budget-s", type=float, default=180.0, help="thm6 stops taking new d after this many seconds"
+    )
     args = parser.parse_args(argv)
     sizes, repeat = (QUICK, 2) if args.quick else (FULL, 3)
     cache = compilation_cache_dir(None)  # $JAXFRAG_CACHE_DIR or ~/.cache/jaxfrag/xla, as the sweep's
@@ -243,7 +253,7 @@ def main(argv=None) -> int:
     print(
         f"ceiling: {ceiling['flops_per_s'] / 1e12:.2f} TFLOP/s float32 matmul, {ceiling['bytes_per_s'] / 1e9:.0f} GB/s"
     )
-    figures = {"thm6": thm6_cells(sizes, mesh, ceiling)}
+    figures = {"thm6": thm6_cells(sizes, mesh, ceiling, args.thm6_budget_s)}
     print("thm6 done", flush=True)
     for key, value in qr_stacks(sizes, mesh, ceiling, repeat).items():
         figures[f"qr_{key}"] = value

@@ -30,7 +30,7 @@ def test_accelerator_script_quick_run_writes_every_figure_within_the_ceiling(tmp
         assert 0 <= figure["flops_fraction"] < 1.5 and 0 <= figure["bandwidth_fraction"] < 1.5, (name, figure)
         assert name in result.stdout  # the printed table
     figures = report["figures"]
-    assert all(row["opt_exact"] for row in figures["thm6"]["per_d"])
+    assert all(row["opt_exact"] for row in figures["thm6"]["per_d"]) and figures["thm6"]["skipped_d"] == []
     assert figures["minimal_l2"]["verified_fraction"] == 1.0  # every perturbation, applied, flips the label
     assert np.isfinite(figures["minimal_l2"]["median_norm"])
     assert figures["linear_d12"]["networks"] == 16 and figures["relu_d12"]["networks"] == 16
