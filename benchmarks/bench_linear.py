@@ -11,7 +11,9 @@ default initialisation, cross-entropy):
   vmapped and sharded over all devices -- networks/s;
 * PyTorch as the paper did it: one network at a time, the forward as written,
   torch.optim.Adam, `torch.set_flush_denormal(True)` (subnormals make some runs
-  10-100x slower), its default threads -- networks/s, and the ratio;
+  10-100x slower), its default threads -- networks/s; the two run in turn for 5
+  rounds and the ratio is the median of the rounds' ratios (a shared machine's
+  load then hits both sides alike);
 * the same for the ReLU networks (d -> 3000 -> 2 with a ReLU; the same training loop);
 * the floors that bound the engine: the optimiser update alone (optax.adam over
   the 42 k parameters in the layout training carries, the same vmapped groups and
@@ -50,10 +52,10 @@ from jaxfrag.experiments import TRIAL_GROUP, map_trials, registry  # noqa: E402
 from jaxfrag.models import linear as linear_net  # noqa: E402
 
 
-def engine_rate(d: int, config: Config, repeat: int, name: str = "linear") -> dict:
-    """Networks/s of a whole linear (or relu) cell (compiled once; the timed runs reuse the program)."""
+def engine_rate(d: int, config: Config, repeat: int) -> dict:
+    """Networks/s of a whole linear cell (compiled once; the timed runs reuse the program)."""
     runner = parallel.CellRunner(config)
-    experiment = registry()[name]
+    experiment = registry()["linear"]
     first = runner.run_cell(experiment, d)
     times = [first.run_s] + [runner.run_cell(experiment, d).run_s for _ in range(repeat - 1)]
     median = float(np.median(times))
@@ -93,20 +95,36 @@ def torch_network(d: int, config: Config, seed: int, relu: bool = False) -> floa
     return time.perf_counter() - start
 
 
-def torch_rate(d: int, config: Config, networks: int, relu: bool = False) -> dict:
+def side_by_side(d: int, config: Config, rounds: int, name: str = "linear") -> dict:
+    """The engine's cell and PyTorch's networks in turn, round after round (the machine's load then
+    hits both alike): per round the engine's networks/s over PyTorch's; medians over the rounds."""
     import torch
 
     torch.set_flush_denormal(True)
+    relu = name == "relu"
+    runner = parallel.CellRunner(config)
+    experiment = registry()[name]
+    first = runner.run_cell(experiment, d)  # compiles
     torch_network(d, config._replace(epochs=1), seed=99, relu=relu)  # warm-up
-    times = [torch_network(d, config, seed, relu) for seed in range(networks)]
-    median = float(np.median(times))
+    engine_s, torch_s = [], []
+    for round_index in range(rounds):
+        engine_s.append(runner.run_cell(experiment, d).run_s)
+        torch_s.append(torch_network(d, config, round_index, relu))
+    ratios = [config.trials / e * t for e, t in zip(engine_s, torch_s, strict=True)]
     return {
         "d": d,
-        "networks": networks,
+        "networks_per_cell": config.trials,
+        "rounds": rounds,
+        "compile_s": round(first.compile_s, 2),
+        "engine_networks_per_s": config.trials / float(np.median(engine_s)),
+        "torch_networks_per_s": 1 / float(np.median(torch_s)),
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
-        "seconds_per_network_median": round(median, 3),
-        "networks_per_s": round(1 / median, 4),
+        "torch_threads": torch.get_num_threads(),
+        "ratio_median": float(np.median(ratios)),
+        "ratio_min": float(np.min(ratios)),
+        "ratio_max": float(np.max(ratios)),
+        "steps_per_network": config.epochs * -(-min(2**d, config.max_points) // config.batch_size),
+        "success_fraction": float(np.mean(first.columns["train_acc"] == 1)),
     }
 
 
@@ -222,26 +240,26 @@ def main(argv=None):
     args = parser.parse_args(argv)
     config = Config(seed=1, trials=64)
     if args.quick:
-        config, torch_networks, dims, sweep_trials, repeat = config._replace(trials=16, epochs=2), 1, [7, 8], 16, 2
+        config, rounds, dims, sweep_trials, repeat = config._replace(trials=16, epochs=2), 1, [7, 8], 16, 2
     else:
-        torch_networks, dims, sweep_trials, repeat = 3, list(range(7, 18)), 16, 3
+        rounds, dims, sweep_trials, repeat = 5, list(range(7, 18)), 16, 3
     info = machine()
     print(f"{info['processor']}, {info['cpu_count']} cores, jax {info['jax']} on {len(info['devices'])} devices")
 
-    engine = engine_rate(12, config, repeat)
-    print(f"engine  d=12: {engine['networks_per_s']:.2f} networks/s ({engine['networks']} per cell)", flush=True)
-    torch = torch_rate(12, config, torch_networks)
-    print(f"PyTorch d=12: {torch['networks_per_s']:.3f} networks/s, one at a time on {torch['threads']} threads")
-    ratio = engine["networks_per_s"] / torch["networks_per_s"]
-    print(f"ratio: {ratio:.1f}x", flush=True)
-    relu_engine = engine_rate(12, config, repeat, "relu")
-    relu_torch = torch_rate(12, config, torch_networks, relu=True)
-    relu_ratio = relu_engine["networks_per_s"] / relu_torch["networks_per_s"]
-    print(
-        f"ReLU d=12: engine {relu_engine['networks_per_s']:.2f} networks/s, PyTorch "
-        f"{relu_torch['networks_per_s']:.3f}: {relu_ratio:.1f}x",
-        flush=True,
-    )
+    results = {}
+    for name in ("linear", "relu"):
+        row = results[name] = side_by_side(12, config, rounds, name)
+        print(
+            f"{name} d=12: engine {row['engine_networks_per_s']:.2f} networks/s ({row['networks_per_cell']} per cell), "
+            f"PyTorch {row['torch_networks_per_s']:.3f} one at a time on {row['torch_threads']} threads: "
+            f"{row['ratio_median']:.1f}x (median of {rounds} interleaved rounds; {row['ratio_min']:.1f}-"
+            f"{row['ratio_max']:.1f}x)",
+            flush=True,
+        )
+    engine = {
+        "networks_per_s": results["linear"]["engine_networks_per_s"],
+        "steps_per_network": results["linear"]["steps_per_network"],
+    }
     floor = optimizer_floor(12, config, repeat)
     steps = engine["steps_per_network"]
     devices = len(jax.devices())
@@ -282,8 +300,8 @@ def main(argv=None):
         print(f"engine  d={d:>2}: {row['networks_per_s']:8.2f} networks/s ({row['steps_per_network']} steps each)")
     body = {
         "protocol": {k: v for k, v in config._asdict().items() if k != "trials"},
-        "d12": {"engine": engine, "torch": torch, "ratio": ratio},
-        "relu_d12": {"engine": relu_engine, "torch": relu_torch, "ratio": relu_ratio},
+        "d12": results["linear"],
+        "relu_d12": results["relu"],
         "floors_d12": floor,
         "layout_d12": layout,
         "engine_per_d": per_d,
