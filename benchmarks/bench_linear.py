@@ -181,7 +181,7 @@ def optimizer_floor(d: int, config: Config, repeat: int) -> dict:
     }
 
 
-def layout_side_by_side(d: int, config: Config, repeat: int) -> dict:
+def layout_side_by_side(d: int, config: Config, repeat: int, hlo: str | None = None) -> dict:
     """Seconds per network-step of `linear_net.train` alone (jit of a vmapped trial group, one device),
     carrying the parameters in the wide layout (the engine's) and as stored (PyTorch's (3000, d)).
     The four programs run in turn, round after round, so that the machine's load hits them alike;
@@ -207,6 +207,8 @@ def layout_side_by_side(d: int, config: Config, repeat: int) -> dict:
             program = jax.jit(jax.vmap(one)).lower(keys).compile(compiler_options=options)
             jax.block_until_ready(program(keys))
             programs[(network, "wide" if wide else "stored")] = program
+            if hlo and network == "linear" and wide:  # the engine's training program, as XLA optimised it
+                Path(hlo).write_text(program.as_text())
     times = {name: [] for name in programs}
     for _ in range(repeat):
         for name, program in programs.items():
@@ -237,6 +239,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--hlo", default=None, help="write the optimised HLO of the training program here")
     args = parser.parse_args(argv)
     config = Config(seed=1, trials=64)
     if args.quick:
@@ -285,7 +288,7 @@ def main(argv=None):
         f"{floor['engine_step_over_cache_traffic_bound']:.1f}x the floor",
         flush=True,
     )
-    layout = layout_side_by_side(12, config, 3 if args.quick else 9)
+    layout = layout_side_by_side(12, config, 3 if args.quick else 9, args.hlo)
     for network in ("linear", "relu"):
         wide_us, stored_us = (layout[f"{network}_{kind}_seconds_per_network_step"] * 1e6 for kind in ("wide", "stored"))
         print(
