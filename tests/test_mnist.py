@@ -78,7 +78,7 @@ def test_orders_are_ink_pixels_and_blocking_zeroes_exactly_a_prefix(data, sevens
 @pytest.fixture(scope="module")
 def network(data):
     keys = jax.random.split(jax.random.key(1), 1)
-    trained = cnn.train(keys, data.x_train[:8192], data.y_train[:8192], cnn.CNNConfig(epochs=1))
+    trained = cnn.train(keys, data.x_train[:4096], data.y_train[:4096], cnn.CNNConfig(epochs=1))
     return cnn.select(trained, 0)
 
 
