@@ -324,11 +324,11 @@ def _run(args, setup: Setup, folder, processes) -> int:
         print("demo: scikit-image's photographs, NOT the paper's English springer / Afghan hound", file=sys.stderr)
 
     t = time.perf_counter()
-    measure_stage(args, setup, folder, processes)
+    measured = measure_stage(args, setup, folder, processes)
     cluster.barrier("measured", processes)
     meta["wall_s"]["measure"] = meta["wall_s"].get("measure", 0) + round(time.perf_counter() - t, 3)
     if not processes.leader:
-        print(f"process {processes.index} of {processes.count}: measured its pairs; process 0 reports")
+        print(f"process {processes.index} of {processes.count}: measured {measured} pairs; process 0 reports")
         cluster.barrier("reported", processes)
         return 0
 
@@ -370,8 +370,9 @@ def programs(f, args):
     return {"path": jax.jit(path), "Kurakin": jax.jit(kurakin), "minimal L2": jax.jit(minimal)}
 
 
-def measure_stage(args, setup: Setup, folder, processes=None) -> None:
-    """One cell per pair (this process's share): its row, every attack applied once more for the classes it reaches."""
+def measure_stage(args, setup: Setup, folder, processes=None) -> int:
+    """One cell per pair (this process's share): its row, every attack applied once more for the classes it reaches.
+    Returns how many pairs it measured."""
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -420,6 +421,7 @@ def measure_stage(args, setup: Setup, folder, processes=None) -> None:
             frame = pd.DataFrame([row])
             frame["cos_path"] = [cos_path.astype(np.float64)]
             folder.write_cell("imagenet", k, frame, {"pair": list(pair)})
+    return len(todo)
 
 
 if __name__ == "__main__":

@@ -193,12 +193,7 @@ class RunFolder:
         """The trial ranges of a cell that neither its cell file nor its parts hold."""
         if (experiment, d) in self.done_cells():
             return []
-        gaps, position = [], 0
-        for start, stop in self.parts().get((experiment, d), []):
-            if start > position:
-                gaps.append((position, start))
-            position = max(position, stop)
-        return gaps + ([(position, trials)] if position < trials else [])
+        return gaps(self.parts().get((experiment, d), []), trials)
 
     def write_part(self, experiment: str, d: int, start: int, stop: int, arrays: dict, info: dict) -> None:
         """Trials start..stop-1 of a cell: its arrays (one entry per trial) and a JSON-able description."""
@@ -256,6 +251,16 @@ class RunFolder:
         folder = self.path / FIGURES
         folder.mkdir(exist_ok=True)
         return folder / name
+
+
+def gaps(ranges: list[tuple[int, int]], trials: int) -> list[tuple[int, int]]:
+    """The ranges of 0..trials-1 that the sorted finished `ranges` leave out."""
+    missing, position = [], 0
+    for start, stop in ranges:
+        if start > position:
+            missing.append((position, start))
+        position = max(position, stop)
+    return missing + ([(position, trials)] if position < trials else [])
 
 
 def load(out_dir: str | Path) -> pd.DataFrame:

@@ -446,12 +446,14 @@ def meta_stage(args, folder, processes) -> dict:
 
 def plan_stage(args, folder, runner, experiments, processes) -> list[Piece]:
     """This process's share of every trial not yet on disk, and the programs it needs compiled ahead."""
-    from jaxfrag import cluster
+    from jaxfrag import cluster, store
 
+    done, parts = folder.done_cells(), folder.parts()  # one listing for every cell
     plan = []
     for name in args.experiments:
         for d in args.dims:
-            ranges = cluster.share(folder.missing(name, d, args.trials), processes)
+            missing = [] if (name, d) in done else store.gaps(parts.get((name, d), []), args.trials)
+            ranges = cluster.share(missing, processes)
             if ranges:
                 trials = sum(stop - start for start, stop in ranges)
                 plan.append(Piece(name, d, ranges, runner.chunk_for(experiments[name], d, args.chunk, trials)))
@@ -501,14 +503,14 @@ def merge_stage(folder, experiments, config, args, meta) -> None:
     import numpy as np
     import pandas as pd
 
-    from jaxfrag import report
+    from jaxfrag import report, store
 
     done, parts = folder.done_cells(), folder.parts()
     for name, d in parts:
         if (name, d) in done:  # merged by a run that stopped before removing the parts
             folder.remove_parts(name, d)
             continue
-        if name not in args.experiments or d not in args.dims or folder.missing(name, d, args.trials):
+        if name not in args.experiments or d not in args.dims or store.gaps(parts[(name, d)], args.trials):
             continue
         experiment = experiments[name]
         arrays, infos = folder.read_parts(name, d, args.trials)
