@@ -46,13 +46,16 @@ def random_net(rng: np.random.Generator, width: int, classes: int) -> ReluNet2D:
 
 
 def _intersections(normals: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Pairwise intersections of the lines n . y + o = 0 (skipping near-parallel pairs), (m, 2)."""
+    """Pairwise intersections of the lines n . y + o = 0 (skipping near-parallel pairs), (m, 2).
+
+    Cramer's rule on all pairs at once: a loop of 2x2 solves made this oracle most of its tests' time."""
     i, j = np.triu_indices(len(offsets), 1)
-    a = np.stack([normals[i], normals[j]], axis=1)  # (pairs, 2, 2)
-    det = np.linalg.det(a)
+    (a, b), (c, d) = normals[i].T, normals[j].T  # the rows (a, b) and (c, d) of each pair's matrix
+    det = a * d - b * c
     ok = np.abs(det) > 1e-12 * np.linalg.norm(normals[i], axis=1) * np.linalg.norm(normals[j], axis=1)
-    rhs = -np.stack([offsets[i], offsets[j]], axis=1)
-    return np.linalg.solve(a[ok], rhs[ok][..., None])[..., 0]
+    r, s = -offsets[i][ok], -offsets[j][ok]
+    a, b, c, d, det = a[ok], b[ok], c[ok], d[ok], det[ok]
+    return np.column_stack([(r * d - b * s) / det, (a * s - c * r) / det])
 
 
 def _projections(x: np.ndarray, normals: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -66,20 +69,20 @@ def _projections(x: np.ndarray, normals: np.ndarray, offsets: np.ndarray) -> np.
 def cells(net: ReluNet2D) -> np.ndarray:
     """The activation patterns (bool, (cells, width)) of every cell of the hidden-line arrangement."""
     h, c = net.h1, net.c1
-    patterns = set()
-    for i, j in itertools.combinations(range(len(c)), 2):
-        a = np.stack([h[i], h[j]])
-        if abs(np.linalg.det(a)) < 1e-12 * np.linalg.norm(h[i]) * np.linalg.norm(h[j]):
-            continue
-        vertex = np.linalg.solve(a, -np.array([c[i], c[j]]))
-        for signs in itertools.product((-1.0, 1.0), repeat=2):
-            step = np.linalg.solve(a, np.array(signs))
-            point = vertex + 1e-7 * (1 + np.linalg.norm(vertex)) * step / np.linalg.norm(step)
-            pre = h @ point + c
-            pattern = pre > 0
-            pattern[i], pattern[j] = signs[0] > 0, signs[1] > 0  # the sector, whatever rounding says
-            patterns.add(pattern.tobytes())
-    return np.array([np.frombuffer(p, dtype=bool) for p in patterns])
+    i, j = np.triu_indices(len(c), 1)
+    pairs = np.stack([h[i], h[j]], axis=1)  # (pairs, 2, 2): the two hidden lines through each vertex
+    ok = np.abs(np.linalg.det(pairs)) >= 1e-12 * np.linalg.norm(h[i], axis=1) * np.linalg.norm(h[j], axis=1)
+    pairs, i, j = pairs[ok], i[ok], j[ok]
+    vertices = np.linalg.solve(pairs, -np.stack([c[i], c[j]], axis=1)[..., None])[..., 0]
+    signs = np.array(list(itertools.product((-1.0, 1.0), repeat=2)))  # the vertex's four sectors
+    steps = np.linalg.solve(pairs[:, None], np.broadcast_to(signs[..., None], (len(i), 4, 2, 1)))[..., 0]
+    scale = 1e-7 * (1 + np.linalg.norm(vertices, axis=1))[:, None, None]
+    points = vertices[:, None] + scale * steps / np.linalg.norm(steps, axis=2, keepdims=True)
+    patterns = points @ h.T + c > 0  # (pairs, 4, width)
+    rows = np.arange(len(i))[:, None]
+    patterns[rows, np.arange(4), i[:, None]] = signs[:, 0] > 0  # the sector, whatever rounding says
+    patterns[rows, np.arange(4), j[:, None]] = signs[:, 1] > 0
+    return np.unique(patterns.reshape(-1, len(c)), axis=0)
 
 
 class ExactResult(NamedTuple):
@@ -97,28 +100,31 @@ def exact_min_perturbation(
     """
     x = np.asarray(x, float)
     pivot = label if target is None else target
-    normals, offsets = [net.h1], [net.c1]
-    for pattern in cells(net):
-        w_cell = (net.h2 * pattern) @ net.h1  # (classes, 2): the cell's affine logits W y + b
-        b_cell = (net.h2 * pattern) @ net.c1 + net.c2
-        others = [j for j in range(len(net.c2)) if j != pivot]
-        normals.append(w_cell[pivot] - w_cell[others])
-        offsets.append(b_cell[pivot] - b_cell[others])
-    normals, offsets = np.concatenate(normals), np.concatenate(offsets)
+    patterns = cells(net)
+    w_cells = np.einsum("cw,pw,wd->pcd", net.h2, patterns, net.h1)  # (cells, classes, 2): each cell's W y + b
+    b_cells = (net.h2 * patterns[:, None]) @ net.c1 + net.c2
+    others = [j for j in range(len(net.c2)) if j != pivot]
+    normals = np.concatenate([net.h1, (w_cells[:, pivot, None] - w_cells[:, others]).reshape(-1, 2)])
+    offsets = np.concatenate([net.c1, (b_cells[:, pivot, None] - b_cells[:, others]).ravel()])
     # Margin lines of different cells coincide on shared edges; dedupe to keep the pairwise set small.
     lines = np.unique(np.round(np.column_stack([normals, offsets]), 12), axis=0)
     normals, offsets = lines[:, :2], lines[:, 2]
     candidates = np.concatenate([_projections(x, normals, offsets), _intersections(normals, offsets)])
-    scale = np.abs(net.h2) @ (np.abs(candidates @ net.h1.T) + np.abs(net.c1)).T + np.abs(net.c2)[:, None]
-    if target is None:
-        inside = net.margin(candidates, label) <= slack * scale.max(0)
-    else:
-        inside = net.margin(candidates, target) >= -slack * scale.max(0)
-    if not inside.any():
-        return ExactResult(np.inf, np.full(2, np.nan))
-    distances = np.linalg.norm(candidates[inside] - x, axis=1)
-    best = np.argmin(distances)
-    return ExactResult(float(distances[best]), candidates[inside][best])
+    # The nearest candidate in S: candidates in order of distance, the net evaluated a block at a
+    # time until one lies in S (the same answer as evaluating all of them, at a fraction of the cost).
+    distances = np.linalg.norm(candidates - x, axis=1)
+    order = np.argsort(distances, kind="stable")
+    for block in np.array_split(order, np.arange(256, len(order), 256)):
+        points = candidates[block]
+        scale = np.abs(net.h2) @ (np.abs(points @ net.h1.T) + np.abs(net.c1)).T + np.abs(net.c2)[:, None]
+        if target is None:
+            inside = net.margin(points, label) <= slack * scale.max(0)
+        else:
+            inside = net.margin(points, target) >= -slack * scale.max(0)
+        if inside.any():
+            first = block[np.argmax(inside)]
+            return ExactResult(float(distances[first]), candidates[first])
+    return ExactResult(np.inf, np.full(2, np.nan))
 
 
 class Family(NamedTuple):
