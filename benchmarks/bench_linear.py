@@ -200,7 +200,8 @@ def layout_side_by_side(d: int, config: Config, repeat: int, hlo: str | None = N
                 key_a, key_init, key_train = jax.random.split(key, 3)
                 a = data.mixing_matrix(key_a, d, 5.0)
                 net = linear_net.init(key_init, d, config)
-                trained, _ = linear_net.train(key_train, net, a, jnp.arange(2**d), config, loss, wide=wide)
+                points = data.index_words(jnp.arange(2**d))
+                trained, _ = linear_net.train(key_train, net, a, points, config, loss, wide=wide)
                 return sum(jnp.sum(w) for w in trained.weights)
 
             options = parallel.compiler_options(parallel.make_mesh(jax.devices()[:1]))

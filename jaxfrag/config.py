@@ -19,9 +19,8 @@ DEFAULT_DEPTH = {"thm1": 2, "thm4": 3, "thm6": 2}
 DEFAULT_SCALE_COLUMNS = {"thm6": 1.0, "linear": 5.0, "relu": 5.0}
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 INITS = ("torch", "glorot", "lecun")
-# Sampling hypercube points without replacement draws a permutation of all 2^d
-# per trial (jax.random.choice does); d <= 24 keeps that at 16 M indices.
-MAX_SAMPLED_D = 24
+# The trained experiments' largest d: a training point's index is two uint32 words (`jaxfrag.data`).
+MAX_TRAINED_D = 64
 
 
 class Config(NamedTuple):

@@ -17,19 +17,28 @@ ONE trial of dimension d; data points are the COLUMNS of the returned matrix.
 * `hypercube_indices` / `hypercube_batch` -- section 6's training sets: point
   index i in [0, 2^d) stands for z_j = 2 bit_j(i) - 1, and its class is the last
   bit (class 0 is z_d = -1, class 1 is z_d = +1; with W1 the class-0 row this
-  gives the signs of the paper's Table 1). All 2^d indices while that is at
-  most `max_points`, else `max_points` of them drawn without replacement.
+  gives the signs of the paper's Table 1). An index is two uint32 words, low
+  bits first (`WORDS`), so d reaches 64 without 64-bit integers on device. All
+  2^d indices while that is at most `max_points`, else `max_points` distinct
+  ones drawn uniformly (`sample_distinct`: no permutation of all 2^d).
   Points are made from indices on the fly, so no (2^d, d) array is stored.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxfrag import embedding
-from jaxfrag.config import MAX_SAMPLED_D
+
+WORDS = 2  # uint32 words per hypercube point index, low bits first
+MAX_D = 32 * WORDS
+# sample_distinct draws enough points that fewer than n distinct ones has probability below
+# exp(-DRAW_EXPONENT), about 5e-32 (`draws_needed`).
+DRAW_EXPONENT = 72.0
 
 
 def gaussian_points(key: jax.Array, d, size: int | None = None) -> jax.Array:
@@ -72,26 +81,97 @@ def num_points(d: int, max_points: int) -> int:
     return min(2**d, max_points)
 
 
+def index_words(indices: jax.Array) -> jax.Array:
+    """(n, WORDS) uint32 index words of non-negative int32 indices (the high word 0)."""
+    low = indices.astype(jnp.uint32)
+    return jnp.stack([low] + [jnp.zeros_like(low)] * (WORDS - 1), axis=-1)
+
+
+def words_to_int(words) -> np.ndarray:
+    """Index words (..., WORDS) as numpy uint64 integers (host side, for result columns)."""
+    words = np.asarray(words, np.uint64)
+    return sum(words[..., k] << np.uint64(32 * k) for k in range(WORDS))
+
+
+def word_masks(d: int) -> np.ndarray:
+    """Per word, the bits that a d-bit index uses."""
+    bits = np.clip(d - 32 * np.arange(WORDS), 0, 32)
+    return np.array([(1 << int(b)) - 1 for b in bits], dtype=np.uint64).astype(np.uint32)
+
+
+def draws_needed(d: int, n: int) -> int:
+    """Uniform d-bit draws that hold n distinct points except with probability < exp(-DRAW_EXPONENT).
+
+    The draws until the n-th distinct point are a sum T of independent geometric variables with
+    success probabilities (N - k) / N, k < n (N = 2^d): mean mu = sum N / (N - k), and by Janson's
+    bound (Stat. Probab. Lett. 135, 2018, Thm 2.1) P(T > lam mu) <= exp(-p mu (lam - 1 - ln lam))
+    with p = (N - n + 1) / N. The buffer is lam mu draws for the lam that makes that e^-72.
+    """
+    total = 2.0**d
+    if n > total:
+        raise ValueError(f"cannot draw {n} distinct points from 2^{d}")
+    mu = float(np.sum(1 / (1 - np.arange(n) / total)))
+    rate = (total - n + 1) / total * mu
+    low, high = 1.0, 2.0
+    while rate * (high - 1 - np.log(high)) < DRAW_EXPONENT:
+        high *= 2
+    for _ in range(60):  # bisect lam - 1 - ln lam = DRAW_EXPONENT / rate (increasing for lam > 1)
+        middle = (low + high) / 2
+        low, high = (middle, high) if rate * (middle - 1 - np.log(middle)) < DRAW_EXPONENT else (low, middle)
+    return max(n, math.ceil(high * mu))
+
+
+def sample_distinct(key: jax.Array, d: int, n: int) -> jax.Array:
+    """(n, WORDS) uint32: n distinct d-bit indices, a uniform random n-subset of [0, 2^d) in random order.
+
+    The first n distinct values of a stream of iid uniform draws are a uniform n-subset; a static
+    buffer of `draws_needed(d, n)` draws holds them except with probability < 1e-31, and should it
+    not, the set is completed with repeats of the first draw (`count_distinct` then reports fewer).
+    Cost: one sort of the buffer, instead of a permutation of all 2^d (which stopped d at 24).
+    """
+    m = draws_needed(d, n)
+    words = jax.random.bits(key, (m, WORDS), jnp.uint32) & jnp.asarray(word_masks(d))
+    order = jnp.arange(m, dtype=jnp.int32)
+    # Sorted by value, then draw order: a value's first draw comes first among its repeats.
+    *sorted_words, sorted_order = jax.lax.sort((*words.T[::-1], order), num_keys=WORDS + 1)
+    repeat = jnp.all(jnp.stack([w[1:] == w[:-1] for w in sorted_words]), axis=0)
+    first = jnp.zeros(m, bool).at[sorted_order].set(jnp.concatenate([jnp.array([True]), ~repeat]))
+    return words[jnp.nonzero(first, size=n, fill_value=0)[0]]
+
+
+def count_distinct(words: jax.Array) -> jax.Array:
+    """How many distinct indices the (n, WORDS) words hold (int32)."""
+    sorted_words = jax.lax.sort(tuple(words.T[::-1]), num_keys=WORDS)
+    repeat = jnp.all(jnp.stack([w[1:] == w[:-1] for w in sorted_words]), axis=0)
+    return (words.shape[0] - jnp.sum(repeat)).astype(jnp.int32)
+
+
 def hypercube_indices(key: jax.Array, d: int, max_points: int) -> jax.Array:
-    """(n,) int32 point indices: all 2^d in order, or max_points drawn uniformly without replacement."""
+    """(n, WORDS) uint32 point indices: all 2^d in order, or max_points distinct ones drawn uniformly."""
     if 2**d <= max_points:
-        return jnp.arange(2**d, dtype=jnp.int32)
-    if d > MAX_SAMPLED_D:
-        raise ValueError(f"sampling hypercube points needs d <= {MAX_SAMPLED_D}, got {d}")
-    return jax.random.choice(key, 2**d, (max_points,), replace=False).astype(jnp.int32)
+        return index_words(jnp.arange(2**d, dtype=jnp.int32))
+    if d > MAX_D:
+        raise ValueError(f"hypercube points need d <= {MAX_D}, got {d}")
+    return sample_distinct(key, d, max_points)
 
 
-def sign_vectors(indices: jax.Array, d: int, dtype=jnp.float32) -> jax.Array:
-    """(n, d): z with z_j = 2 bit_j(index) - 1 for each index."""
-    bits = (indices[:, None] >> jnp.arange(d, dtype=indices.dtype)[None, :]) & 1
-    return (2 * bits - 1).astype(dtype)
+def sign_vectors(words: jax.Array, d: int, dtype=jnp.float32) -> jax.Array:
+    """(n, d): z with z_j = 2 bit_j(index) - 1 for each index given as (n, WORDS) words."""
+    j = np.arange(d)
+    bits = (words[:, j // 32] >> jnp.asarray(j % 32, jnp.uint32)) & 1
+    return (2 * bits.astype(jnp.int32) - 1).astype(dtype)
+
+
+def last_bit(words: jax.Array, d: int) -> jax.Array:
+    """(n,) int32: bit d-1 of each index, the class of its point."""
+    return ((words[:, (d - 1) // 32] >> ((d - 1) % 32)) & 1).astype(jnp.int32)
 
 
 def hypercube_batch(a: jax.Array, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """(x, labels): the points A z of `indices` as rows (n, d), and their classes (last bit, int32)."""
+    """(x, labels): the points A z of `indices` (n, WORDS) as rows (n, d), and their classes (last bit, int32)."""
     d = a.shape[0]
     z = sign_vectors(indices, d, a.dtype)
-    return z @ a.T, ((indices >> (d - 1)) & 1).astype(jnp.int32)
+    return z @ a.T, last_bit(indices, d)
 
 
 def all_sign_vectors(d: int) -> np.ndarray:

@@ -4,10 +4,11 @@ Contract:
 * A trial's key is fold_in(fold_in(fold_in(key(seed), experiment id), d), trial
   index) -- nothing else -- so no number depends on chunk size, device count,
   padding or resuming.
-* `CellRunner` compiles one program per (experiment, compiled size, chunk) with
-  the trial axis sharded over a 1-D device mesh (`jax.shard_map`: every device
-  runs its slice independently, with no communication), and runs a cell's trial
-  indices through it chunk by chunk. The last chunk is padded with extra trial
+* `CellRunner` compiles one program per (experiment, compiled size, chunk,
+  config up to its seed and trial count) with the trial axis sharded over a
+  1-D device mesh (`jax.shard_map`: every device runs its slice independently,
+  with no communication), and runs a cell's trial indices through it chunk by
+  chunk. The last chunk is padded with extra trial
   indices whose rows are dropped, so there is one compiled shape per bucket.
   Chunks are multiples of devices x `trial_group()` (see `jaxfrag.experiments`).
 * Backend-aware: a chunk's working memory is bounded by 1 GiB on a CPU (the
@@ -31,10 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxfrag.config import Config
+from jaxfrag.config import DEFAULT_SCALE_COLUMNS, Config
 from jaxfrag.experiments import EXPERIMENT_IDS, Experiment, trial_group
 
 AXIS = "trials"
+# Config fields a compiled program takes as run-time values, not constants: configs (grid points)
+# that differ only in these share one program.
+RUNTIME_FIELDS = ("scale_columns", "lr")
 DEFAULT_MEMORY_BUDGET = 1 << 30  # bytes of working memory per chunk, on a CPU
 ACCELERATOR_MEMORY_FRACTION = 0.5  # of each accelerator's free memory: XLA's temporaries come on top of our estimate
 
@@ -109,6 +113,12 @@ def chunk_memory_budget(mesh: Mesh) -> int:
     return int(ACCELERATOR_MEMORY_FRACTION * free) * len(devices)
 
 
+def runtime_values(experiment: str, config: Config) -> list[float]:
+    """`RUNTIME_FIELDS`' values for an experiment (the column factor resolved to its default)."""
+    scale = config.scale_columns if config.scale_columns is not None else DEFAULT_SCALE_COLUMNS.get(experiment, 1.0)
+    return [float(scale), float(config.lr)]
+
+
 class CellResult(NamedTuple):
     columns: dict[str, np.ndarray]  # metric columns, one entry per trial
     aux: dict[str, np.ndarray]  # per-trial auxiliary arrays for cell statistics
@@ -128,7 +138,12 @@ class Chunk(NamedTuple):
 
 
 class CellRunner:
-    """Runs (experiment, d) cells on a mesh; one compiled step per (experiment, compiled size, chunk).
+    """Runs (experiment, d) cells on a mesh; one compiled step per (experiment, compiled size, chunk, config).
+
+    Every method takes an optional `config` (a grid point's, see `jaxfrag.grid`; default: the
+    runner's). Configs that differ only in seed, trial count or `RUNTIME_FIELDS` share a program:
+    the seed enters as the cell key's data and those fields as values, at run time, and the trial
+    count only sets how many chunks run.
 
     `prefetch` starts compiling a cell's program on a background thread, so that
     a sweep compiles the next bucket's program while it runs the current cells
@@ -147,44 +162,60 @@ class CellRunner:
         self.memory_budget = memory_budget or chunk_memory_budget(self.mesh)
         self.group = trial_group(self.mesh.devices.flat[0].platform)
         self._pool = ThreadPoolExecutor(max_workers=compile_workers, thread_name_prefix="jaxfrag-compile")
-        self._programs: dict[tuple[str, int, int], Future] = {}
+        self._programs: dict[tuple[str, int, int, Config], Future] = {}
 
     @property
     def num_devices(self) -> int:
         return self.mesh.devices.size
 
-    def chunk_for(self, experiment: Experiment, d: int, chunk: int | None = None, trials: int | None = None) -> int:
+    def chunk_for(
+        self,
+        experiment: Experiment,
+        d: int,
+        chunk: int | None = None,
+        trials: int | None = None,
+        config: Config | None = None,
+    ) -> int:
         """Trials per compiled step: `chunk` rounded, or sized from memory for `trials` (default: a whole cell)."""
         if chunk:
             return round_chunk(chunk, self.num_devices, self.group)
-        size = experiment.size(d, self.config)
+        config = config or self.config
+        size = experiment.size(d, config)
         return auto_chunk(
-            trials or self.config.trials,
-            experiment.bytes_per_trial(size, self.config),
+            trials or config.trials,
+            experiment.bytes_per_trial(size, config),
             self.num_devices,
             self.memory_budget,
             self.group,
         )
 
-    def prefetch(self, experiment: Experiment, d: int, chunk: int | None = None, trials: int | None = None) -> Future:
+    def prefetch(
+        self,
+        experiment: Experiment,
+        d: int,
+        chunk: int | None = None,
+        trials: int | None = None,
+        config: Config | None = None,
+    ) -> Future:
         """Start (or find) the compilation of the program that runs this cell's trials (`trials` of them)."""
-        size, chunk = experiment.size(d, self.config), self.chunk_for(experiment, d, chunk, trials)
-        key = (experiment.name, size, chunk)
+        config = config or self.config
+        size, chunk = experiment.size(d, config), self.chunk_for(experiment, d, chunk, trials, config)
+        program_config = config._replace(seed=0, trials=0, **{field: None for field in RUNTIME_FIELDS})
+        key = (experiment.name, size, chunk, program_config)
         if key not in self._programs:
-            self._programs[key] = self._pool.submit(self._compile, experiment, size, chunk)
+            self._programs[key] = self._pool.submit(self._compile, experiment, size, chunk, program_config)
         return self._programs[key]
 
-    def _compile(self, experiment: Experiment, size: int, chunk: int) -> tuple[Callable, float]:
-        config = self.config
-
-        def local(key_data, d, trial_index):
+    def _compile(self, experiment: Experiment, size: int, chunk: int, config: Config) -> tuple[Callable, float]:
+        def local(key_data, d, trial_index, runtime):
             keys = trial_keys(jax.random.wrap_key_data(key_data), trial_index)
-            return experiment.run_chunk(keys, d, size, config)
+            values = {field: runtime[k] for k, field in enumerate(RUNTIME_FIELDS)}
+            return experiment.run_chunk(keys, d, size, config._replace(**values))
 
         sharded = jax.shard_map(
             local,
             mesh=self.mesh,
-            in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(AXIS)),
+            in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(AXIS), PartitionSpec()),
             out_specs=PartitionSpec(AXIS),
             # Trials never talk to each other, so nothing needs varying-axis tracking.
             check_vma=False,
@@ -193,7 +224,12 @@ class CellRunner:
         start = time.perf_counter()
         compiled = (
             jax.jit(sharded)
-            .lower(key_data, jnp.int32(0), jax.ShapeDtypeStruct((chunk,), jnp.int32, sharding=self._sharding()))
+            .lower(
+                key_data,
+                jnp.int32(0),
+                jax.ShapeDtypeStruct((chunk,), jnp.int32, sharding=self._sharding()),
+                jax.ShapeDtypeStruct((len(RUNTIME_FIELDS),), jnp.result_type(float)),
+            )
             .compile(compiler_options=compiler_options(self.mesh))
         )
         return compiled, time.perf_counter() - start
@@ -206,27 +242,34 @@ class CellRunner:
         return NamedSharding(self.mesh, PartitionSpec(AXIS))
 
     def run_trials(
-        self, experiment: Experiment, d: int, start: int, stop: int, chunk: int | None = None
+        self,
+        experiment: Experiment,
+        d: int,
+        start: int,
+        stop: int,
+        chunk: int | None = None,
+        config: Config | None = None,
     ) -> Iterator[Chunk]:
         """Trials start..stop-1 of one (experiment, d) cell, chunk by chunk, as numpy arrays in trial order.
 
         The first Chunk carries the program's compile time (0 if another range compiled it) and the wait for it.
         """
-        trials = stop - start
-        program = self.prefetch(experiment, d, chunk, trials)
+        trials, config = stop - start, config or self.config
+        program = self.prefetch(experiment, d, chunk, trials, config)
         first_use = not getattr(program, "used", False)
         program.used = True
         wait_start = time.perf_counter()
         step, compile_s = program.result()
         compile_wait_s = time.perf_counter() - wait_start
-        chunk = self.chunk_for(experiment, d, chunk, trials)
-        key_data = jax.random.key_data(cell_key(self.config.seed, experiment.name, d))
+        chunk = self.chunk_for(experiment, d, chunk, trials, config)
+        key_data = jax.random.key_data(cell_key(config.seed, experiment.name, d))
+        runtime = jnp.asarray(runtime_values(experiment.name, config), jnp.result_type(float))
         for first in range(start, stop, chunk):
             tic = time.perf_counter()
             index = jax.device_put(np.arange(first, first + chunk, dtype=np.int32), self._sharding())
-            out = jax.device_get(step(key_data, jnp.int32(d), index))
+            out = jax.device_get(step(key_data, jnp.int32(d), index, runtime))
             valid = min(chunk, stop - first)
-            arrays = {name: np.asarray(value)[:valid] for name, value in out.items()}
+            arrays = experiment.host_columns({name: np.asarray(value)[:valid] for name, value in out.items()})
             yield Chunk(
                 first,
                 first + valid,
@@ -244,10 +287,12 @@ class CellRunner:
         d: int,
         chunk: int | None = None,
         on_chunk: Callable[[int], None] | None = None,
+        config: Config | None = None,
     ) -> CellResult:
         """All `config.trials` trials of one (experiment, d) cell, as numpy columns in trial order."""
+        config = config or self.config
         pieces = []
-        for piece in self.run_trials(experiment, d, 0, self.config.trials, chunk):
+        for piece in self.run_trials(experiment, d, 0, config.trials, chunk, config):
             pieces.append(piece)
             if on_chunk:
                 on_chunk(piece.stop - piece.start)

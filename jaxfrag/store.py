@@ -248,9 +248,10 @@ class RunFolder:
         atomic_write_text(self.path / SUMMARY, summary.to_csv(index=False))
 
     def figure_path(self, name: str) -> Path:
-        folder = self.path / FIGURES
-        folder.mkdir(exist_ok=True)
-        return folder / name
+        """figures/<name> (name may hold a subfolder, e.g. a grid point's), its folder made."""
+        path = self.path / FIGURES / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
 
 
 def gaps(ranges: list[tuple[int, int]], trials: int) -> list[tuple[int, int]]:

@@ -5,10 +5,11 @@
     python -m jaxfrag.sweep --d 8..64:8 --out runs/demo --resume
     python -m jaxfrag.sweep --experiment linear --d 12 --trials 256 --out runs/table2
     python -m jaxfrag.sweep --experiment relu --d 12 --trials 256 --out runs/table3
+    python -m jaxfrag.sweep --experiment linear relu --d 8..24:4 --grid optimizer=adam,sgd width=64,512
 
-For each (experiment, d) cell it runs --trials trials (compiled per bucket of
-dimensions, sharded over the devices), writes the cell atomically, and at the
-end writes results.parquet, summary.csv, meta.json and figures/ (see
+For each (experiment, grid point, d) cell it runs --trials trials (compiled per
+bucket of dimensions, sharded over the devices), writes the cell atomically, and
+at the end writes results.parquet, summary.csv, meta.json and figures/ (see
 `jaxfrag.store`) and prints the gap per d with the fitted log-log slopes.
 Bad input is reported in one line on stderr with exit status 2.
 """
@@ -23,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from jaxfrag.config import INITS, MAX_SAMPLED_D, OPTIMIZERS
+from jaxfrag.config import INITS, MAX_TRAINED_D, OPTIMIZERS
 
 EXPERIMENT_NAMES = ("thm1", "thm4", "thm6", "linear", "relu")
 TRAINED = ("linear", "relu")  # experiments that train networks
@@ -179,6 +180,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"trials per dimension (default {DEFAULT_TRIALS}; {DEFAULT_TRIALS_LINEAR} when linear or relu is run)",
     )
     parser.add_argument("--seed", type=_number("--seed", inclusive=True), default=0)
+    parser.add_argument(
+        "--grid",
+        nargs="+",
+        default=None,
+        metavar="OPTION=V1,V2",
+        help="run every combination of these options' values (e.g. optimizer=adam,sgd width=64,512); each point "
+        "is a cell coordinate like d, and every point sees the same data for the same trial (see jaxfrag.grid)",
+    )
     parser.add_argument("--out", default=None, help="output folder (default: runs/sweep-<time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cells")
     parser.add_argument("--chunk", type=_number("--chunk"), default=None, help="trials per compiled step")
@@ -255,14 +264,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+    from jaxfrag import grid
+
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
     args.dims = parse_dims(args.d)
     args.experiments = parse_experiments(args.experiment)
+    given = {item[2:].partition("=")[0] for item in map(str, argv) if item.startswith("--")}
+    try:
+        args.grid = grid.parse(args.grid, parser, given)
+        grid.check_experiments(args.grid, args.experiments)
+    except grid.GridError as error:
+        raise UsageError(str(error)) from None
+    args.points = args.grid.points()
     if args.trials is None:
         args.trials = DEFAULT_TRIALS_LINEAR if set(TRAINED) & set(args.experiments) else DEFAULT_TRIALS
     for name in TRAINED:
-        if name in args.experiments and max(args.dims) > MAX_SAMPLED_D:
-            raise UsageError(f"--experiment {name}: d must be at most {MAX_SAMPLED_D}, got {max(args.dims)}")
+        if name in args.experiments and max(args.dims) > MAX_TRAINED_D:
+            raise UsageError(f"--experiment {name}: d must be at most {MAX_TRAINED_D}, got {max(args.dims)}")
     if args.brute_force_max_d > 20:
         raise UsageError(
             "--brute-force-max-d above 20 would enumerate over a million points per trial; use the sphere decoder"
@@ -294,6 +314,7 @@ def run_config(args: argparse.Namespace) -> dict:
     """Everything that determines the rows: the resume fingerprint."""
     return {
         "experiments": args.experiments,
+        **({"grid": args.grid.describe()} if args.grid.axes else {}),
         "d": args.dims,
         "trials": args.trials,
         "seed": args.seed,
@@ -353,9 +374,17 @@ class Piece(NamedTuple):
     """Trials of one cell that this process runs: ranges [start, stop), compiled `chunk` at a time."""
 
     experiment: str
+    point: tuple  # the grid point (`jaxfrag.grid`; () without a grid)
     d: int
     ranges: list[tuple[int, int]]
     chunk: int
+
+    @property
+    def cell(self) -> str:
+        """The cell's name in the run folder."""
+        from jaxfrag import grid
+
+        return grid.cell_name(self.experiment, self.point)
 
     @property
     def trials(self) -> int:
@@ -446,19 +475,24 @@ def meta_stage(args, folder, processes) -> dict:
 
 def plan_stage(args, folder, runner, experiments, processes) -> list[Piece]:
     """This process's share of every trial not yet on disk, and the programs it needs compiled ahead."""
-    from jaxfrag import cluster, store
+    from jaxfrag import cluster, grid, store
 
     done, parts = folder.done_cells(), folder.parts()  # one listing for every cell
     plan = []
     for name in args.experiments:
-        for d in args.dims:
-            missing = [] if (name, d) in done else store.gaps(parts.get((name, d), []), args.trials)
-            ranges = cluster.share(missing, processes)
-            if ranges:
-                trials = sum(stop - start for start, stop in ranges)
-                plan.append(Piece(name, d, ranges, runner.chunk_for(experiments[name], d, args.chunk, trials)))
+        for point in args.points:
+            cell, config = grid.cell_name(name, point), grid.config_for(runner.config, point)
+            for d in args.dims:
+                missing = [] if (cell, d) in done else store.gaps(parts.get((cell, d), []), args.trials)
+                ranges = cluster.share(missing, processes)
+                if ranges:
+                    trials = sum(stop - start for start, stop in ranges)
+                    chunk = runner.chunk_for(experiments[name], d, args.chunk, trials, config)
+                    plan.append(Piece(name, point, d, ranges, chunk))
     for piece in plan:  # compile ahead, in the order the pieces will need the programs
-        runner.prefetch(experiments[piece.experiment], piece.d, piece.chunk)
+        runner.prefetch(
+            experiments[piece.experiment], piece.d, piece.chunk, config=grid.config_for(runner.config, piece.point)
+        )
     return plan
 
 
@@ -466,7 +500,7 @@ def run_stage(args, folder, runner, experiments, plan, processes, meta) -> None:
     """Run the plan, writing every finished chunk as a part; process 0 merges cells as they complete."""
     from tqdm import tqdm
 
-    from jaxfrag import report
+    from jaxfrag import grid, report
 
     progress = tqdm(
         total=sum(piece.trials for piece in plan),
@@ -476,10 +510,10 @@ def run_stage(args, folder, runner, experiments, plan, processes, meta) -> None:
     )
     last_refresh = time.perf_counter()
     for piece in plan:
-        experiment = experiments[piece.experiment]
-        progress.set_description(f"{piece.experiment} d={piece.d}")
+        experiment, config = experiments[piece.experiment], grid.config_for(runner.config, piece.point)
+        progress.set_description(f"{piece.cell} d={piece.d}")
         for start, stop in piece.ranges:
-            for chunk in runner.run_trials(experiment, piece.d, start, stop, piece.chunk):
+            for chunk in runner.run_trials(experiment, piece.d, start, stop, piece.chunk, config):
                 info = {
                     "process": processes.index,
                     "devices": runner.num_devices,
@@ -488,14 +522,19 @@ def run_stage(args, folder, runner, experiments, plan, processes, meta) -> None:
                     "compile_s": round(chunk.compile_s, 3),
                     "compile_wait_s": round(chunk.compile_wait_s, 3),
                 }
-                folder.write_part(piece.experiment, piece.d, chunk.start, chunk.stop, chunk.arrays, info)
+                folder.write_part(piece.cell, piece.d, chunk.start, chunk.stop, chunk.arrays, info)
                 progress.update(chunk.stop - chunk.start)
         if processes.leader:
             merge_stage(folder, experiments, runner.config, args, meta)
             if time.perf_counter() - last_refresh > RESULTS_REFRESH_S:
-                report.write_tables(folder, experiments, runner.config, args.experiments)
+                report.write_tables(folder, experiments, runner.config, run_cells(args))
                 last_refresh = time.perf_counter()
     progress.close()
+
+
+def run_cells(args) -> list[tuple[str, tuple]]:
+    """The run's (experiment, grid point) pairs, in report order."""
+    return [(name, point) for name in args.experiments for point in args.points]
 
 
 def merge_stage(folder, experiments, config, args, meta) -> None:
@@ -503,34 +542,40 @@ def merge_stage(folder, experiments, config, args, meta) -> None:
     import numpy as np
     import pandas as pd
 
-    from jaxfrag import report, store
+    from jaxfrag import grid, report, store
 
+    points = {grid.label(point): point for point in args.points}
     done, parts = folder.done_cells(), folder.parts()
-    for name, d in parts:
-        if (name, d) in done:  # merged by a run that stopped before removing the parts
-            folder.remove_parts(name, d)
+    for cell, d in parts:
+        if (cell, d) in done:  # merged by a run that stopped before removing the parts
+            folder.remove_parts(cell, d)
             continue
-        if name not in args.experiments or d not in args.dims or store.gaps(parts[(name, d)], args.trials):
+        name, point_label = grid.split_cell_name(cell)
+        if name not in args.experiments or point_label not in points or d not in args.dims:
             continue
-        experiment = experiments[name]
-        arrays, infos = folder.read_parts(name, d, args.trials)
+        if store.gaps(parts[(cell, d)], args.trials):
+            continue
+        experiment, point = experiments[name], points[point_label]
+        point_config = grid.config_for(config, point)
+        arrays, infos = folder.read_parts(cell, d, args.trials)
         columns = {column: arrays[column] for column in experiment.columns}
         rows = pd.DataFrame(
             {
                 "experiment": name,
+                **{field: [value] * args.trials for field, value in point},  # grid columns: the cell's point
                 "d": np.full(args.trials, d, np.int32),
                 "trial": np.arange(args.trials, dtype=np.int32),
-                "seed": np.full(args.trials, args.seed, np.int64),
+                "seed": np.full(args.trials, point_config.seed, np.int64),
                 "nonfinite": report.nonfinite_rows(columns),
                 **columns,
             }
         )
-        size = experiment.size(d, config)
+        size = experiment.size(d, point_config)
         aux = {key: value for key, value in arrays.items() if key.startswith("_")}
-        folder.write_cell(name, d, rows, {"size": size, **experiment.cell_stats(aux, d, size, config)})
-        folder.remove_parts(name, d)
+        folder.write_cell(cell, d, rows, {"size": size, **experiment.cell_stats(aux, d, size, point_config)})
+        folder.remove_parts(cell, d)
         run_s = sum(info["run_s"] for info in infos)
-        meta["stages"][f"{name}/d={d}"] = {
+        meta["stages"][f"{cell}/d={d}"] = {
             "compile_s": max(info["compile_s"] for info in infos),
             "compile_wait_s": max(info["compile_wait_s"] for info in infos),
             "run_s": round(run_s, 3),
@@ -550,17 +595,17 @@ def report_stage(folder, experiments, config, args, meta, started) -> None:
     folder.tidy()
     meta["stages"]["cells_s"] = round(time.perf_counter() - started, 3)
     tic = time.perf_counter()
-    summary, fits, rows = report.write_tables(folder, experiments, config, args.experiments)
+    summary, fits, rows = report.write_tables(folder, experiments, config, run_cells(args))
     meta["stages"]["tables_s"] = round(time.perf_counter() - tic, 3)
     tic = time.perf_counter()
-    report.write_figures(folder, summary, fits, experiments, config, rows)
+    report.write_figures(folder, summary, fits, experiments, config, rows, run_cells(args))
     meta["stages"]["figures_s"] = round(time.perf_counter() - tic, 3)
     meta["fits"] = {name: fit._asdict() for name, fit in fits.items()}
     meta["status"] = "complete"
     meta["finished"] = _now()
     meta["wall_s"] = round(time.perf_counter() - started, 3)
     folder.write_meta(meta)
-    print(report.format_table(summary, fits, experiments, config, rows))
+    print(report.format_table(summary, fits, experiments, config, rows, run_cells(args)))
     print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, meta.json, figures/) in {meta['wall_s']:.1f} s")
 
 

@@ -51,7 +51,7 @@ def test_training_in_the_wide_layout_matches_a_plain_loop(network, bias, hidden_
     with enable_x64(True):
         key_a, key_init, key_train = jax.random.split(jax.random.key(3), 3)
         a = data.mixing_matrix(key_a, d, 5.0)
-        indices = jnp.arange(2**d)
+        indices = data.index_words(jnp.arange(2**d))
         net = linear_net.init(key_init, d, config, jnp.float64)
         trained, diverged = linear_net.train(key_train, net, a, indices, config, loss)
 
@@ -103,7 +103,7 @@ def numpy_adam_training(a, indices, weights, config, key):
     cross-entropy gradients, torch.optim.Adam's update; the engine's shuffled order (batch_plan's
     positions), cut into batches here: full ones, then the rest, as PyTorch's DataLoader does."""
     h1, h2 = (np.asarray(w, float) for w in weights)
-    signs = numpy_signs(a.shape[0])[np.asarray(indices)]
+    signs = numpy_signs(a.shape[0])[data.words_to_int(indices)]
     x_all, y_all = signs @ np.asarray(a, float).T, (signs[:, -1] > 0).astype(int)
     params, m, v = [h1, h2], [np.zeros_like(h1), np.zeros_like(h2)], [np.zeros_like(h1), np.zeros_like(h2)]
     b1, b2, eps, t = 0.9, 0.999, 1e-8, 0
@@ -156,20 +156,13 @@ def test_training_reaches_accuracy_one_on_an_easy_instance(d):
     assert np.mean(np.argmax(x @ w.T + b, axis=1) == labels) == 1.0
 
 
-def test_sampled_training_sets_are_uniform_without_replacement():
-    d, size, draws = 8, 40, 400
-    counts = np.zeros(2**d)
-    for k in range(draws):
-        indices = np.asarray(data.hypercube_indices(jax.random.key(k), d, size))
-        assert len(np.unique(indices)) == size and indices.min() >= 0 and indices.max() < 2**d
-        counts[indices] += 1
-    # Each point is in a sample with probability size / 2^d: a chi-square goodness-of-fit test.
-    assert stats.chisquare(counts).pvalue > 1e-3
-    np.testing.assert_array_equal(data.hypercube_indices(jax.random.key(0), 5, 32), np.arange(32))
-
-
 def numpy_metrics(a, indices, weights, biases) -> dict:
-    """Every per-trial metric of the linear experiment, from the trained weights, in float64 numpy."""
+    """Every per-trial metric of the linear experiment, from the trained weights, in float64 numpy.
+
+    The optimum by brute force over all 2^d points while that is small; beyond, its bracket: the
+    last-bit flip is an opposite point (opt <= ||a_d||), and every opposite point is at least 2 R_dd
+    away (the d-th coordinate of R (z' - z) is +-2 R_dd), so opt >= R_dd: the pair (low, high).
+    """
     a = np.asarray(a, float)
     d = a.shape[0]
     layers = [np.asarray(w, float) for w in weights]
@@ -180,9 +173,10 @@ def numpy_metrics(a, indices, weights, biases) -> dict:
             x = h @ x + c
         return x
 
-    signs = numpy_signs(d)
-    x_all = signs[np.asarray(indices)] @ a.T
-    labels = (signs[np.asarray(indices), -1] > 0).astype(int)
+    indices = data.words_to_int(indices)
+    points = 2.0 * ((indices[:, None] >> np.arange(d, dtype=np.uint64)) & np.uint64(1)) - 1  # z, row per point
+    x_all = points @ a.T
+    labels = (points[:, -1] > 0).astype(int)
     logits = np.stack([network(x) for x in x_all])
     predicted = logits.argmax(1)
     w = np.linalg.multi_dot(layers[::-1]) if len(layers) > 1 else layers[0]
@@ -199,9 +193,12 @@ def numpy_metrics(a, indices, weights, biases) -> dict:
     a_d = a[:, -1]
     last_row = np.linalg.inv(a)[-1]
     r = np.linalg.qr(a, mode="r")
-    z_star = signs[indices[worst]]
-    opposite = signs[signs[:, -1] != z_star[-1]] @ a.T
-    opt = 0.5 * np.min(np.linalg.norm(opposite - x_star, axis=1))
+    if d <= 16:
+        signs = numpy_signs(d)
+        opposite = signs[signs[:, -1] != points[worst, -1]] @ a.T
+        opt = 0.5 * np.min(np.linalg.norm(opposite - x_star, axis=1))
+    else:
+        opt = (abs(r[-1, -1]), np.linalg.norm(a[:, -1]))
     log_p = logits - logits.max(1, keepdims=True)
     log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))
     return {
@@ -213,9 +210,10 @@ def numpy_metrics(a, indices, weights, biases) -> dict:
         "robustness_exact": distance[worst],
         "robustness_ratio": distance[worst] / np.linalg.norm(a_d),
         "opt_robustness": opt,
-        "gap": distance[worst] / opt,
+        **({"gap": distance[worst] / opt} if d <= 16 else {}),
         "attack_flips": label_after(1 + 1e-4) != label and label_after(1 - 1e-4) == label,
         "worst_point": int(indices[worst]),
+        "n_points": len(np.unique(indices)),
     }
 
 
@@ -231,7 +229,7 @@ def test_every_metric_matches_numpy(d):
         assert not rows["diverged"][trial]
         for name, value in expected.items():
             got = rows[name][trial]
-            if name in ("worst_point", "attack_flips"):
+            if name in ("worst_point", "attack_flips", "n_points"):
                 assert got == value, (name, trial)
             else:  # float32 training output against float64 numpy on the same weights
                 np.testing.assert_allclose(got, value, rtol=1e-3, atol=1e-5, err_msg=f"{name}, trial {trial}")
@@ -276,6 +274,30 @@ def test_gradient_attack_meets_the_exactness_bounds(tmp_path):
 def test_sampled_points_are_recorded():
     rows = run_cell("linear", 8, SMALL._replace(max_points=100, trials=8)).columns
     assert rows["points_sampled"].all() and (rows["n_points"] == 100).all()
+
+
+@pytest.mark.parametrize("d", [30, 64])
+def test_beyond_d_24_every_metric_matches_numpy_over_the_sample(d):
+    # 512 points sampled from 2^d without a permutation; the network's exact robustness is the
+    # minimum over them, recomputed in numpy from the sampled indices; the optimum at the worst
+    # point lies in its bracket [R_dd, ||a_d||] and the sphere decoder finished.
+    config = SMALL._replace(trials=8, width=16, epochs=1, max_points=512)
+    rows = run_cell("linear", d, config).columns
+    key = parallel.cell_key(config.seed, "linear", d)
+    train = jax.jit(lambda k: linear.train_trial(k, d, config))
+    for trial in range(config.trials):
+        a, indices, net, _ = train(parallel.trial_keys(key, jnp.asarray([trial]))[0])
+        expected = numpy_metrics(a, np.asarray(indices), net.weights, net.biases)
+        low, high = expected.pop("opt_robustness")
+        for name, value in expected.items():
+            got = rows[name][trial]
+            if name in ("worst_point", "attack_flips", "n_points"):
+                assert got == value, (name, trial, got, value)
+            else:
+                np.testing.assert_allclose(got, value, rtol=1e-3, atol=1e-5, err_msg=f"{name}, trial {trial}")
+        assert rows["n_points"][trial] == 512 and rows["points_sampled"][trial] and rows["opt_exact"][trial]
+        assert low * (1 - 1e-5) <= rows["opt_robustness"][trial] <= high * (1 + 1e-5)
+        np.testing.assert_allclose(rows["gap"][trial], rows["robustness_exact"][trial] / rows["opt_robustness"][trial])
 
 
 def test_rows_do_not_depend_on_chunk_size_or_device_count(devices):
@@ -328,7 +350,7 @@ def test_every_optimizer_and_init_trains(optimizer, init):
     d = 5
     lr = 0.1 if optimizer == "sgd" else 1e-2
     config = Config(width=8, epochs=5, batch_size=8, lr=lr, optimizer=optimizer, init=init)
-    a, indices = jnp.eye(d), jnp.arange(2**d)
+    a, indices = jnp.eye(d), data.index_words(jnp.arange(2**d))
     net = linear_net.init(jax.random.key(3), d, config)
     x, labels = data.hypercube_batch(a, indices)
     before = linear_net.cross_entropy(net, x, labels)

@@ -11,7 +11,7 @@ from conftest import tolerance
 from helpers import numpy_signs, run_cell
 from scipy import stats
 
-from jaxfrag import attacks, parallel, rmt
+from jaxfrag import attacks, data, parallel, rmt
 from jaxfrag.config import Config
 from jaxfrag.experiments import linear, relu
 from jaxfrag.models import linear as linear_net
@@ -97,7 +97,7 @@ def test_network_loss_and_accuracy_match_numpy(bias, hidden_layers, dtype):
         np.testing.assert_allclose(relu_net.batch_logits(net, jnp.asarray(x, dtype)), logits, rtol=tolerance(dtype))
         np.testing.assert_allclose(relu_net.apply(net, jnp.asarray(x[3], dtype)), logits[3], rtol=tolerance(dtype))
         log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
-        accuracy, loss = relu_net.evaluate(net, a, jnp.arange(2**d, dtype=jnp.int32))
+        accuracy, loss = relu_net.evaluate(net, a, data.index_words(jnp.arange(2**d, dtype=jnp.int32)))
         assert accuracy == np.mean(logits.argmax(1) == labels)
         np.testing.assert_allclose(loss, -np.mean(log_p[np.arange(2**d), labels]), rtol=tolerance(dtype))
         np.testing.assert_allclose(
@@ -114,8 +114,9 @@ def numpy_relu_metrics(a, indices, net, pair: int) -> dict:
     d = a.shape[0]
     network = NumpyRelu(net.weights, net.biases)
     signs = numpy_signs(d)
-    x_all = signs[np.asarray(indices)] @ a.T
-    labels = (signs[np.asarray(indices), -1] > 0).astype(int)
+    indices = data.words_to_int(indices)
+    x_all = signs[indices] @ a.T
+    labels = (signs[indices, -1] > 0).astype(int)
     logits = np.stack([network(x) for x in x_all])
     log_p = logits - logits.max(1, keepdims=True)
     log_p -= np.log(np.exp(log_p).sum(1, keepdims=True))

@@ -56,8 +56,8 @@ BAD_INPUTS = {
     "linear: unknown init": ["--d", "8", "--experiment", "linear", "--init", "orthogonal"],
     "linear: zero lr": ["--d", "8", "--experiment", "linear", "--lr", "0"],
     "linear: zero epochs": ["--d", "8", "--experiment", "linear", "--epochs", "0"],
-    "linear: d too large to sample": ["--d", "30", "--experiment", "linear"],
-    "relu: d too large to sample": ["--d", "8,25", "--experiment", "relu"],
+    "linear: d above 64": ["--d", "65", "--experiment", "linear"],
+    "relu: d above 64": ["--d", "8,65", "--experiment", "relu"],
     "relu: zero width": ["--d", "8", "--experiment", "relu", "--width", "0"],
 }
 

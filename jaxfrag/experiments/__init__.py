@@ -38,6 +38,8 @@ class Experiment(NamedTuple):
     )
     # Extra summary.csv columns computed from a cell's stored rows (so a resumed run gets them too).
     cell_summary: Callable[[pd.DataFrame, int, Config], dict[str, float]] = lambda rows, d, config: {}
+    # Host-side finishing of a chunk's numpy arrays, e.g. index words joined into uint64 columns.
+    host_columns: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] = lambda arrays: arrays
     # Text printed after the gap table, e.g. the paper's tables beside ours: (summary, rows, config) -> str.
     report: Callable[[pd.DataFrame, pd.DataFrame, Config], str] | None = None
     # Extra figures: (figure_path(name) -> Path, summary, rows, config) -> None.

@@ -1,9 +1,10 @@
 """Section 6, "Linear networks": trained networks on Theorem 6's data (Tables 1-2, Figure 2).
 
 Per trial: draw A (first d-1 columns times 5 by default), take the training set
-(all 2^d points x = A z while 2^d <= max_points, else a sample without
-replacement), train a d -> width -> 2 identity-activation network with optax
-(see `jaxfrag.models.linear`), and measure, with W = H_2 H_1 and W1, W2 its rows:
+(all 2^d points x = A z while 2^d <= max_points, else max_points distinct ones
+drawn uniformly, `data.sample_distinct`, so d runs to 64), train a d -> width
+-> 2 identity-activation network with optax (see `jaxfrag.models.linear`), and
+measure, with W = H_2 H_1 and W1, W2 its rows:
 * train accuracy and loss, and whether training diverged;
 * cos theta1 = cos(W1 - W2, a_d) and cos theta2 = cos(W1, last row of A^-1),
   signed, and phi = R_dd / ||a_d||, which Theorem 6 says |cos theta1| is close to;
@@ -53,8 +54,8 @@ COLUMNS = {
     "gap": "robustness_exact / opt_robustness",
     "attack_flips": "the minimal perturbation at the worst point, scaled by 1 + 1e-4, changes the label, "
     "and scaled by 1 - 1e-4 does not",
-    "worst_point": "index i of that point: z_j = 2 bit_j(i) - 1",
-    "n_points": "training points used",
+    "worst_point": "index i of that point: z_j = 2 bit_j(i) - 1 (uint64)",
+    "n_points": "distinct training points used",
     "points_sampled": "the training points are a sample of the 2^d (2^d > max_points)",
 }
 
@@ -122,11 +123,16 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
         "robustness_attack_success": attack.success,
         "attack_flips": attacks.is_minimal(model, x[worst], nn.delta, predicted[worst]),
         "worst_point": indices[worst],
-        "n_points": jnp.asarray(indices.shape[0], jnp.int32),
+        "n_points": data.count_distinct(indices),
         "points_sampled": jnp.asarray(2**d > config.max_points),
     }
     z = data.sign_vectors(indices[worst][None], d, a.dtype)[0]
     return metrics, a, z, thm6.opposite_point_problem(a, z, d, d, config)
+
+
+def host_columns(arrays: dict) -> dict:
+    """The worst point's index words as one uint64 column."""
+    return {**arrays, "worst_point": data.words_to_int(arrays["worst_point"])}
 
 
 def run_chunk(keys: jax.Array, d, size: int, config: Config, lanes: int | None = None) -> dict[str, jax.Array]:
@@ -144,9 +150,10 @@ def theory(d: int, config: Config) -> dict[str, float]:
 
 def bytes_per_trial(size: int, config: Config) -> int:
     points = data.num_points(size, config.max_points)
-    sampled = 2**size if 2**size > config.max_points else 0
+    # sample_distinct's buffer: its words, the sorted copy, draw order and flags (4-byte words).
+    draws = data.draws_needed(size, points) * (3 * data.WORDS + 3) if 2**size > config.max_points else 0
     brute = (2 ** (size - 1)) * size if thm6.uses_brute_force(size, config) else 0
-    return 4 * (6 * linear_net.num_parameters(size, config) + points * (4 * size + 12) + 2 * sampled + 2 * brute)
+    return 4 * (6 * linear_net.num_parameters(size, config) + points * (4 * size + 14) + draws + 2 * brute)
 
 
 def successes(rows: pd.DataFrame) -> pd.Series:
@@ -279,6 +286,7 @@ EXPERIMENT = Experiment(
     theory_slope=lambda config: -0.5,
     gap_theory_kind="E[phi], Theorem 6's prediction for |cos theta1| (the gap when the optimum is the last-bit flip)",
     bytes_per_trial=bytes_per_trial,
+    host_columns=host_columns,
     cell_summary=cell_summary,
     report=report,
     figures=figures,

@@ -68,8 +68,8 @@ COLUMNS = {
     "correct_b1": "the network classifies b1 as class 1 (z_d = +1)",
     "correct_b2": "the network classifies b2 as class 0 (z_d = -1)",
     "gap": "mean over b1, b2 of delta_b / opt_robustness_b",
-    "pair_index": "index i of z-: z_j = 2 bit_j(i) - 1; z+ is i + 2^(d-1)",
-    "n_points": "training points used",
+    "pair_index": "index i of z-: z_j = 2 bit_j(i) - 1; z+ is i + 2^(d-1) (uint64)",
+    "n_points": "distinct training points used",
     "points_sampled": "the training points are a sample of the 2^d (2^d > max_points)",
 }
 
@@ -90,6 +90,18 @@ PAPER_TABLE4 = {
 }
 
 
+def pair_words(key: jax.Array, d: int) -> jax.Array:
+    """(WORDS,) uint32: the index of z-, uniform over [0, 2^(d-1)) (its last bit is 0)."""
+    if d <= 31:  # one int32 draw, as before indices had two words: the same pairs as earlier versions
+        return data.index_words(jax.random.randint(key, (1,), 0, 2 ** (d - 1), jnp.int32))[0]
+    return jax.random.bits(key, (data.WORDS,), jnp.uint32) & jnp.asarray(data.word_masks(d - 1))
+
+
+def host_columns(arrays: dict) -> dict:
+    """The pair's index words as one uint64 column."""
+    return {**arrays, "pair_index": data.words_to_int(arrays["pair_index"])}
+
+
 def trained_metrics(key: jax.Array, d: int, config: Config):
     """One trial up to the optimum: (metrics, A, z+, z-, their opposite-point problems)."""
     key_train, key_pair = jax.random.split(key)
@@ -97,8 +109,9 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
     accuracy, loss = relu_net.evaluate(net, a, indices)
     model = functools.partial(relu_net.apply, net)
 
-    pair = jax.random.randint(key_pair, (), 0, 2 ** (d - 1), jnp.int32)
-    z_minus, z_plus = data.sign_vectors(jnp.stack([pair, pair + 2 ** (d - 1)]), d, a.dtype)
+    pair = pair_words(key_pair, d)
+    z_minus = data.sign_vectors(pair[None], d, a.dtype)[0]
+    z_plus = z_minus.at[-1].set(1)
     b1, b2 = a @ z_plus, a @ z_minus
     a_d = a[:, -1]
     m = jnp.linalg.norm(a_d)
@@ -123,7 +136,7 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
         m=m,
         phi=linalg.qr(a).r[-1, -1] / m,
         pair_index=pair,
-        n_points=jnp.asarray(indices.shape[0], jnp.int32),
+        n_points=data.count_distinct(indices),
         points_sampled=jnp.asarray(2**d > config.max_points),
     )
     problems = tuple(thm6.opposite_point_problem(a, z, d, d, config) for z in (z_plus, z_minus))
@@ -309,6 +322,7 @@ EXPERIMENT = Experiment(
     theory_slope=lambda config: -0.5,
     gap_theory_kind="E[rho] for a uniformly random gradient direction (= E[phi])",
     bytes_per_trial=bytes_per_trial,
+    host_columns=host_columns,
     cell_summary=cell_summary,
     report=report,
     figures=figures,
