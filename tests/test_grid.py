@@ -12,6 +12,7 @@ from jaxfrag import grid
 from jaxfrag.config import Config
 from jaxfrag.experiments import linear
 from jaxfrag.sweep import build_parser
+from jaxfrag.sweep import main as sweep_main
 
 
 def parse(*items, given=()):
@@ -61,14 +62,16 @@ BAD_GRIDS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_GRIDS))
-def test_bad_grid_is_one_line_exit_2_before_anything_runs(case, tmp_path):
+def test_bad_grid_is_one_line_exit_2_before_anything_runs(case, tmp_path, capsys):
+    # In process: the sweep refuses a grid while parsing, before JAX or the run folder (the
+    # subprocess path of bad input is tested in test_sweep.py).
     argv, phrase = BAD_GRIDS[case]
     if "--experiment" not in argv:
         argv = ["--experiment", "linear", *argv]
     out = tmp_path / "out"
-    result = sweep("--d", "8", *argv, "--out", out, check=False)
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and phrase in result.stderr, result.stderr
+    assert sweep_main(["--d", "8", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("jaxfrag.sweep: error: ") and phrase in err, err
     assert not out.exists()
 
 

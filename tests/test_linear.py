@@ -276,7 +276,7 @@ def test_sampled_points_are_recorded():
     assert rows["points_sampled"].all() and (rows["n_points"] == 100).all()
 
 
-@pytest.mark.parametrize("d", [30, 64])
+@pytest.mark.parametrize("d", [40])  # both index words in use
 def test_beyond_d_24_every_metric_matches_numpy_over_the_sample(d):
     # 512 points sampled from 2^d without a permutation; the network's exact robustness is the
     # minimum over them, recomputed in numpy from the sampled indices; the optimum at the worst
