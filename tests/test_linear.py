@@ -217,9 +217,9 @@ def numpy_metrics(a, indices, weights, biases) -> dict:
     }
 
 
-@pytest.mark.parametrize("d", [6, 13])  # brute-force optimum; sphere decoder beyond d = 12
+@pytest.mark.parametrize("d", [6])  # all points, brute-force optimum (d = 40, sampled points and the decoder: below)
 def test_every_metric_matches_numpy(d):
-    config = SMALL._replace(trials=8, epochs=2 if d > 10 else 3)
+    config = SMALL._replace(trials=8, epochs=3)
     rows = run_cell("linear", d, config).columns
     key = parallel.cell_key(config.seed, "linear", d)
     train = jax.jit(lambda k: linear.train_trial(k, d, config))

@@ -3,6 +3,7 @@
 import os
 
 import nbformat
+import pytest
 from helpers import ROOT, sweep
 from nbclient import NotebookClient
 
@@ -30,24 +31,29 @@ def test_scaling_laws_notebook_executes(tmp_path):
     assert len(images) == 2
 
 
-def test_linear_networks_notebook_executes(tmp_path):
-    run = tmp_path / "run"
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One sweep of both trained experiments, which both notebooks read (one process, one report)."""
+    run = tmp_path_factory.mktemp("trained") / "run"
     result = sweep(
-        "--d", "7,12", "--experiment", "linear", "--trials", "16", "--width", "32", "--epochs", "3", "--out", run
-    )
-    assert "Table 2" in result.stdout and "<- the paper" in result.stdout
+        "--d", "7,12", "--experiment", "linear", "relu", "--trials", "16", "--width", "32", "--epochs", "3",
+        "--out", run,
+    )  # fmt: skip
+    return run, result.stdout
+
+
+def test_linear_networks_notebook_executes(trained_run):
+    run, stdout = trained_run
+    assert "Table 2" in stdout and "<- the paper" in stdout
     assert (run / "figures" / "figure2.png").exists() and (run / "figures" / "table1.png").exists()
     text, images = execute(ROOT / "notebooks" / "linear_networks.ipynb", run)
     assert "32 trained networks" in text and "attack verified minimal" in text and "paper, d = 12" in text
     assert len(images) == 2
 
 
-def test_nonlinear_notebook_executes(tmp_path):
-    run = tmp_path / "run"
-    result = sweep(
-        "--d", "7,12", "--experiment", "relu", "--trials", "16", "--width", "32", "--epochs", "3", "--out", run
-    )  # fmt: skip
-    assert "Table 3, d = 12" in result.stdout and "paper median" in result.stdout and "Table 4, d = 7" in result.stdout
+def test_nonlinear_notebook_executes(trained_run):
+    run, stdout = trained_run
+    assert "Table 3, d = 12" in stdout and "paper median" in stdout and "Table 4, d = 7" in stdout
     assert (run / "figures" / "table3_rho.png").exists() and (run / "figures" / "table4_scatter.png").exists()
     text, images = execute(ROOT / "notebooks" / "nonlinear.ipynb", run)
     assert "32 trained ReLU networks" in text and "paper, d = 17" in text and "corr(rho, phi)" in text
