@@ -131,18 +131,23 @@ def sample_distinct(key: jax.Array, d: int, n: int) -> jax.Array:
     """
     m = draws_needed(d, n)
     words = jax.random.bits(key, (m, WORDS), jnp.uint32) & jnp.asarray(word_masks(d))
-    order = jnp.arange(m, dtype=jnp.int32)
     # Sorted by value, then draw order: a value's first draw comes first among its repeats.
-    *sorted_words, sorted_order = jax.lax.sort((*words.T[::-1], order), num_keys=WORDS + 1)
-    repeat = jnp.all(jnp.stack([w[1:] == w[:-1] for w in sorted_words]), axis=0)
+    repeat, sorted_order = _sorted_repeats(words, jnp.arange(m, dtype=jnp.int32))
     first = jnp.zeros(m, bool).at[sorted_order].set(jnp.concatenate([jnp.array([True]), ~repeat]))
     return words[jnp.nonzero(first, size=n, fill_value=0)[0]]
 
 
+def _sorted_repeats(words: jax.Array, *ties: jax.Array):
+    """Sort the (n, WORDS) indices by value (then by `ties`): (whether each sorted index after the
+    first equals the one before it, (n - 1,) bool; the `ties` arrays in that sorted order)."""
+    ordered = jax.lax.sort((*words.T[::-1], *ties), num_keys=WORDS + len(ties))
+    repeat = jnp.all(jnp.stack([w[1:] == w[:-1] for w in ordered[:WORDS]]), axis=0)
+    return (repeat, *ordered[WORDS:])
+
+
 def count_distinct(words: jax.Array) -> jax.Array:
     """How many distinct indices the (n, WORDS) words hold (int32)."""
-    sorted_words = jax.lax.sort(tuple(words.T[::-1]), num_keys=WORDS)
-    repeat = jnp.all(jnp.stack([w[1:] == w[:-1] for w in sorted_words]), axis=0)
+    (repeat,) = _sorted_repeats(words)
     return (words.shape[0] - jnp.sum(repeat)).astype(jnp.int32)
 
 
