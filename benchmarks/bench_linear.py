@@ -201,7 +201,7 @@ def layout_side_by_side(d: int, config: Config, repeat: int, hlo: str | None = N
                 a = data.mixing_matrix(key_a, d, 5.0)
                 net = linear_net.init(key_init, d, config)
                 points = data.index_words(jnp.arange(2**d))
-                trained, _ = linear_net.train(key_train, net, a, points, config, loss, wide=wide)
+                trained = linear_net.train(key_train, net, a, points, config, loss, wide=wide).net
                 return sum(jnp.sum(w) for w in trained.weights)
 
             options = parallel.compiler_options(parallel.make_mesh(jax.devices()[:1]))

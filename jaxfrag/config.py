@@ -19,6 +19,9 @@ DEFAULT_DEPTH = {"thm1": 2, "thm4": 3, "thm6": 2}
 DEFAULT_SCALE_COLUMNS = {"thm6": 1.0, "linear": 5.0, "relu": 5.0}
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 INITS = ("torch", "glorot", "lecun")
+# How long a trained network trains: the paper's fixed `epochs`, or at least `epochs` and then on
+# until every training point is classified correctly, `max_epochs` in all at most.
+PROTOCOLS = ("epochs", "until-fit")
 # The trained experiments' largest d: a training point's index is two uint32 words (`jaxfrag.data`).
 MAX_TRAINED_D = 64
 
@@ -44,6 +47,8 @@ class Config(NamedTuple):
     init: str = "torch"  # one of INITS; torch: U(+-1/sqrt(fan_in)), PyTorch's nn.Linear default
     optimizer: str = "adam"  # one of OPTIMIZERS, with PyTorch's default hyperparameters
     max_points: int = 65536  # train on all 2^d points while 2^d <= this, else on this many sampled
+    protocol: str = "epochs"  # one of PROTOCOLS
+    max_epochs: int = 200  # until-fit: the cap on epochs (epochs_run records what each net used)
 
     def depth_for(self, experiment: str) -> int:
         return self.depth if self.depth is not None else DEFAULT_DEPTH[experiment]

@@ -45,6 +45,8 @@ EXPERIMENT_FIELDS = {
             "init",
             "optimizer",
             "max_points",
+            "protocol",
+            "max_epochs",
         )
         for name in ("linear", "relu")
     },

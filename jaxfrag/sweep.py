@@ -24,7 +24,7 @@ import time
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from jaxfrag.config import INITS, MAX_TRAINED_D, OPTIMIZERS
+from jaxfrag.config import INITS, MAX_TRAINED_D, OPTIMIZERS, PROTOCOLS
 
 EXPERIMENT_NAMES = ("thm1", "thm4", "thm6", "linear", "relu")
 TRAINED = ("linear", "relu")  # experiments that train networks
@@ -251,7 +251,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--bias", action="store_true", help="layers with biases (off: W = H2 H1 as analysed)")
     train.add_argument("--lr", type=_number("--lr", float), default=1e-3, help="learning rate")
     train.add_argument("--batch-size", type=_number("--batch-size"), default=64, help="minibatch size")
-    train.add_argument("--epochs", type=_number("--epochs"), default=20, help="training epochs")
+    train.add_argument(
+        "--epochs", type=_number("--epochs"), default=20, help="training epochs (until-fit: at least these)"
+    )
+    train.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="epochs",
+        help="epochs: train --epochs epochs (the paper's); until-fit: then go on until training accuracy 1, "
+        "at most --max-epochs in all (the epochs_run column records each net's)",
+    )
+    train.add_argument(
+        "--max-epochs", type=_number("--max-epochs"), default=200, help="until-fit: the cap on epochs in all"
+    )
     train.add_argument("--init", choices=INITS, default="torch", help="torch: U(+-1/sqrt(fan_in)), nn.Linear's")
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="with PyTorch's defaults")
     train.add_argument(
@@ -283,6 +295,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in TRAINED:
         if name in args.experiments and max(args.dims) > MAX_TRAINED_D:
             raise UsageError(f"--experiment {name}: d must be at most {MAX_TRAINED_D}, got {max(args.dims)}")
+    for point in args.points:
+        point_config = grid.config_for(make_config(args), point)
+        if point_config.protocol == "until-fit" and point_config.max_epochs < point_config.epochs:
+            where = f" at {grid.label(point)}" if point else ""
+            raise UsageError(
+                f"--max-epochs {point_config.max_epochs} is below --epochs {point_config.epochs}{where}; "
+                "until-fit trains at least --epochs epochs"
+            )
     if args.brute_force_max_d > 20:
         raise UsageError(
             "--brute-force-max-d above 20 would enumerate over a million points per trial; use the sphere decoder"
@@ -336,6 +356,8 @@ def run_config(args: argparse.Namespace) -> dict:
                 "init": args.init,
                 "optimizer": args.optimizer,
                 "max_points": args.max_points,
+                "protocol": args.protocol,
+                "max_epochs": args.max_epochs,
             }
             if set(TRAINED) & set(args.experiments)
             else {}
@@ -447,6 +469,8 @@ def make_config(args: argparse.Namespace):
         init=args.init,
         optimizer=args.optimizer,
         max_points=args.max_points,
+        protocol=args.protocol,
+        max_epochs=args.max_epochs,
     )
 
 

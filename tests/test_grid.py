@@ -58,6 +58,9 @@ BAD_GRIDS = {
     "an option also given as a flag": (["--width", "64", "--grid", "width=64,512"], "also given"),
     "an axis an experiment ignores": (["--experiment", "thm6", "linear", "--grid", "width=8,16"], "thm6"),
     "no values": (["--grid", "width="], "option=value1"),
+    "a cap below --epochs at a point": (["--max-epochs", "10", "--grid", "protocol=epochs,until-fit"], "at protocol"),
+    "a cap below --epochs without a grid": (["--protocol", "until-fit", "--max-epochs", "10"], "below --epochs 20"),
+    "an unknown protocol": (["--grid", "protocol=epochs,forever"], "forever"),
 }
 
 
@@ -83,7 +86,7 @@ def test_two_configurations_see_the_same_data_for_the_same_trial():
         jax.jit(lambda k, c=c: linear.train_trial(k, d, c))(key)
         for c in (Config(width=8, epochs=1, max_points=64), Config(width=16, epochs=1, optimizer="sgd", max_points=64))
     ]
-    (a1, points1, net1, _), (a2, points2, net2, _) = runs
+    (a1, points1, net1, *_), (a2, points2, net2, *_) = runs
     np.testing.assert_array_equal(a1, a2)
     np.testing.assert_array_equal(points1, points2)
     assert net1.weights[0].shape != net2.weights[0].shape

@@ -1,5 +1,7 @@
 """Section 6's trained linear networks: the network, its training, every metric against numpy, chunking."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,7 +55,7 @@ def test_training_in_the_wide_layout_matches_a_plain_loop(network, bias, hidden_
         a = data.mixing_matrix(key_a, d, 5.0)
         indices = data.index_words(jnp.arange(2**d))
         net = linear_net.init(key_init, d, config, jnp.float64)
-        trained, diverged = linear_net.train(key_train, net, a, indices, config, loss)
+        trained, diverged, _ = linear_net.train(key_train, net, a, indices, config, loss)
 
         def plain_loss(net, x, labels, weights):  # the network as written, autodiff through matmuls
             logits = jax.vmap(lambda x: (relu_net.apply if network == "relu" else linear_net.apply)(net, x))(x)
@@ -135,7 +137,7 @@ def test_training_matches_a_numpy_adam_loop(d, max_points):
         a = data.mixing_matrix(key_a, d, 5.0)
         indices = data.hypercube_indices(key_points, d, max_points)
         net = linear_net.init(key_init, d, config, jnp.float64)
-        trained, diverged = jax.jit(lambda n: linear_net.train(key_train, n, a, indices, config))(net)
+        trained, diverged, _ = jax.jit(lambda n: linear_net.train(key_train, n, a, indices, config))(net)
         expected = numpy_adam_training(a, indices, net.weights, config, key_train)
     assert not diverged
     for ours, theirs in zip(trained.weights, expected, strict=True):
@@ -149,11 +151,74 @@ def test_training_reaches_accuracy_one_on_an_easy_instance(d):
     a = jnp.eye(d)
     indices = data.hypercube_indices(jax.random.key(0), d, config.max_points)
     net = linear_net.init(jax.random.key(1), d, config)
-    trained, diverged = jax.jit(lambda n: linear_net.train(jax.random.key(2), n, a, indices, config))(net)
+    trained, diverged, _ = jax.jit(lambda n: linear_net.train(jax.random.key(2), n, a, indices, config))(net)
     w, b = linear_net.affine_map(trained)
     x, labels = data.hypercube_batch(a, indices)
     assert not diverged
     assert np.mean(np.argmax(x @ w.T + b, axis=1) == labels) == 1.0
+
+
+def numpy_accuracy(a, indices, net, relu: bool) -> float:
+    """Training accuracy of the net on the points A z(indices), in float64 numpy (label: z_d > 0)."""
+    z = numpy_signs(a.shape[0])[data.words_to_int(np.asarray(indices))]
+    x = z @ np.asarray(a, float).T
+    weights = [np.asarray(w, float) for w in net.weights]
+    for k, w in enumerate(weights):
+        x = x @ w.T
+        if relu and k < len(weights) - 1:
+            x = np.maximum(x, 0)
+    return float(np.mean(np.argmax(x, axis=1) == (z[:, -1] > 0)))
+
+
+@pytest.mark.parametrize("network", ["linear", "relu"])
+def test_until_fit_stops_at_the_first_epoch_that_fits_or_at_the_cap(network):
+    """until-fit: the fixed protocol's `epochs` epochs, then on to the first epoch after which every
+    training point is right (numpy's accuracy), or the cap; the net is the one a fixed run of that many
+    epochs trains, and a net's result does not depend on the nets vmapped beside it."""
+    from jaxfrag.models import relu as relu_net
+
+    module = relu_net if network == "relu" else linear_net
+    d, trials = 6, 6
+    # relu nets here fit after 13 to 22 epochs and linear ones after 6 to 10: some stop at the cap
+    config = Config(width=16, epochs=2, max_epochs=16, batch_size=16, lr=1e-2, protocol="until-fit")
+    a = data.mixing_matrix(jax.random.key(0), d, 5.0)
+    indices = data.hypercube_indices(jax.random.key(1), d, config.max_points)
+
+    def trained(key, config):
+        net = linear_net.init(jax.random.fold_in(key, 1), d, config)
+        fit = lambda n: module.fits(n, a, indices)  # noqa: E731
+        return linear_net.train(key, net, a, indices, config, module.cross_entropy, fit=fit)
+
+    keys = jax.random.split(jax.random.key(2), 2 * trials)
+    batched = jax.jit(jax.vmap(lambda k: trained(k, config)))
+    together = batched(keys[:trials])
+    # The first net beside other companions, which train for other numbers of epochs: the same bits.
+    beside_others = batched(jnp.concatenate([keys[:1], keys[trials + 1 :]]))
+    for ours, theirs in zip(jax.tree.leaves(together), jax.tree.leaves(beside_others), strict=True):
+        assert np.array_equal(ours[0], theirs[0])
+
+    epochs = np.asarray(together.epochs)
+    assert np.all((epochs >= config.epochs) & (epochs <= config.max_epochs))
+    stopped_early = (epochs > config.epochs) & (epochs < config.max_epochs)
+    assert stopped_early.sum() >= 2, epochs  # the case the protocol exists for, so the test has teeth
+
+    @functools.cache
+    def fixed(epochs: int):  # the fixed protocol, `epochs` epochs
+        return jax.jit(lambda key: trained(key, config._replace(protocol="epochs", epochs=epochs)))
+
+    for t in range(trials):
+        net = jax.tree.map(lambda leaf, t=t: leaf[t], together.net)
+        accuracy = numpy_accuracy(a, indices, net, network == "relu")
+        assert (accuracy == 1) or epochs[t] == config.max_epochs, (t, epochs[t], accuracy)
+        if epochs[t] == config.epochs:
+            continue
+        same = fixed(int(epochs[t]))(keys[t]).net
+        for ours, theirs in zip(net.weights, same.weights, strict=True):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+        if epochs[t] == config.max_epochs:
+            continue
+        one_fewer = fixed(int(epochs[t]) - 1)(keys[t]).net
+        assert numpy_accuracy(a, indices, one_fewer, network == "relu") < 1, (t, epochs[t])
 
 
 def numpy_metrics(a, indices, weights, biases) -> dict:
@@ -224,7 +289,7 @@ def test_every_metric_matches_numpy(d):
     key = parallel.cell_key(config.seed, "linear", d)
     train = jax.jit(lambda k: linear.train_trial(k, d, config))
     for trial in range(config.trials):
-        a, indices, net, diverged = train(parallel.trial_keys(key, jnp.asarray([trial]))[0])
+        a, indices, net, diverged, _ = train(parallel.trial_keys(key, jnp.asarray([trial]))[0])
         expected = numpy_metrics(a, np.asarray(indices), net.weights, net.biases)
         assert not rows["diverged"][trial]
         for name, value in expected.items():
@@ -286,7 +351,7 @@ def test_beyond_d_24_every_metric_matches_numpy_over_the_sample(d):
     key = parallel.cell_key(config.seed, "linear", d)
     train = jax.jit(lambda k: linear.train_trial(k, d, config))
     for trial in range(config.trials):
-        a, indices, net, _ = train(parallel.trial_keys(key, jnp.asarray([trial]))[0])
+        a, indices, net, _, _ = train(parallel.trial_keys(key, jnp.asarray([trial]))[0])
         expected = numpy_metrics(a, np.asarray(indices), net.weights, net.biases)
         low, high = expected.pop("opt_robustness")
         for name, value in expected.items():
@@ -354,7 +419,7 @@ def test_every_optimizer_and_init_trains(optimizer, init):
     net = linear_net.init(jax.random.key(3), d, config)
     x, labels = data.hypercube_batch(a, indices)
     before = linear_net.cross_entropy(net, x, labels)
-    trained, diverged = jax.jit(lambda n: linear_net.train(jax.random.key(4), n, a, indices, config))(net)
+    trained, diverged, _ = jax.jit(lambda n: linear_net.train(jax.random.key(4), n, a, indices, config))(net)
     assert not diverged and linear_net.cross_entropy(trained, x, labels) < 0.5 * before
 
 

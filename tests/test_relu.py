@@ -154,11 +154,11 @@ def test_every_metric_matches_numpy(d):
     config = SMALL._replace(epochs=2 if d > 10 else 3, width=32 if d > 10 else 48)
     rows = run_cell("relu", d, config).columns
     key = parallel.cell_key(config.seed, "relu", d)
-    train = jax.jit(lambda k: linear.train_trial(k, d, config, "relu", relu_net.cross_entropy))
+    train = jax.jit(lambda k: linear.train_trial(k, d, config, "relu", relu_net))
     attack_of = jax.jit(lambda net, b, label: attacks.minimal_l2(functools.partial(relu_net.apply, net), b, label))
     for trial in range(config.trials):
         key_train, _ = jax.random.split(parallel.trial_keys(key, jnp.asarray([trial]))[0])
-        a, indices, net, _ = train(key_train)
+        a, indices, net, *_ = train(key_train)
         pair = int(rows["pair_index"][trial])
         assert 0 <= pair < 2 ** (d - 1)
         for name, value in numpy_relu_metrics(a, indices, net, pair).items():

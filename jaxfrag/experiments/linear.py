@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,6 +41,7 @@ COLUMNS = {
     "train_acc": "accuracy on the training points",
     "train_loss": "mean cross-entropy on the training points after training",
     "diverged": "a NaN or inf loss was seen during training",
+    "epochs_run": "epochs trained: --epochs, or under --protocol until-fit up to --max-epochs",
     "cos_theta1": "cos of the angle between W1 - W2 and a_d, the last column of A (signed)",
     "cos_theta2": "cos of the angle between W1 and the last row of A^-1 (signed)",
     "phi": "R_dd / ||a_d||",
@@ -76,23 +78,33 @@ def cosine(u: jax.Array, v: jax.Array) -> jax.Array:
     return u @ v / (jnp.linalg.norm(u) * jnp.linalg.norm(v))
 
 
-def train_trial(key: jax.Array, d: int, config: Config, experiment: str = "linear", loss=None):
-    """One trial's data and trained network: (A, training point indices, trained net, diverged).
+class TrialTraining(NamedTuple):
+    a: jax.Array  # the data matrix
+    indices: jax.Array  # the training points' index words
+    net: linear_net.LinearNet  # trained
+    diverged: jax.Array
+    epochs: jax.Array  # epochs run
 
-    `loss` selects the network (`linear_net.cross_entropy` by default, `relu_net.cross_entropy`
-    for the relu experiment); the data follow `experiment`'s column scaling.
+
+def train_trial(key: jax.Array, d: int, config: Config, experiment: str = "linear", network=linear_net):
+    """One trial's data and trained network.
+
+    `network` is the module of the network's loss and stopping test (`cross_entropy`, `fits`):
+    `linear_net` by default, `relu_net` for the relu experiment; the data follow `experiment`'s
+    column scaling.
     """
     key_a, key_points, key_init, key_train = jax.random.split(key, 4)
     a = data.mixing_matrix(key_a, d, config.scale_for(experiment))
     indices = data.hypercube_indices(key_points, d, config.max_points)
     net = linear_net.init(key_init, d, config, a.dtype)
-    net, diverged = linear_net.train(key_train, net, a, indices, config, loss)
-    return a, indices, net, diverged
+    fit = functools.partial(network.fits, a=a, indices=indices)
+    trained = linear_net.train(key_train, net, a, indices, config, network.cross_entropy, fit=fit)
+    return TrialTraining(a, indices, trained.net, trained.diverged, trained.epochs)
 
 
 def trained_metrics(key: jax.Array, d: int, config: Config):
     """One trial up to the optimum: (metrics, A, z of the worst point, its opposite-point problem)."""
-    a, indices, net, diverged = train_trial(key, d, config)
+    a, indices, net, diverged, epochs = train_trial(key, d, config)
 
     w, b = linear_net.affine_map(net)
     x, labels = data.hypercube_batch(a, indices)
@@ -114,6 +126,7 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
         "train_acc": jnp.mean(predicted == labels),
         "train_loss": jnp.mean(jax.vmap(lambda lo, y: -jax.nn.log_softmax(lo)[y])(logits, labels)),
         "diverged": diverged | ~jnp.all(jnp.isfinite(w)),
+        "epochs_run": epochs,
         "cos_theta1": cosine(w[0] - w[1], a_d),
         "cos_theta2": cosine(w[0], q_d),  # last row of A^-1 = Q_{:,d}^T / R_dd, R_dd > 0
         "phi": r_dd / a_d_norm,
@@ -213,6 +226,13 @@ def table1(rows: pd.DataFrame, d: int = TABLE1_D, count: int = 10) -> pd.DataFra
     )
 
 
+def epochs_text(config: Config) -> str:
+    """How long the nets trained, for the reports' headers."""
+    if config.protocol == "until-fit":
+        return f"at least {config.epochs} epochs and on until training accuracy 1 (at most {config.max_epochs})"
+    return f"{config.epochs} epochs"
+
+
 def _pm(mean: float, se: float) -> str:
     return f"{mean:.4f} ± {se:.4f}" if np.isfinite(se) else f"{mean:.4f}"
 
@@ -221,7 +241,7 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
     cells = summary[summary["experiment"] == "linear"].sort_values("d")
     lines = [
         f"linear (section 6): d -> {config.width} x{config.hidden_layers} -> 2 linear nets, {config.optimizer} "
-        f"lr {config.lr:g}, {config.epochs} epochs of batches of {config.batch_size}, init {config.init}, "
+        f"lr {config.lr:g}, {epochs_text(config)} of batches of {config.batch_size}, init {config.init}, "
         f"bias {'on' if config.bias else 'off'}, columns 1..d-1 of A x{config.scale_for('linear'):g}",
         "Table 2: successes (train acc 1) with |cos theta2| > 0.9; mean ± standard error",
         f"{'d':>4} {'successes':>17} {'kept':>5}  {'|cos theta1|':>17}  {'phi':>17}  {'||cos theta1| - phi|':>20}",

@@ -50,6 +50,7 @@ COLUMNS = {
     "train_acc": "accuracy on the training points",
     "train_loss": "mean cross-entropy on the training points after training",
     "diverged": "a NaN or inf loss was seen during training",
+    "epochs_run": linear.COLUMNS["epochs_run"],
     **{
         f"rho_alpha_{k}": f"|cos(grad(f1 - f2), a_d)| at x = alpha b1 + (1 - alpha) b2, alpha = {k}/9"
         for k in range(ALPHAS)
@@ -105,7 +106,7 @@ def host_columns(arrays: dict) -> dict:
 def trained_metrics(key: jax.Array, d: int, config: Config):
     """One trial up to the optimum: (metrics, A, z+, z-, their opposite-point problems)."""
     key_train, key_pair = jax.random.split(key)
-    a, indices, net, diverged = linear.train_trial(key_train, d, config, "relu", relu_net.cross_entropy)
+    a, indices, net, diverged, epochs = linear.train_trial(key_train, d, config, "relu", relu_net)
     accuracy, loss = relu_net.evaluate(net, a, indices)
     model = functools.partial(relu_net.apply, net)
 
@@ -122,6 +123,7 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
         "train_acc": accuracy,
         "train_loss": loss,
         "diverged": diverged | ~jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(net)])),
+        "epochs_run": epochs,
         **{f"rho_alpha_{k}": jnp.abs(path.cos[k]) for k in range(ALPHAS)},
     }
     grad_g = compression.margin_gradient(model, 0, 1)
@@ -244,7 +246,7 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
     cells = summary[summary["experiment"] == "relu"].sort_values("d")
     lines = [
         f"relu (section 6, Theorem 7): d -> {config.width} x{config.hidden_layers} -> 2 ReLU nets, "
-        f"{config.optimizer} lr {config.lr:g}, {config.epochs} epochs of batches of {config.batch_size}, "
+        f"{config.optimizer} lr {config.lr:g}, {linear.epochs_text(config)} of batches of {config.batch_size}, "
         f"init {config.init}, bias {'on' if config.bias else 'off'}, columns 1..d-1 of A "
         f"x{config.scale_for('relu'):g}; accurate = training accuracy 1"
     ]

@@ -12,11 +12,14 @@ Contract: everything is about ONE network; vmap at the call site.
   Re-associating x H_1^T H_2^T as x (H_2 H_1)^T is exactly the same function but
   never forms the (batch, width) activations (16 -> 1.2 GFLOP per trained net).
 * `optimizer(config)` -- the optax transformation, PyTorch's defaults.
-* `train(key, net, a, indices, config, loss)` -- cross-entropy training on the
-  hypercube points `indices` of A (see `jaxfrag.data`), `config.epochs` epochs
-  of shuffled minibatches of `config.batch_size` (the last one smaller, as
-  PyTorch's DataLoader does); returns the trained net and whether a NaN or inf
-  loss was seen.
+* `train(key, net, a, indices, config, loss, fit=...)` -- cross-entropy training on
+  the hypercube points `indices` of A (see `jaxfrag.data`), `config.epochs`
+  epochs of shuffled minibatches of `config.batch_size` (the last one smaller,
+  as PyTorch's DataLoader does); under `config.protocol == "until-fit"` it then
+  goes on, an epoch at a time, until `fit(net)` (every training point right)
+  or `config.max_epochs` epochs in all. Returns a `TrainResult`: the trained
+  net, whether a NaN or inf loss was seen, and the epochs run.
+* `fits(net, a, indices)` -- every training point classified correctly.
 """
 
 from __future__ import annotations
@@ -36,6 +39,12 @@ CLASSES = 2
 class LinearNet(NamedTuple):
     weights: tuple[jax.Array, ...]  # H_1 (width, d), ..., H_out (CLASSES, width)
     biases: tuple[jax.Array, ...]  # one per layer, or () without biases
+
+
+class TrainResult(NamedTuple):
+    net: LinearNet
+    diverged: jax.Array  # a NaN or inf loss was seen
+    epochs: jax.Array  # epochs run (int32): config.epochs, or up to config.max_epochs under until-fit
 
 
 def _initializer(name: str):
@@ -173,17 +182,34 @@ def _from_wide_layout(wide: LinearNet, like: LinearNet) -> LinearNet:
     return wide._replace(weights=weights)
 
 
-def train(
-    key: jax.Array, net: LinearNet, a: jax.Array, indices: jax.Array, config: Config, loss=None, wide: bool = True
-) -> tuple[LinearNet, jax.Array]:
-    """Train on the points A z(indices); returns (trained net, diverged: a NaN or inf loss was seen).
+def fits(net: LinearNet, a: jax.Array, indices: jax.Array) -> jax.Array:
+    """True when the linear network classifies every point A z(indices) correctly."""
+    w, b = affine_map(net)
+    x, labels = data.hypercube_batch(a, indices)
+    return jnp.all(jnp.argmax(x @ w.T + b, axis=1) == labels)
 
-    `loss(net, x, labels, weights)` defaults to this module's `cross_entropy`; `jaxfrag.models.relu`
-    passes its own, so both experiments train by exactly the same loop. The loop carries the
-    parameters in `wide_layout` (`wide=False`: as stored, for the benchmark's side-by-side); the loss
-    sees them in the stored layout (transposes XLA folds away).
+
+def train(
+    key: jax.Array,
+    net: LinearNet,
+    a: jax.Array,
+    indices: jax.Array,
+    config: Config,
+    loss=None,
+    wide: bool = True,
+    fit=None,
+) -> TrainResult:
+    """Train on the points A z(indices): (trained net, diverged, epochs run).
+
+    `loss(net, x, labels, weights)` defaults to this module's `cross_entropy` and `fit(net)` (the
+    until-fit protocol's stopping test) to this module's `fits`; `jaxfrag.models.relu` passes its
+    own, so both experiments train by exactly the same loop. The loop carries the parameters in
+    `wide_layout` (`wide=False`: as stored, for the benchmark's side-by-side); the loss sees them in
+    the stored layout (transposes XLA folds away). Epoch k shuffles with fold_in(key, k) under both
+    protocols, so an until-fit net that ran k epochs saw the batches a fixed k-epoch run sees.
     """
     loss = loss or cross_entropy
+    fit = fit or (lambda trained: fits(trained, a, indices))
     opt = optimizer(config)
     batch_size = min(config.batch_size, indices.shape[0])
     stored = net
@@ -206,5 +232,19 @@ def train(
 
     carried = wide_layout(net) if wide else net
     carry = (carried, opt.init(carried), jnp.asarray(True))
-    (carried, _, finite), _ = jax.lax.scan(epoch, carry, jnp.arange(config.epochs))
-    return _from_wide_layout(carried, stored), ~finite
+    carry, _ = jax.lax.scan(epoch, carry, jnp.arange(config.epochs))
+    epochs = jnp.asarray(config.epochs, jnp.int32)
+    if config.protocol == "until-fit":
+        # Under vmap the loop runs while any trial goes on; a finished trial's state is kept as it
+        # was (JAX selects it), so each net's result is its own, whatever trains beside it.
+        def going_on(state):
+            (carried, _, finite), done = state
+            return (done < config.max_epochs) & finite & ~fit(_from_wide_layout(carried, stored))
+
+        def one_more(state):
+            carry, done = state
+            return epoch(carry, done)[0], done + 1
+
+        carry, epochs = jax.lax.while_loop(going_on, one_more, (carry, epochs))
+    carried, _, finite = carry
+    return TrainResult(_from_wide_layout(carried, stored), ~finite, epochs)

@@ -12,6 +12,8 @@ the ReLU and the linear experiments differ in the activation only.
 * `evaluate(net, a, indices)` -- accuracy and mean cross-entropy on the
   hypercube points `indices` of A, in blocks of points so that the
   (points, width) activations are never all in memory at once.
+* `fits(net, a, indices)` -- every one of those points classified correctly
+  (the until-fit protocol's stopping test).
 """
 
 from __future__ import annotations
@@ -60,3 +62,8 @@ def evaluate(net: LinearNet, a: jax.Array, indices: jax.Array) -> tuple[jax.Arra
 
     correct, losses = jax.lax.map(block, indices, batch_size=min(EVAL_BLOCK, indices.shape[0]))
     return jnp.mean(correct), jnp.mean(losses)
+
+
+def fits(net: LinearNet, a: jax.Array, indices: jax.Array) -> jax.Array:
+    """True when the network classifies every point A z(indices) correctly."""
+    return evaluate(net, a, indices)[0] == 1
