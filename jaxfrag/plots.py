@@ -5,7 +5,8 @@ the mean gap against d on log-log axes with 95% error bars, the fitted line
 with its slope interval, a reference slope of -1/2, the theory curve where one
 is known, and the theory's predicted slope; it writes a PNG atomically.
 `figure2` and `table1_figure` are the paper's section 6 views (linear experiment);
-`table3_rho` and `table4_scatter` those of its nonlinear networks (relu).
+`table3_rho` and `table4_scatter` those of its nonlinear networks (relu);
+`compression_vs_fragility` is what a grid answers (`jaxfrag.ablation`).
 """
 
 from __future__ import annotations
@@ -289,4 +290,52 @@ def imagenet_pairs(rows: pd.DataFrame, images: dict, size: int, path: Path, pair
             axes[k, j].imshow(np.asarray(images[name]).reshape(size, size, -1))
             axes[k, j].set_title(f"{label}" + (f"\nL = {row['L']:.1f}" if j == 1 else ""), fontsize=7)
             axes[k, j].axis("off")
+    _save(fig, path)
+
+
+def compression_vs_fragility(per_d: pd.DataFrame, labels: dict[str, dict[str, str]], path: Path) -> None:
+    """Compression against robustness, one point per (configuration, d), over the nets that fit.
+
+    `per_d` is `jaxfrag.ablation.measures`' table; `labels[experiment]` names its measures. One
+    panel per experiment: x the mean compression (|cos theta1|; relu |cos theta_t|), y the mean
+    robustness over the last-bit flip's (robustness / ||a_d||; relu delta / m), 95% error bars both
+    ways, d written beside each point, and the diagonal the paper's claim puts them on.
+    """
+    names = list(labels)
+    fig = Figure(figsize=(5.6 * len(names), 5.0))
+    axes = np.atleast_1d(fig.subplots(1, len(names)))
+    configs = list(dict.fromkeys(per_d["config"]))
+    colours = {config: f"C{k % 10}" for k, config in enumerate(configs)}
+    for ax, name in zip(axes, names, strict=True):
+        cells = per_d[per_d["experiment"] == name]
+        top = 0.0
+        for config, group in cells.groupby("config", sort=False):
+            group = group.sort_values("d")
+            x, y = group["compression_success_mean"].to_numpy(float), group["robustness_success_mean"].to_numpy(float)
+            ax.errorbar(
+                x,
+                y,
+                xerr=1.96 * group["compression_success_se"].fillna(0).to_numpy(float),
+                yerr=1.96 * group["robustness_success_se"].fillna(0).to_numpy(float),
+                fmt="o-",
+                ms=3.5,
+                lw=0.6,
+                capsize=2,
+                color=colours[config],
+                label=config,
+            )
+            for xi, yi, d in zip(x, y, group["d"], strict=True):
+                if np.isfinite(xi) and np.isfinite(yi):
+                    ax.annotate(str(d), (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            top = max(top, np.nanmax(np.concatenate([x, y, [0.0]])))
+        top = 1.1 * top if top > 0 else 1.0
+        ax.plot([0, top], [0, top], "k--", lw=1, label="the paper's claim: y = x")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"mean {labels[name]['compression']} (nets that fit)")
+        ax.set_ylabel(f"mean {labels[name]['robustness']} (nets that fit)")
+        ax.set_title(f"{name}: compression vs fragility, per (configuration, d)", fontsize=9)
+        ax.legend(fontsize=6)
+        ax.grid(True, alpha=0.3)
     _save(fig, path)

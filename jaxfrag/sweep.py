@@ -614,7 +614,7 @@ def merge_stage(folder, experiments, config, args, meta) -> None:
 
 def report_stage(folder, experiments, config, args, meta, started) -> None:
     """results.parquet, summary.csv, figures/ and the final meta.json; prints the gap table."""
-    from jaxfrag import report
+    from jaxfrag import ablation, report
 
     folder.tidy()
     meta["stages"]["cells_s"] = round(time.perf_counter() - started, 3)
@@ -623,6 +623,7 @@ def report_stage(folder, experiments, config, args, meta, started) -> None:
     meta["stages"]["tables_s"] = round(time.perf_counter() - tic, 3)
     tic = time.perf_counter()
     report.write_figures(folder, summary, fits, experiments, config, rows, run_cells(args))
+    ablation_text = ablation.write(folder, rows, experiments, config, args.grid, run_cells(args))
     meta["stages"]["figures_s"] = round(time.perf_counter() - tic, 3)
     meta["fits"] = {name: fit._asdict() for name, fit in fits.items()}
     meta["status"] = "complete"
@@ -630,6 +631,8 @@ def report_stage(folder, experiments, config, args, meta, started) -> None:
     meta["wall_s"] = round(time.perf_counter() - started, 3)
     folder.write_meta(meta)
     print(report.format_table(summary, fits, experiments, config, rows, run_cells(args)))
+    if ablation_text:
+        print("\n" + ablation_text)
     print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, meta.json, figures/) in {meta['wall_s']:.1f} s")
 
 

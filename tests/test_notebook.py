@@ -3,6 +3,7 @@
 import os
 
 import nbformat
+import pandas as pd
 import pytest
 from helpers import ROOT, sweep
 from nbclient import NotebookClient
@@ -58,3 +59,26 @@ def test_nonlinear_notebook_executes(trained_run):
     text, images = execute(ROOT / "notebooks" / "nonlinear.ipynb", run)
     assert "32 trained ReLU networks" in text and "paper, d = 17" in text and "corr(rho, phi)" in text
     assert len(images) == 2
+
+
+def test_ablations_notebook_executes_on_a_grid_of_both_trained_experiments(trained_run, tmp_path):
+    # The trained run's options with an lr axis: its programs come from the session's compilation
+    # cache (lr is a run-time value, so both points share them), and its lr=0.001 point is that run.
+    plain, _ = trained_run
+    run = tmp_path / "run"
+    result = sweep(
+        "--d", "7,12", "--experiment", "linear", "relu", "--trials", "16", "--width", "32", "--epochs", "3",
+        "--grid", "lr=0.01,0.001", "--out", run,
+    )  # fmt: skip
+    assert "log-log slopes against d" in result.stdout and "lr: 0.01 vs 0.001" in result.stdout
+    for name in ("measures.csv", "slopes.csv", "paired.csv", "figures/compression_vs_fragility.png"):
+        assert (run / name).exists(), name
+    rows = pd.read_parquet(run / "results.parquet")
+    default = rows[rows.lr == 0.001].drop(columns="lr").reset_index(drop=True)
+    pd.testing.assert_frame_equal(default, pd.read_parquet(plain / "results.parquet"))
+    paired = pd.read_csv(run / "paired.csv")
+    assert set(paired.experiment) == {"linear", "relu"} and set(paired.reference) == {0.001}
+    text, images = execute(ROOT / "notebooks" / "ablations.ipynb", run)
+    assert "128 finite trained networks" in text and "largest difference from the sweep's tables" in text
+    assert "configurations flagged" in text
+    assert len(images) == 1

@@ -23,6 +23,15 @@ import pandas as pd
 from jaxfrag.config import Config
 
 
+class Ablation(NamedTuple):
+    """What a grid answers for a trained experiment (`jaxfrag.ablation`)."""
+
+    # rows -> per trial: success (bool), compression, robustness (over the last-bit flip's), tracking
+    # (compression minus what the paper says it tracks), phi and gap, on the rows' index.
+    per_trial: Callable[[pd.DataFrame], pd.DataFrame]
+    labels: dict[str, str]  # measure -> how reports and figures name it for this experiment
+
+
 class Experiment(NamedTuple):
     name: str
     paper: str  # where in the paper
@@ -44,6 +53,9 @@ class Experiment(NamedTuple):
     report: Callable[[pd.DataFrame, pd.DataFrame, Config], str] | None = None
     # Extra figures: (figure_path(name) -> Path, summary, rows, config) -> None.
     figures: Callable[[Callable, pd.DataFrame, pd.DataFrame, Config], None] | None = None
+    # Trained experiments: the per-trial measures of the slopes, the paired table and the
+    # compression-vs-fragility figure.
+    ablation: Ablation | None = None
 
 
 def registry() -> dict[str, Experiment]:

@@ -33,7 +33,7 @@ import pandas as pd
 
 from jaxfrag import attacks, data, linalg, plots, rmt
 from jaxfrag.config import Config
-from jaxfrag.experiments import Experiment, map_trials, thm6
+from jaxfrag.experiments import Ablation, Experiment, map_trials, thm6
 from jaxfrag.models import linear as linear_net
 from jaxfrag.stats import mean_se
 
@@ -174,6 +174,34 @@ def successes(rows: pd.DataFrame) -> pd.Series:
     return (rows["train_acc"] == 1) & ~rows["diverged"].astype(bool)
 
 
+def per_trial(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ablation measures: Theorem 6 says |cos theta1| tracks phi, and the worst training point's
+    margin over ||a_d|| is |cos theta1| for a network that has learnt the last row of A^-1."""
+    abs_cos = rows["cos_theta1"].abs()
+    return pd.DataFrame(
+        {
+            "success": successes(rows),
+            "compression": abs_cos,
+            "robustness": rows["robustness_ratio"],
+            "tracking": abs_cos - rows["phi"],
+            "phi": rows["phi"],
+            "gap": rows["gap"],
+        }
+    )
+
+
+ABLATION = Ablation(
+    per_trial=per_trial,
+    labels={
+        "success": "training accuracy 1",
+        "compression": "|cos θ1|",
+        "robustness": "robustness / ‖a_d‖",
+        "tracking": "|cos θ1| − φ",
+        "gap": "robustness / optimal robustness",
+    },
+)
+
+
 def cell_summary(rows: pd.DataFrame, d: int, config: Config) -> dict[str, float]:
     """Success fraction, the Table 2 statistics on successes with |cos theta2| > 0.9, and the same unconditioned."""
     ok = successes(rows)
@@ -310,4 +338,5 @@ EXPERIMENT = Experiment(
     cell_summary=cell_summary,
     report=report,
     figures=figures,
+    ablation=ABLATION,
 )

@@ -39,7 +39,7 @@ import pandas as pd
 
 from jaxfrag import attacks, compression, data, linalg, plots, rmt
 from jaxfrag.config import Config
-from jaxfrag.experiments import Experiment, linear, map_trials, thm6
+from jaxfrag.experiments import Ablation, Experiment, linear, map_trials, thm6
 from jaxfrag.models import relu as relu_net
 from jaxfrag.stats import mean_se, median_ci
 
@@ -186,8 +186,51 @@ def _interval(values: np.ndarray) -> tuple[float, float, float, float]:
     return mean, se, mean - 1.96 * se, mean + 1.96 * se
 
 
+def per_net(rows: pd.DataFrame) -> pd.DataFrame:
+    """Per net, |cos theta_t| and delta/m averaged over the inputs whose attack flipped the label
+    (NaN where neither did), and accurate (training accuracy 1, no divergence)."""
+    flipped = np.stack([rows[f"flips_{b}"].to_numpy(bool) for b in INPUTS])
+    abs_cos = np.stack([rows[f"cos_theta_t_{b}"].abs().to_numpy(float) for b in INPUTS])
+    ratio = np.stack([(rows[f"delta_{b}"] / rows["m"]).to_numpy(float) for b in INPUTS])
+    count = flipped.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_of = lambda values: np.where(flipped, values, 0).sum(axis=0) / count  # noqa: E731
+        return pd.DataFrame(
+            {"abs_cos_theta_t": mean_of(abs_cos), "delta_over_m": mean_of(ratio), "accurate": accurate(rows)},
+            index=rows.index,
+        )
+
+
+def per_trial(rows: pd.DataFrame) -> pd.DataFrame:
+    """The ablation measures: Theorem 7's claim is |cos theta_t| ~ delta / m (`per_net`)."""
+    nets = per_net(rows)
+    return pd.DataFrame(
+        {
+            "success": nets["accurate"],
+            "compression": nets["abs_cos_theta_t"],
+            "robustness": nets["delta_over_m"],
+            "tracking": nets["abs_cos_theta_t"] - nets["delta_over_m"],
+            "phi": rows["phi"],
+            "gap": rows["gap"],
+        }
+    )
+
+
+ABLATION = Ablation(
+    per_trial=per_trial,
+    labels={
+        "success": "training accuracy 1",
+        "compression": "|cos θ_t|",
+        "robustness": "δ / m",
+        "tracking": "|cos θ_t| − δ/m",
+        "gap": "δ / optimal robustness",
+    },
+)
+
+
 def cell_summary(rows: pd.DataFrame, d: int, config: Config) -> dict[str, float]:
-    """Table 3 per alpha and Table 4 per input, over accurate networks (and Table 4 over all trials)."""
+    """Table 3 per alpha and Table 4 per input, over accurate networks (and Table 4 over all trials);
+    per net (both inputs pooled, `per_net`), |cos theta_t|, delta/m and the gap over accurate nets."""
     finite = rows[~rows["nonfinite"].astype(bool)]
     ok = accurate(finite)
     good = finite[ok]
@@ -202,6 +245,11 @@ def cell_summary(rows: pd.DataFrame, d: int, config: Config) -> dict[str, float]
         out[f"table3_rho_{k}_median"] = float(np.median(rho)) if len(rho) else math.nan
         out[f"table3_rho_{k}_median_low"], out[f"table3_rho_{k}_median_high"] = median_ci(rho)
     out["accurate_phi_mean"], out["accurate_phi_se"] = mean_se(good["phi"].to_numpy(float))
+    out["accurate_gap_mean"], out["accurate_gap_se"] = mean_se(good["gap"].to_numpy(float))
+    nets = per_net(good)
+    for name in ("abs_cos_theta_t", "delta_over_m"):
+        values = nets[name].to_numpy(float)
+        out[f"accurate_{name}_mean"], out[f"accurate_{name}_se"] = mean_se(values[np.isfinite(values)])
     for group_name, group in (("table4", good), ("table4_all", finite)):
         for b in INPUTS:
             hit = group[group[f"flips_{b}"].astype(bool)]
@@ -328,4 +376,5 @@ EXPERIMENT = Experiment(
     cell_summary=cell_summary,
     report=report,
     figures=figures,
+    ablation=ABLATION,
 )
