@@ -6,11 +6,13 @@
     python -m jaxfrag.sweep --experiment linear --d 12 --trials 256 --out runs/table2
     python -m jaxfrag.sweep --experiment relu --d 12 --trials 256 --out runs/table3
     python -m jaxfrag.sweep --experiment linear relu --d 8..24:4 --grid optimizer=adam,sgd width=64,512
+    python -m jaxfrag.sweep --experiment linear relu --d 8,16,32,64 --grid protocol=epochs,until-fit
 
 For each (experiment, grid point, d) cell it runs --trials trials (compiled per
 bucket of dimensions, sharded over the devices), writes the cell atomically, and
 at the end writes results.parquet, summary.csv, meta.json and figures/ (see
-`jaxfrag.store`) and prints the gap per d with the fitted log-log slopes.
+`jaxfrag.store`; with linear or relu also what a grid answers, `jaxfrag.ablation`)
+and prints the gap per d with the fitted log-log slopes.
 Bad input is reported in one line on stderr with exit status 2.
 """
 

@@ -123,6 +123,14 @@ def test_a_grid_writes_rows_per_configuration_and_its_default_point_is_a_plain_r
         assert stages[f"linear~optimizer={optimizer},scale-columns=5/d=6"]["compile_s"] > 0
         assert stages[f"linear~optimizer={optimizer},scale-columns=1/d=6"]["compile_s"] == 0
     assert (run / "figures" / "optimizer=sgd,scale-columns=1" / "figure2.png").exists()
+    assert (run / "figures" / "compression_vs_fragility.png").exists()
+    paired = pd.read_csv(run / "paired.csv")  # per axis: the other value against the default, the other axis fixed
+    assert sorted(zip(paired.axis, paired.value, paired.reference, paired.rest, strict=True)) == [
+        ("optimizer", "sgd", "adam", "scale-columns=1"),
+        ("optimizer", "sgd", "adam", "scale-columns=5"),
+        ("scale-columns", "1", "5", "optimizer=adam"),
+        ("scale-columns", "1", "5", "optimizer=sgd"),
+    ]
     # An interrupted grid: a finished cell lost, and the tables never written. --resume redoes only that cell.
     lost = run / "cells" / "linear~optimizer=sgd,scale-columns=5_d0006.parquet"
     kept = run / "cells" / "linear~optimizer=adam,scale-columns=1_d0006.parquet"
