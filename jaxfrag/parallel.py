@@ -198,13 +198,29 @@ class CellRunner:
         config: Config | None = None,
     ) -> Future:
         """Start (or find) the compilation of the program that runs this cell's trials (`trials` of them)."""
+        key = self.program_key(experiment, d, chunk, trials, config)
+        if key not in self._programs:
+            self._programs[key] = self._pool.submit(self._compile, experiment, *key[1:])
+        return self._programs[key]
+
+    def program_key(
+        self,
+        experiment: Experiment,
+        d: int,
+        chunk: int | None = None,
+        trials: int | None = None,
+        config: Config | None = None,
+    ) -> tuple[str, int, int, Config]:
+        """(experiment, compiled size, chunk, config up to seed, trials and run-time values): one program each."""
         config = config or self.config
         size, chunk = experiment.size(d, config), self.chunk_for(experiment, d, chunk, trials, config)
-        program_config = config._replace(seed=0, trials=0, **{field: None for field in RUNTIME_FIELDS})
-        key = (experiment.name, size, chunk, program_config)
-        if key not in self._programs:
-            self._programs[key] = self._pool.submit(self._compile, experiment, size, chunk, program_config)
-        return self._programs[key]
+        shared = config._replace(seed=0, trials=0, **{field: None for field in RUNTIME_FIELDS})
+        return experiment.name, size, chunk, shared
+
+    def release(self, key: tuple[str, int, int, Config]) -> None:
+        """Forget a program no later cell needs. A long grid compiles dozens of programs, and a CPU
+        process that kept them all ran out of memory maps in LLVM's JIT (vm.max_map_count)."""
+        self._programs.pop(key, None)
 
     def _compile(self, experiment: Experiment, size: int, chunk: int, config: Config) -> tuple[Callable, float]:
         def local(key_data, d, trial_index, runtime):

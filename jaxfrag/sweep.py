@@ -515,11 +515,32 @@ def plan_stage(args, folder, runner, experiments, processes) -> list[Piece]:
                     trials = sum(stop - start for start, stop in ranges)
                     chunk = runner.chunk_for(experiments[name], d, args.chunk, trials, config)
                     plan.append(Piece(name, point, d, ranges, chunk))
-    for piece in plan:  # compile ahead, in the order the pieces will need the programs
+    return plan
+
+
+def program_key(runner, experiments, piece):
+    from jaxfrag import grid
+
+    return runner.program_key(
+        experiments[piece.experiment], piece.d, piece.chunk, config=grid.config_for(runner.config, piece.point)
+    )
+
+
+def compile_ahead(runner, experiments, plan, position: int, programs: int) -> None:
+    """Start compiling the programs of the pieces from `position` on, up to `programs` distinct ones.
+
+    Only a few ahead: a compiled program holds memory (and memory maps) until it is released.
+    """
+    from jaxfrag import grid
+
+    keys = set()
+    for piece in plan[position:]:
+        keys.add(program_key(runner, experiments, piece))
+        if len(keys) > programs:
+            break
         runner.prefetch(
             experiments[piece.experiment], piece.d, piece.chunk, config=grid.config_for(runner.config, piece.point)
         )
-    return plan
 
 
 def run_stage(args, folder, runner, experiments, plan, processes, meta) -> None:
@@ -535,7 +556,9 @@ def run_stage(args, folder, runner, experiments, plan, processes, meta) -> None:
         dynamic_ncols=True,
     )
     last_refresh = time.perf_counter()
-    for piece in plan:
+    keys = [program_key(runner, experiments, piece) for piece in plan]
+    for position, piece in enumerate(plan):
+        compile_ahead(runner, experiments, plan, position, 1 + args.compile_workers)
         experiment, config = experiments[piece.experiment], grid.config_for(runner.config, piece.point)
         progress.set_description(f"{piece.cell} d={piece.d}")
         for start, stop in piece.ranges:
@@ -550,6 +573,8 @@ def run_stage(args, folder, runner, experiments, plan, processes, meta) -> None:
                 }
                 folder.write_part(piece.cell, piece.d, chunk.start, chunk.stop, chunk.arrays, info)
                 progress.update(chunk.stop - chunk.start)
+        if keys[position] not in keys[position + 1 :]:
+            runner.release(keys[position])
         if processes.leader:
             merge_stage(folder, experiments, runner.config, args, meta)
             if time.perf_counter() - last_refresh > RESULTS_REFRESH_S:

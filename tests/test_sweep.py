@@ -243,3 +243,34 @@ def test_nonfinite_trials_are_flagged_and_never_averaged():
     summary = summarise_cell(rows, ["gap", "flips"])
     assert summary["n"] == 2 and summary["n_nonfinite"] == 2
     assert summary["gap_mean"] == pytest.approx(1.0) and summary["flips_mean"] == pytest.approx(0.5)
+
+
+def test_programs_are_compiled_a_few_ahead_and_released_after_their_last_cell():
+    """A long grid must not hold every compiled program at once (LLVM's JIT ran out of memory maps
+    at about 40 programs in one process): compile_ahead starts at most `programs` distinct ones."""
+    from jaxfrag import sweep as sweep_module
+    from jaxfrag.experiments import registry
+
+    class Recorder:
+        config = sweep_module.make_config(sweep_module.parse_args(["--d", "8", "--experiment", "linear"]))
+
+        def __init__(self):
+            self.started = []
+
+        def program_key(self, experiment, d, chunk=None, trials=None, config=None):
+            return (experiment.name, d, chunk, config.width)
+
+        def prefetch(self, experiment, d, chunk=None, trials=None, config=None):
+            key = self.program_key(experiment, d, chunk, trials, config)
+            if key not in self.started:
+                self.started.append(key)
+
+    experiments, runner = registry(), Recorder()
+    plan = [
+        sweep_module.Piece("linear", (("width", width),), d, [(0, 8)], 8)
+        for width, d in [(64, 8), (64, 8), (64, 12), (512, 8), (512, 12), (512, 16)]
+    ]
+    sweep_module.compile_ahead(runner, experiments, plan, 0, programs=2)
+    assert runner.started == [("linear", 8, 8, 64), ("linear", 12, 8, 64)]
+    sweep_module.compile_ahead(runner, experiments, plan, 3, programs=2)
+    assert runner.started[2:] == [("linear", 8, 8, 512), ("linear", 12, 8, 512)]
