@@ -253,6 +253,7 @@ def test_table_statistics_follow_their_definition():
             **{f"cos_theta_t_{b}": rng.uniform(-1, 1, n) for b in relu.INPUTS},
             "flips_b1": np.arange(n) % 5 != 1,
             "flips_b2": np.ones(n, bool),
+            "gap": rng.uniform(0, 1, n),
         }
     )
     out = relu.cell_summary(rows, 12, Config())
@@ -270,3 +271,8 @@ def test_table_statistics_follow_their_definition():
     assert out["table4_b1_diff_low"] == pytest.approx(diff.mean() - 1.96 * diff.std(ddof=1) / np.sqrt(len(hit)))
     assert out["table4_all_b2_n"] == n
     assert out["table4_b2_delta_over_opt_mean"] == pytest.approx((good["delta_b2"] / good["opt_robustness_b2"]).mean())
+    assert out["accurate_gap_mean"] == pytest.approx(good["gap"].mean())
+    # Per net, both inputs pooled over those whose attack flipped (b2 always does here).
+    flipped_b1 = good["flips_b1"].to_numpy()
+    pooled = np.where(flipped_b1, (good["delta_b1"] + good["delta_b2"]) / 2, good["delta_b2"]) / good["m"]
+    assert out["accurate_delta_over_m_mean"] == pytest.approx(pooled.mean())
