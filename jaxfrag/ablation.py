@@ -31,7 +31,7 @@ import pandas as pd
 
 from jaxfrag import grid as grid_module
 from jaxfrag import rmt, store
-from jaxfrag.config import DEFAULT_DEPTH, DEFAULT_SCALE_COLUMNS, Config
+from jaxfrag.config import Config
 from jaxfrag.experiments import Experiment
 from jaxfrag.report import select
 from jaxfrag.stats import loglog_fit, mean_se
@@ -134,9 +134,8 @@ def slopes(per_d: pd.DataFrame, cells) -> pd.DataFrame:
 
 def reference_value(field: str, experiment: str, values: tuple):
     """The value an axis's changes are measured against: the run's default if the axis holds it, else its first."""
-    default = {"scale_columns": DEFAULT_SCALE_COLUMNS.get(experiment), "depth": DEFAULT_DEPTH.get(experiment)}.get(
-        field, getattr(Config(), field)
-    )
+    # Config.scale_for resolves the column factor's per-experiment default (None in Config)
+    default = Config().scale_for(experiment) if field == "scale_columns" else getattr(Config(), field)
     return default if default in values else values[0]
 
 

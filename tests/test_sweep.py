@@ -247,7 +247,7 @@ def test_nonfinite_trials_are_flagged_and_never_averaged():
 
 def test_programs_are_compiled_a_few_ahead_and_released_after_their_last_cell():
     """A long grid must not hold every compiled program at once (LLVM's JIT ran out of memory maps
-    at about 40 programs in one process): compile_ahead starts at most `programs` distinct ones."""
+    after 38 cells of a 64-cell grid): compile_ahead starts at most `programs` distinct ones."""
     from jaxfrag import sweep as sweep_module
     from jaxfrag.experiments import registry
 
