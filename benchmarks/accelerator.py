@@ -38,10 +38,10 @@ from common import machine, median_time, write_result  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
 
 from jaxfrag import attacks, linalg  # noqa: E402
+from jaxfrag.cli import compilation_cache_dir, use_compilation_cache  # noqa: E402
 from jaxfrag.config import Config  # noqa: E402
 from jaxfrag.experiments import registry  # noqa: E402
 from jaxfrag.models import linear as linear_net  # noqa: E402
-from jaxfrag.sweep import compilation_cache_dir, use_compilation_cache  # noqa: E402
 
 FULL = {
     "matmul_n": 8192,

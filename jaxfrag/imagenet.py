@@ -33,43 +33,19 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from jaxfrag.sweep import (
-    UsageError,
-    _now,
-    _number,
-    _Parser,
-    add_cluster_options,
-    check_cluster_options,
-    open_run_folder,
-    run_processes,
-)
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
+from jaxfrag import cli, distributed
+from jaxfrag.cli import UsageError
+
+PROGRAM = "jaxfrag.imagenet"
 DEFAULT_MODEL = "efficientnet-lite0"
 PAPER_CLASSES = (217, 160)  # English springer, Afghan hound
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 DEMO_CONFIDENCE = 0.3  # softmax probability of the top class for a demo photograph to be used
-
-# The paper's Table 7 (experiments 1-4; alpha = 0, 0.1, ..., 1, then the average) and Table 8.
-PAPER_TABLE7 = [
-    [0.0011, 0.0022, -0.0022, -0.0008],
-    [0.0037, -0.0021, 0.0015, 0.0003],
-    [-0.0036, 0.0076, -0.0029, -0.0056],
-    [-0.0020, 0.0041, 0.0005, -0.0059],
-    [-0.0091, -0.0035, 0.0058, 0.0026],
-    [-0.0057, -0.0060, -0.0199, -0.0098],
-    [-0.0094, -0.0042, -0.0011, -0.0051],
-    [-0.0009, -0.0055, -0.0039, -0.0035],
-    [0.0014, -0.0034, -0.0018, -0.0059],
-    [-0.0005, -0.0008, -0.0020, -0.0024],
-    [0.0012, -0.0004, 0.0008, -0.0011],
-]
-PAPER_TABLE7_AVERAGE = [-0.0022, -0.0348, -0.0024, -0.0034]
-PAPER_TABLE8 = {
-    "M/(0.5L)": [-0.0765, -0.03486, -0.03865, -0.0806],
-    "Q": [5.8044, 5.8278, 5.8693, 5.8207],
-    "L": [198.2214, 160.8016, 193.3129, 171.4597],
-    "Q/(0.5L)": [0.0722, 0.0828, 0.0607, 0.0679],
-}
+CLASSIFY_BATCH = 8  # images per compiled classification call
 
 
 class Pair(NamedTuple):
@@ -95,31 +71,37 @@ def _three(name: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m jaxfrag.imagenet", description=__doc__.split("\n")[0])
-    p.add_argument("--out", required=True, type=Path, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue a run in --out with the same options")
-    p.add_argument("--model", type=Path, default=None, help=f"ONNX classifier (default: the exported {DEFAULT_MODEL})")
-    p.add_argument("--size", type=_number("--size"), default=None, help="the model's input side in pixels")
-    p.add_argument("--mean", type=_three("--mean"), default=None, help="per-channel mean for pixels in [0, 1]")
-    p.add_argument("--std", type=_three("--std"), default=None, help="per-channel std for pixels in [0, 1]")
-    p.add_argument("--images", type=Path, nargs=2, default=None, metavar=("SOURCE_DIR", "TARGET_DIR"))
-    p.add_argument("--classes", type=int, nargs=2, default=PAPER_CLASSES, metavar=("SOURCE", "TARGET"))
-    p.add_argument("--pairs", type=_number("--pairs"), default=None, help="measure only the first N pairs")
-    p.add_argument("--confidence", type=_number("--confidence", float, 0, True), default=DEMO_CONFIDENCE)
-    p.add_argument("--n-alpha", type=_number("--n-alpha"), default=101, help="points on the path (10 k + 1)")
-    p.add_argument("--eps-max", type=_number("--eps-max", float), default=0.25, help="Kurakin's largest L-inf radius")
-    p.add_argument("--step", type=_number("--step", float), default=1 / 255, help="Kurakin's step size")
-    p.add_argument("--restarts", type=_number("--restarts"), default=1, help="minimal-L2 lanes")
-    p.add_argument("--refinements", type=_number("--refinements", int, 0, True), default=20)
-    p.add_argument("--candidates", type=_number("--candidates"), default=10, help="DeepFool's classes, untargeted")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--cache-dir", default=None, help="persistent XLA compilation cache ('' turns it off)")
-    add_cluster_options(p)
-    return p
+    parser = cli.Parser(prog="python -m jaxfrag.imagenet", description=__doc__.split("\n")[0])
+    cli.add_run_options(parser, seed=False)
+    model = parser.add_argument_group("the classifier")
+    model.add_argument(
+        "--model", type=Path, default=None, help=f"ONNX classifier (default: the exported {DEFAULT_MODEL})"
+    )
+    model.add_argument("--size", type=cli.number("--size"), default=None, help="the model's input side in pixels")
+    model.add_argument("--mean", type=_three("--mean"), default=None, help="per-channel mean for pixels in [0, 1]")
+    model.add_argument("--std", type=_three("--std"), default=None, help="per-channel std for pixels in [0, 1]")
+    images = parser.add_argument_group("the image pairs")
+    images.add_argument("--images", type=Path, nargs=2, default=None, metavar=("SOURCE_DIR", "TARGET_DIR"))
+    images.add_argument("--classes", type=int, nargs=2, default=PAPER_CLASSES, metavar=("SOURCE", "TARGET"))
+    images.add_argument("--pairs", type=cli.number("--pairs"), default=None, help="measure only the first N pairs")
+    images.add_argument("--confidence", type=cli.number("--confidence", float, 0, True), default=DEMO_CONFIDENCE)
+    attacks = parser.add_argument_group("the path and the attacks")
+    attacks.add_argument("--n-alpha", type=cli.number("--n-alpha"), default=101, help="points on the path (10 k + 1)")
+    attacks.add_argument(
+        "--eps-max", type=cli.number("--eps-max", float), default=0.25, help="Kurakin's largest L-inf radius"
+    )
+    attacks.add_argument("--step", type=cli.number("--step", float), default=1 / 255, help="Kurakin's step size")
+    attacks.add_argument("--restarts", type=cli.number("--restarts"), default=1, help="minimal-L2 lanes")
+    attacks.add_argument("--refinements", type=cli.number("--refinements", int, 0, True), default=20)
+    attacks.add_argument(
+        "--candidates", type=cli.number("--candidates"), default=10, help="DeepFool's classes, untargeted"
+    )
+    cli.add_process_options(parser)
+    return parser
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from jaxfrag.experiments.imagenet import check_n_alpha
+    from jaxfrag.experiments.imagenet import check_n_alpha  # loads JAX: after --help
 
     args = build_parser().parse_args(argv)
     try:
@@ -140,50 +122,68 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise UsageError("--candidates must be at least 2")
     if args.step > args.eps_max:
         raise UsageError("--step must not exceed --eps-max")
-    from jaxfrag.sweep import compilation_cache_dir
-
-    args.cache_dir = compilation_cache_dir(args.cache_dir)
-    check_cluster_options(args)
-    return args
+    return cli.finish_run_options(args)
 
 
 def main(argv=None) -> int:
-    try:
-        args = parse_args(argv)
-    except UsageError as error:
-        print(f"jaxfrag.imagenet: error: {error}", file=sys.stderr)
-        return 2
-    # jax.distributed must start before JAX does: the model is loaded inside.
-    return run_processes(args, "jaxfrag.imagenet", lambda processes: _main(args, processes))
-
-
-def _main(args, processes) -> int:
-    from jaxfrag.models import export, onnx_graph
-
-    try:
-        setup = plan_stage(args)
-    except (UsageError, onnx_graph.OnnxError, export.ExportError) as error:
-        print(f"jaxfrag.imagenet: error: {error}", file=sys.stderr)
-        return 2
-
-    folder = open_run_folder("jaxfrag.imagenet", args.out, setup.config, args.resume, processes)
-    if folder is None:
-        return 2
-    try:
-        return _run(args, setup, folder, processes)
-    except KeyboardInterrupt:
-        print(f"\ninterrupted; finished pairs are kept in {args.out}; rerun with --resume", file=sys.stderr)
-        return 130
+    return cli.main(PROGRAM, argv, parse_args, prepare, _run, "pairs")
 
 
 class Setup(NamedTuple):
-    config: dict
+    """What the measurements need, prepared before the run folder opens."""
+
     f: object  # f(params, x) -> logits
     params: dict
     images: dict  # name -> flat float32 pixels in [0, 1]
     pairs: list[Pair]
     predictions: dict  # name -> (class, probability)
     model_info: dict
+
+
+def prepare(args, processes: distributed.Processes) -> cli.Prepared:
+    """The model, the images, their classes and the pairs; a model that cannot be read or run is bad input."""
+    from jaxfrag.models import export, onnx_graph
+
+    try:
+        return _prepare(args)
+    except (onnx_graph.OnnxError, export.ExportError) as error:
+        raise UsageError(str(error)) from None
+
+
+def _prepare(args) -> cli.Prepared:
+    """Every option that can change a row goes into the config."""
+    from jaxfrag.models import export, imagenet
+
+    path, preprocessing, info = _model(args)
+    f, params = imagenet.classifier(path, preprocessing)
+    images = _images(args, preprocessing.size)
+    predictions = _classify(f, params, images)
+    pairs = _demo_pairs(args, images, predictions) if args.images is None else _folder_pairs(args, images, predictions)
+    if args.pairs is not None:
+        pairs = pairs[: args.pairs]
+    info.update(
+        path=str(path),
+        sha256=export.sha256(path),
+        size=preprocessing.size,
+        mean=list(preprocessing.mean),
+        std=list(preprocessing.std),
+    )
+    config = {
+        "experiment": "imagenet",
+        "model_sha256": info["sha256"],
+        "preprocessing": [preprocessing.size, list(preprocessing.mean), list(preprocessing.std)],
+        "images": "demo" if args.images is None else [str(p) for p in args.images],
+        "classes": None if args.images is None else list(args.classes),
+        "confidence": args.confidence if args.images is None else None,
+        "pairs": [list(p) for p in pairs],
+        "n_alpha": args.n_alpha,
+        "eps_max": args.eps_max,
+        "step": args.step,
+        "restarts": args.restarts,
+        "refinements": args.refinements,
+        "candidates": args.candidates,
+    }
+    return cli.Prepared(config, Setup(f, params, images, pairs, predictions, info))
 
 
 def _model(args):
@@ -218,132 +218,103 @@ def _folder_images(folder: Path, size: int) -> dict[str, object]:
     return images
 
 
-def plan_stage(args) -> Setup:
-    """The model, the images and the pairs; every option that can change a row goes into the config."""
-    import jax
-    import numpy as np
+def _images(args, size: int) -> dict[str, np.ndarray]:
+    """name -> flat pixels as the model sees them: the demo photographs, or the two --images folders."""
+    from jaxfrag.models import imagenet
 
-    from jaxfrag.experiments import imagenet as experiment
-    from jaxfrag.models import export, imagenet
-
-    if args.cache_dir:
-        from jaxfrag.sweep import use_compilation_cache
-
-        use_compilation_cache(args.cache_dir)
-    path, preprocessing, info = _model(args)
-    f, params = imagenet.classifier(path, preprocessing)
-    size = preprocessing.size
     if args.images is None:
-        photos = imagenet.demo_photographs()
-        images = {name: imagenet.prepare(photo, size).reshape(-1) for name, photo in photos.items()}
-    else:
-        images = {}
-        for folder in args.images:
-            images.update(_folder_images(folder, size))
+        return {name: imagenet.prepare(photo, size).reshape(-1) for name, photo in imagenet.demo_photographs().items()}
+    images = {}
+    for folder in args.images:
+        images.update(_folder_images(folder, size))
+    return images
+
+
+def _classify(f, params, images: dict) -> dict[str, tuple[int, float]]:
+    """name -> (the model's class, its softmax probability)."""
+    import jax
+
     names = list(images)
     stack = np.stack([images[n] for n in names])
-    classify = jax.jit(jax.vmap(f, in_axes=(None, 0)))  # compiled once, for every chunk of 8
-    logits = np.concatenate([np.asarray(classify(params, stack[i : i + 8])) for i in range(0, len(stack), 8)])
-    probabilities = np.asarray(jax.nn.softmax(logits, axis=1))
-    predictions = {n: (int(np.argmax(p)), float(np.max(p))) for n, p in zip(names, probabilities, strict=True)}
-    if args.images is None:
-        chosen = [n for n in names if predictions[n][1] >= args.confidence]
-        pairs = []
-        for source in chosen:
-            others = [n for n in chosen if predictions[n][0] != predictions[source][0]]
-            if not others:
-                continue
-            nearest = experiment.nearest_targets(images[source][None], np.stack([images[n] for n in others]))
-            target = others[int(nearest[0])]
-            pairs.append(Pair(source, target, predictions[source][0], predictions[target][0]))
-        if not pairs:
-            raise UsageError(
-                f"no two demo photographs are classified confidently (>= {args.confidence}) and differently; "
-                "lower --confidence"
-            )
-    else:
-        src_class, tgt_class = args.classes
-        sources = [n for n in names if n.startswith(args.images[0].name + "/") and predictions[n][0] == src_class]
-        targets = [n for n in names if n.startswith(args.images[1].name + "/") and predictions[n][0] == tgt_class]
-        if not sources or not targets:
-            raise UsageError(
-                f"--images: {len(sources)} source images classified {src_class} and {len(targets)} target images "
-                f"classified {tgt_class}; both must be at least 1"
-            )
-        stack_of = lambda group: np.stack([images[n] for n in group])
-        nearest = experiment.nearest_targets(stack_of(sources), stack_of(targets))
-        pairs = [Pair(s, targets[int(t)], src_class, tgt_class) for s, t in zip(sources, nearest, strict=True)]
-    if args.pairs is not None:
-        pairs = pairs[: args.pairs]
-    info.update(
-        path=str(path),
-        sha256=export.sha256(path),
-        size=size,
-        mean=list(preprocessing.mean),
-        std=list(preprocessing.std),
+    classify = jax.jit(jax.vmap(f, in_axes=(None, 0)))  # compiled once, for every batch
+    logits = np.concatenate(
+        [np.asarray(classify(params, stack[i : i + CLASSIFY_BATCH])) for i in range(0, len(stack), CLASSIFY_BATCH)]
     )
-    config = {
-        "experiment": "imagenet",
-        "model_sha256": info["sha256"],
-        "preprocessing": [size, list(preprocessing.mean), list(preprocessing.std)],
-        "images": "demo" if args.images is None else [str(p) for p in args.images],
-        "classes": None if args.images is None else list(args.classes),
-        "confidence": args.confidence if args.images is None else None,
-        "pairs": [list(p) for p in pairs],
-        "n_alpha": args.n_alpha,
-        "eps_max": args.eps_max,
-        "step": args.step,
-        "restarts": args.restarts,
-        "refinements": args.refinements,
-        "candidates": args.candidates,
-    }
-    return Setup(config, f, params, images, pairs, predictions, info)
+    probabilities = np.asarray(jax.nn.softmax(logits, axis=1))
+    return {n: (int(np.argmax(p)), float(np.max(p))) for n, p in zip(names, probabilities, strict=True)}
 
 
-def _run(args, setup: Setup, folder, processes) -> int:
-    """Every process measures its share of the pairs (`cluster.share_items`); process 0 reports."""
-    import jax
+def _demo_pairs(args, images: dict, predictions: dict) -> list[Pair]:
+    """Each confidently classified photograph with the nearest one the model puts in another class."""
+    from jaxfrag.experiments import imagenet as experiment
 
-    from jaxfrag import cluster, report_imagenet, store
+    chosen = [n for n in images if predictions[n][1] >= args.confidence]
+    pairs = []
+    for source in chosen:
+        others = [n for n in chosen if predictions[n][0] != predictions[source][0]]
+        if not others:
+            continue
+        nearest = experiment.nearest_targets(images[source][None], np.stack([images[n] for n in others]))
+        target = others[int(nearest[0])]
+        pairs.append(Pair(source, target, predictions[source][0], predictions[target][0]))
+    if not pairs:
+        raise UsageError(
+            f"no two demo photographs are classified confidently (>= {args.confidence}) and differently; "
+            "lower --confidence"
+        )
+    return pairs
 
+
+def _folder_pairs(args, images: dict, predictions: dict) -> list[Pair]:
+    """Each source image the model puts in its class with the nearest target image it puts in its own."""
+    from jaxfrag.experiments import imagenet as experiment
+
+    src_class, tgt_class = args.classes
+    sources = [n for n in images if n.startswith(args.images[0].name + "/") and predictions[n][0] == src_class]
+    targets = [n for n in images if n.startswith(args.images[1].name + "/") and predictions[n][0] == tgt_class]
+    if not sources or not targets:
+        raise UsageError(
+            f"--images: {len(sources)} source images classified {src_class} and {len(targets)} target images "
+            f"classified {tgt_class}; both must be at least 1"
+        )
+    stack_of = lambda group: np.stack([images[n] for n in group])
+    nearest = experiment.nearest_targets(stack_of(sources), stack_of(targets))
+    return [Pair(s, targets[int(t)], src_class, tgt_class) for s, t in zip(sources, nearest, strict=True)]
+
+
+def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes) -> int:
+    """Every process measures its share of the pairs (`distributed.share_items`); process 0 reports."""
+    from jaxfrag.reports import imagenet as report
+
+    config, setup = prepared
     started = time.perf_counter()
-    meta = folder.read_meta() or {}
-    meta.update(
-        config=setup.config,
-        started=meta.get("started", _now()),
-        command=sys.argv,
-        environment=store.environment("jax", "onnx"),
+    meta = cli.start_meta(
+        folder,
+        processes,
+        config,
+        ("jax", "onnx"),
         model=setup.model_info,
         predictions={n: {"class": c, "probability": p} for n, (c, p) in setup.predictions.items()},
-        processes=processes.count,
     )
-    meta.setdefault("wall_s", {})
-    if processes.leader:
-        folder.write_meta(meta)
     if args.images is None and processes.leader:
         print("demo: scikit-image's photographs, NOT the paper's English springer / Afghan hound", file=sys.stderr)
 
     t = time.perf_counter()
     measured = measure_stage(args, setup, folder, processes)
-    cluster.barrier("measured", processes)
-    meta["wall_s"]["measure"] = meta["wall_s"].get("measure", 0) + round(time.perf_counter() - t, 3)
-    if not processes.leader:
-        print(f"process {processes.index} of {processes.count}: measured {measured} pairs; process 0 reports")
-        cluster.barrier("reported", processes)
-        return 0
-
-    rows, _ = folder.read_cells()
-    rows = rows.sort_values("pair", kind="stable").reset_index(drop=True)
-    folder.write_results(rows)
-    text = report_imagenet.write(folder, rows, setup, demo=args.images is None)
-    meta["finished"] = _now()
-    meta["wall_s"]["total"] = round(time.perf_counter() - started, 3)
-    meta["jax_devices"] = [str(device) for device in jax.devices()]
-    folder.write_meta(meta)
-    print(text)
-    print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, figures/)")
-    cluster.barrier("reported", processes)
-    return 0
+    distributed.barrier("measured", processes)
+    cli.add_wall_time(meta, "measure", t)
+    return cli.report_on_leader(
+        folder,
+        processes,
+        meta,
+        started,
+        ["pair"],
+        lambda rows, cell_stats: report.write(
+            folder, rows, setup.images, setup.model_info["size"], demo=args.images is None
+        ),
+        f"measured {measured} pairs",
+        "results.parquet, summary.csv, figures/",
+    )
 
 
 def programs(f, args):
@@ -370,21 +341,17 @@ def programs(f, args):
     return {"path": jax.jit(path), "Kurakin": jax.jit(kurakin), "minimal L2": jax.jit(minimal)}
 
 
-def measure_stage(args, setup: Setup, folder, processes=None) -> int:
+def measure_stage(args, setup: Setup, folder, processes: distributed.Processes) -> int:
     """One cell per pair (this process's share): its row, every attack applied once more for the classes it reaches.
     Returns how many pairs it measured."""
     import jax
     import jax.numpy as jnp
-    import numpy as np
-    import pandas as pd
-    from tqdm import tqdm
 
-    from jaxfrag import cluster
     from jaxfrag.models import imagenet
 
     done = {d for _, d in folder.done_cells()}
     todo = [k for k in range(len(setup.pairs)) if k not in done]
-    todo = cluster.share_items(todo, processes or cluster.Processes(0, 1))
+    todo = distributed.share_items(todo, processes)
     compiled = programs(setup.f, args)
     classify = jax.jit(setup.f)
     with tqdm(total=len(todo) * len(compiled), unit="step", desc="pairs", disable=args.no_progress) as bar:

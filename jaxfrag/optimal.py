@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxfrag import embedding, linalg
+from jaxfrag import linalg, padding
 
 # Default cap on the nodes of one search (a trial, or a share of one taken by
 # another lane). A search that hits it reports the best point it found (an
@@ -58,13 +58,13 @@ def half_min_distance(points: jax.Array, index: int | jax.Array, valid: jax.Arra
 def opposite_class_problem(a: jax.Array, z: jax.Array, real: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """(C, b) with min_s ||b + C s|| = half the distance from A z to the other class.
 
-    Columns outside `real` (padding, see `jaxfrag.embedding`) become BIG e_k: a
+    Columns outside `real` (padding, see `jaxfrag.padding`) become BIG e_k: a
     direction orthogonal to everything real whose bit is never worth setting.
     """
     flip_sign = z[:-1] * z[-1]
     c = a[:, :-1] * flip_sign[None, :]
     if real is not None:
-        unreachable = embedding.BIG * jnp.eye(*c.shape, dtype=c.dtype)
+        unreachable = padding.BIG * jnp.eye(*c.shape, dtype=c.dtype)
         c = jnp.where(real[None, :-1], c, unreachable)
     return c, a[:, -1]
 

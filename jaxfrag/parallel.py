@@ -32,8 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxfrag.config import DEFAULT_SCALE_COLUMNS, Config
-from jaxfrag.experiments import EXPERIMENT_IDS, Experiment, trial_group
+from jaxfrag.config import EXPERIMENTS, Config
+from jaxfrag.experiments.base import Experiment, trial_group
 
 AXIS = "trials"
 # Config fields a compiled program takes as run-time values, not constants: configs (grid points)
@@ -76,7 +76,7 @@ def compiler_options(mesh: Mesh) -> dict:
 
 
 def cell_key(seed: int, experiment: str, d: int) -> jax.Array:
-    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), EXPERIMENT_IDS[experiment]), d)
+    return jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), EXPERIMENTS[experiment].id), d)
 
 
 def trial_keys(key: jax.Array, trial_index: jax.Array) -> jax.Array:
@@ -115,8 +115,7 @@ def chunk_memory_budget(mesh: Mesh) -> int:
 
 def runtime_values(experiment: str, config: Config) -> list[float]:
     """`RUNTIME_FIELDS`' values for an experiment (the column factor resolved to its default)."""
-    scale = config.scale_columns if config.scale_columns is not None else DEFAULT_SCALE_COLUMNS.get(experiment, 1.0)
-    return [float(scale), float(config.lr)]
+    return [float(config.scale_for(experiment)), float(config.lr)]
 
 
 class CellResult(NamedTuple):

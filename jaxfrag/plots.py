@@ -1,12 +1,12 @@
-"""Figures of a sweep, drawn with matplotlib from summary.csv rows.
+"""Figures that several reports and experiments share, drawn with matplotlib from summary.csv rows.
 
 Contract: `scaling_figure(summary, experiment, title, fit, theory_slope, theory_label, path)` draws
 the mean gap against d on log-log axes with 95% error bars, the fitted line
 with its slope interval, a reference slope of -1/2, the theory curve where one
 is known, and the theory's predicted slope; it writes a PNG atomically.
 `figure2` and `table1_figure` are the paper's section 6 views (linear experiment);
-`table3_rho` and `table4_scatter` those of its nonlinear networks (relu);
-`compression_vs_fragility` is what a grid answers (`jaxfrag.ablation`).
+`table3_rho` and `table4_scatter` those of its nonlinear networks (relu); `save` writes any
+figure atomically. A figure only one report draws lives in that report (`jaxfrag.reports`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import pandas as pd
 # module never changes the backend of a notebook that imports jaxfrag.
 from matplotlib.figure import Figure
 
-from jaxfrag.stats import Fit
+from jaxfrag import rmt
+from jaxfrag.stats import Fit, t_half_width
 from jaxfrag.store import atomic_path
 
 
@@ -30,7 +31,7 @@ def scaling_figure(
     cells = summary[summary["experiment"] == experiment].sort_values("d")
     d = cells["d"].to_numpy(float)
     mean = cells["gap_mean"].to_numpy(float)
-    half = 1.96 * cells["gap_se"].fillna(0).to_numpy(float)
+    half = np.nan_to_num(t_half_width(cells["gap_se"].to_numpy(float), cells["n"].to_numpy(float)))
     fig = Figure(figsize=(6.4, 4.6))
     ax = fig.subplots()
     ax.errorbar(d, mean, yerr=half, fmt="o", ms=3.5, capsize=2, label="measured mean (95% CI)")
@@ -55,10 +56,10 @@ def scaling_figure(
     ax.set_title(title)
     ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    _save(fig, path)
+    save(fig, path)
 
 
-def _save(fig, path: Path) -> None:
+def save(fig, path: Path) -> None:
     fig.tight_layout()
     with atomic_path(path) as temp:
         fig.savefig(temp, format="png", dpi=120)
@@ -71,8 +72,6 @@ def figure2(cells: pd.DataFrame, path: Path) -> None:
     conditioning) with 95% intervals and the closed-form E[phi]. Right: phi unconditioned against phi
     on successes, with the success fraction.
     """
-    from jaxfrag import rmt
-
     d = cells["d"].to_numpy(float)
     grid = np.arange(int(d.min()), int(d.max()) + 1)
     fig = Figure(figsize=(11, 4.3))
@@ -102,7 +101,7 @@ def figure2(cells: pd.DataFrame, path: Path) -> None:
     lines, labels = right.get_legend_handles_labels()
     more, more_labels = twin.get_legend_handles_labels()
     right.legend(lines + more, labels + more_labels, fontsize=8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def table1_figure(ours: pd.DataFrame, paper: dict[str, list[float]], d: int, path: Path) -> None:
@@ -126,7 +125,7 @@ def table1_figure(ours: pd.DataFrame, paper: dict[str, list[float]], d: int, pat
             drawn = ax.table(cellText=cells, rowLabels=list(table.index), colLabels=list(table.columns), loc="center")
             drawn.auto_set_font_size(False)
             drawn.set_fontsize(8)
-    _save(fig, path)
+    save(fig, path)
 
 
 def table3_rho(cells: pd.DataFrame, alphas: int, paper: dict[int, dict], path: Path) -> None:
@@ -161,7 +160,7 @@ def table3_rho(cells: pd.DataFrame, alphas: int, paper: dict[int, dict], path: P
     ax.set_title("Table 3: compression rate rho of trained ReLU networks")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    _save(fig, path)
+    save(fig, path)
 
 
 def table4_scatter(rows: pd.DataFrame, inputs: tuple[str, ...], paper: dict[int, dict], path: Path) -> None:
@@ -187,155 +186,4 @@ def table4_scatter(rows: pd.DataFrame, inputs: tuple[str, ...], paper: dict[int,
     ax.set_title("Table 4: compression predicts the attack size")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    _save(fig, path)
-
-
-def mnist_gallery(rows: pd.DataFrame, images: np.ndarray, rule: str, path: Path, pairs: int = 8) -> None:
-    """Figure 3 automated: I_7 beside A_1 for the first uncrossed and crossed 7s with an A_1 (network 0)."""
-    from jaxfrag.experiments import mnist as experiment
-
-    part = rows[(rows["mask_rule"] == rule) & rows["has_a1"] & (rows["network"] == rows["network"].min())]
-    chosen = pd.concat([part[~part["crossed"]].head(pairs), part[part["crossed"]].head(pairs // 2)])
-    columns = max(len(chosen), 1)
-    fig = Figure(figsize=(1.3 * columns, 3.0))
-    axes = np.atleast_2d(fig.subplots(2, columns, squeeze=False))
-    for ax in axes.ravel():
-        ax.set_axis_off()
-    for j, (_, row) in enumerate(chosen.iterrows()):
-        image = images[int(row["image"])]
-        order = getattr(experiment.masking_orders(image), rule)[: int(row["blocked"])]
-        a1 = image.reshape(-1).copy()
-        a1[order] = 0
-        axes[0, j].imshow(image, cmap="gray_r", vmin=0, vmax=255)
-        axes[1, j].imshow(a1.reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
-        tag = " crossed" if row["crossed"] else ""
-        axes[0, j].set_title(f"#{int(row['image'])}{tag}", fontsize=7)
-        axes[1, j].set_title(f"{int(row['blocked'])} px", fontsize=7)
-    fig.suptitle(f"I_7 (top) and A_1 (bottom, classified 1), rule '{rule}'", fontsize=9)
-    _save(fig, path)
-
-
-def mnist_claims(rows: pd.DataFrame, path: Path) -> None:
-    """Q/(0.5L) against |cos theta_t| and against |M/(0.5L)|, per rule and Q, with the diagonal."""
-    from jaxfrag.experiments import mnist as experiment
-
-    fig = Figure(figsize=(9, 8))
-    axes = fig.subplots(2, 2)
-    for i, (q_column, q_name) in enumerate((("Q_fgsm_ratio", "FGSM"), ("Q_l2_ratio", "min L2"))):
-        for j, (column, name) in enumerate((("cos_theta_t", "|cos theta_t|"), ("M_ratio", "|M/(0.5L)|"))):
-            ax = axes[i, j]
-            for rule in experiment.MASK_RULES:
-                part = rows[(rows["mask_rule"] == rule) & ~rows["crossed"]][[q_column, column]].dropna()
-                ax.scatter(part[column].abs(), part[q_column], s=6, alpha=0.5, label=f"rule {rule} (n {len(part)})")
-            top = max(ax.get_xlim()[1], ax.get_ylim()[1])
-            ax.plot([0, top], [0, top], "k--", lw=1, label="the paper's claim: equal")
-            ax.set_xlabel(name)
-            ax.set_ylabel(f"Q/(0.5L), Q = {q_name}")
-            ax.legend(fontsize=7)
-            ax.grid(alpha=0.3)
-    _save(fig, path)
-
-
-def mnist_cos_alpha(rows: pd.DataFrame, paper: list[list[float]], path: Path) -> None:
-    """cos theta_alpha along I_7 -> A_1: our median and 10-90% band per rule, and the paper's four curves."""
-    from jaxfrag.experiments import mnist as experiment
-
-    alphas = np.linspace(0, 1, experiment.ALPHA_TABLE)
-    columns = [f"cos_theta_alpha_{i}" for i in range(experiment.ALPHA_TABLE)]
-    fig = Figure(figsize=(6.4, 4.6))
-    ax = fig.subplots()
-    for rule in experiment.MASK_RULES:
-        values = rows[(rows["mask_rule"] == rule) & ~rows["crossed"]][columns].dropna().to_numpy(float)
-        if len(values):
-            line = ax.plot(alphas, np.median(values, axis=0), label=f"ours, rule {rule}: median (n {len(values)})")[0]
-            low, high = np.quantile(values, [0.1, 0.9], axis=0)
-            ax.fill_between(alphas, low, high, color=line.get_color(), alpha=0.2, label=f"ours, rule {rule}: 10-90%")
-    paper = np.asarray(paper)
-    for k in range(paper.shape[1]):
-        ax.plot(alphas, paper[:, k], "k:", lw=1, label="the paper's experiments 1-4" if k == 0 else None)
-    ax.axhline(0, color="gray", lw=0.5)
-    ax.set_xlabel("alpha on X = alpha A_1 + (1 - alpha) I_7")
-    ax.set_ylabel("cos theta_alpha")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    _save(fig, path)
-
-
-def imagenet_figure6(rows: pd.DataFrame, path: Path) -> None:
-    """The paper's Figure 6: |cos theta_alpha| against alpha for every pair, and their mean."""
-    paths = np.stack([np.asarray(p, float) for p in rows["cos_path"]]) if len(rows) else np.zeros((0, 2))
-    alphas = np.linspace(0, 1, paths.shape[1])
-    fig = Figure(figsize=(6.4, 4.4))
-    ax = fig.subplots()
-    for k, (_, row) in enumerate(rows.iterrows()):
-        ax.plot(alphas, np.abs(paths[k]), lw=0.8, alpha=0.6, label=f"{row['source_name']} -> {row['target_name']}")
-    if len(paths):
-        ax.plot(alphas, np.mean(np.abs(paths), axis=0), "k", lw=2.2, label=f"mean of {len(paths)} pairs")
-    ax.set_xlabel("alpha on x_alpha = alpha x_src + (1 - alpha) x_tgt")
-    ax.set_ylabel("|cos theta_alpha|")
-    ax.set_ylim(bottom=0)
-    if len(rows) <= 8:
-        ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    _save(fig, path)
-
-
-def imagenet_pairs(rows: pd.DataFrame, images: dict, size: int, path: Path, pairs: int = 6) -> None:
-    """Each pair's source and target image as the model sees them, with the classes and L."""
-    shown = rows.head(pairs)
-    fig = Figure(figsize=(4.0, 2.0 * max(len(shown), 1)))
-    axes = fig.subplots(max(len(shown), 1), 2, squeeze=False)
-    for k, (_, row) in enumerate(shown.iterrows()):
-        for j, (name, label) in enumerate(((row["source"], row["source_name"]), (row["target"], row["target_name"]))):
-            axes[k, j].imshow(np.asarray(images[name]).reshape(size, size, -1))
-            axes[k, j].set_title(f"{label}" + (f"\nL = {row['L']:.1f}" if j == 1 else ""), fontsize=7)
-            axes[k, j].axis("off")
-    _save(fig, path)
-
-
-def compression_vs_fragility(per_d: pd.DataFrame, labels: dict[str, dict[str, str]], path: Path) -> None:
-    """Compression against robustness, one point per (configuration, d), over the nets that fit.
-
-    `per_d` is `jaxfrag.ablation.measures`' table; `labels[experiment]` names its measures. One
-    panel per experiment: x the mean compression (|cos theta1|; relu |cos theta_t|), y the mean
-    robustness over the last-bit flip's (robustness / ||a_d||; relu delta / m), 95% error bars both
-    ways, d written beside each point, and the diagonal the paper's claim puts them on.
-    """
-    names = list(labels)
-    fig = Figure(figsize=(5.6 * len(names), 5.0))
-    axes = np.atleast_1d(fig.subplots(1, len(names)))
-    configs = list(dict.fromkeys(per_d["config"]))
-    colours = {config: f"C{k % 10}" for k, config in enumerate(configs)}
-    for ax, name in zip(axes, names, strict=True):
-        cells = per_d[per_d["experiment"] == name]
-        top = 0.0
-        for config, group in cells.groupby("config", sort=False):
-            group = group.sort_values("d")
-            x, y = group["compression_success_mean"].to_numpy(float), group["robustness_success_mean"].to_numpy(float)
-            ax.errorbar(
-                x,
-                y,
-                xerr=1.96 * group["compression_success_se"].fillna(0).to_numpy(float),
-                yerr=1.96 * group["robustness_success_se"].fillna(0).to_numpy(float),
-                fmt="o-",
-                ms=3.5,
-                lw=0.6,
-                capsize=2,
-                color=colours[config],
-                label=config,
-            )
-            for xi, yi, d in zip(x, y, group["d"], strict=True):
-                if np.isfinite(xi) and np.isfinite(yi):
-                    ax.annotate(str(d), (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
-            top = max(top, np.nanmax(np.concatenate([x, y, [0.0]])))
-        top = 1.1 * top if top > 0 else 1.0
-        ax.plot([0, top], [0, top], "k--", lw=1, label="the paper's claim: y = x")
-        ax.set_xlim(0, top)
-        ax.set_ylim(0, top)
-        ax.set_aspect("equal")
-        ax.set_xlabel(f"mean {labels[name]['compression']} (nets that fit)")
-        ax.set_ylabel(f"mean {labels[name]['robustness']} (nets that fit)")
-        ax.set_title(f"{name}: compression vs fragility, per (configuration, d)", fontsize=9)
-        ax.legend(fontsize=6)
-        ax.grid(True, alpha=0.3)
-    _save(fig, path)
+    save(fig, path)

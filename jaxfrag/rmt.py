@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import special, stats
 
-from jaxfrag import embedding
+from jaxfrag import padding
 
 
 def bartlett_r(key: jax.Array, num_rows, d, size: int | None = None, max_rows: int | None = None) -> jax.Array:
@@ -48,21 +48,21 @@ def bartlett_r(key: jax.Array, num_rows, d, size: int | None = None, max_rows: i
     chi-square sampler for integer degrees of freedom, and far cheaper to compile
     than a gamma sampler). `size` and `max_rows` (static upper bounds of d and
     num_rows) embed the result as blockdiag(I, R) in a compiled program, with the
-    same draws as an unpadded call (see `jaxfrag.embedding`).
+    same draws as an unpadded call (see `jaxfrag.padding`).
     """
     size = size or d
     max_rows = max_rows or num_rows
     dtype = jnp.result_type(float)
     key_diag, key_off = jax.random.split(key)
     p = size - d
-    off, inside = embedding.placed(jax.random.normal(key_off, (size * size,), dtype), d, d, p, p, (size, size))
+    off, inside = padding.placed(jax.random.normal(key_off, (size * size,), dtype), d, d, p, p, (size, size))
     off = jnp.where(inside, jnp.triu(off, k=1), 0)
-    draws, real = embedding.placed(
+    draws, real = padding.placed(
         jax.random.normal(key_diag, (size * max_rows,), dtype), d, num_rows, p, 0, (size, max_rows)
     )
     dof = num_rows - (jnp.arange(size) - p)  # per real row j: num_rows - j
     chi2 = jnp.sum(jnp.where(real & (jnp.arange(max_rows)[None, :] < dof[:, None]), draws * draws, 0), axis=1)
-    diag = jnp.where(embedding.real_mask(size, d), jnp.sqrt(chi2), 1)
+    diag = jnp.where(padding.real_mask(size, d), jnp.sqrt(chi2), 1)
     return off + jnp.diag(diag)
 
 

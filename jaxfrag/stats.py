@@ -6,6 +6,12 @@ Contract: plain functions of pandas/numpy data.
   n_nonfinite and left out of every mean: never silently averaged. Booleans
   are fractions with the binomial standard error.
 * `mean_se` -- the mean and its standard error of a set of values.
+* `interval` -- THE interval of every report: the mean of a sample, its standard
+  error and the two-sided Student t-interval mean +- t_{(1+level)/2, n-1} se
+  (NaN bounds below two values). Paired differences and claims use it too.
+* `format_estimate` -- THE formatter of every report: "mean ± se" (± is always
+  one standard error), "mean [low, high]" (brackets are always an interval),
+  or both; "—" for a missing mean.
 * `median_ci` -- a distribution-free interval for a median from order
   statistics: [x_(j), x_(n-j+1)] with P(Binomial(n, 1/2) < j) <= (1 - level)/2,
   so it covers the median with probability >= level for any continuous law.
@@ -57,6 +63,45 @@ def mean_se(values: np.ndarray) -> tuple[float, float]:
     if len(values) == 0:
         return math.nan, math.nan
     return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
+
+
+class Interval(NamedTuple):
+    mean: float
+    se: float
+    low: float  # the t-interval's bounds (NaN below two values)
+    high: float
+    n: int
+
+
+def interval(values, level: float = 0.95) -> Interval:
+    """The mean of `values`, its standard error and its two-sided Student t-interval at `level`."""
+    values = np.asarray(values, float)
+    mean, se = mean_se(values)
+    n = len(values)
+    half = float(stats.t.ppf((1 + level) / 2, n - 1) * se) if n > 1 else math.nan
+    return Interval(mean, se, mean - half, mean + half, n)
+
+
+def t_half_width(se, n, level: float = 0.95):
+    """The t-interval's half-width from a standard error and a sample size (arrays welcome; NaN below n = 2)."""
+    n = np.asarray(n, float)
+    with np.errstate(invalid="ignore"):
+        quantile = np.where(n > 1, stats.t.ppf((1 + level) / 2, np.maximum(n - 1, 1)), np.nan)
+    return quantile * np.asarray(se, float)
+
+
+def format_estimate(
+    mean: float, se: float = math.nan, low: float = math.nan, high: float = math.nan, spec: str = ".4f", se_spec=None
+) -> str:
+    """'mean ± se [low, high]', leaving out what is NaN; `spec` formats the mean and bounds, `se_spec` the se."""
+    if not np.isfinite(mean):
+        return "—"
+    text = f"{mean:{spec}}"
+    if np.isfinite(se):
+        text += f" ± {se:{se_spec or spec.lstrip('+ ')}}"
+    if np.isfinite(low) and np.isfinite(high):
+        text += f" [{low:{spec}}, {high:{spec}}]"
+    return text
 
 
 def describe(values) -> dict[str, float]:

@@ -26,8 +26,10 @@ import contextlib
 import io
 import json
 import os
+import platform
 import tempfile
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -90,8 +92,6 @@ def _is_scratch(entry: Path) -> bool:
 
 def environment(*packages: str) -> dict:
     """meta.json's environment: Python, the machine, and each named package's version."""
-    import platform
-    from importlib import metadata
 
     return {
         "python": platform.python_version(),

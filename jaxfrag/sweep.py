@@ -11,7 +11,7 @@
 For each (experiment, grid point, d) cell it runs --trials trials (compiled per
 bucket of dimensions, sharded over the devices), writes the cell atomically, and
 at the end writes results.parquet, summary.csv, meta.json and figures/ (see
-`jaxfrag.store`; with linear or relu also what a grid answers, `jaxfrag.ablation`)
+`jaxfrag.store`; with linear or relu also what a grid answers, `jaxfrag.reports.grid`)
 and prints the gap per d with the fitted log-log slopes.
 Bad input is reported in one line on stderr with exit status 2.
 """
@@ -19,169 +19,81 @@ Bad input is reported in one line on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NamedTuple
 
-from jaxfrag.config import INITS, MAX_TRAINED_D, OPTIMIZERS, PROTOCOLS
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
 
-EXPERIMENT_NAMES = ("thm1", "thm4", "thm6", "linear", "relu")
-TRAINED = ("linear", "relu")  # experiments that train networks
-DEFAULT_EXPERIMENTS = ["thm1", "thm4", "thm6"]  # linear and relu train networks: asked for by name
+from jaxfrag import cli, distributed, grid, stats, store
+from jaxfrag.cli import UsageError
+from jaxfrag.config import EXPERIMENTS, INITS, MAX_TRAINED_D, OPTIMIZERS, PROTOCOLS, Config
+
+PROGRAM = "jaxfrag.sweep"
 DEFAULT_TRIALS = 500
-DEFAULT_TRIALS_LINEAR = 256  # when linear or relu is run: ~3 s of training per network at d = 16
+DEFAULT_TRIALS_TRAINED = 256  # when linear or relu is run: ~3 s of training per network at d = 16
 RESULTS_REFRESH_S = 20.0  # rewrite results.parquet / summary.csv at most this often during a run
 
 
-class UsageError(Exception):
-    pass
+def trained() -> list[str]:
+    """The experiments that train networks: asked for by name, never run by default."""
+    return [name for name, spec in EXPERIMENTS.items() if spec.trained]
 
 
-def parse_dims(text: str) -> list[int]:
-    """'7..64' (inclusive), '8..64:8', '8,12,16', '12', or a comma-separated mix."""
-    dims: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            raise UsageError(f"--d {text!r}: empty item")
-        try:
-            if ".." in part:
-                bounds, _, step_text = part.partition(":")
-                low_text, _, high_text = bounds.partition("..")
-                low, high = int(low_text), int(high_text)
-                step = int(step_text) if step_text else 1
-                if step <= 0:
-                    raise UsageError(f"--d {text!r}: the step must be positive")
-                if high < low:
-                    raise UsageError(f"--d {text!r}: the range {low}..{high} is reversed")
-                dims.extend(range(low, high + 1, step))
-            else:
-                dims.append(int(part))
-        except ValueError:
-            raise UsageError(f"--d {text!r}: expected integers like 7..64, 8..64:8, 8,12,16 or 12") from None
-    if not dims:
-        raise UsageError(f"--d {text!r}: no dimensions")
-    if min(dims) < 2:
-        raise UsageError(f"--d {text!r}: every d must be at least 2, got {min(dims)}")
-    return sorted(set(dims))
+def default_experiments() -> list[str]:
+    return [name for name, spec in EXPERIMENTS.items() if not spec.trained]
 
 
 def parse_experiments(values: list[str]) -> list[str]:
+    """The named experiments in the table's order; UsageError for a name the table does not have."""
     names = [name.strip() for value in values for name in value.split(",") if name.strip()]
-    unknown = [name for name in names if name not in EXPERIMENT_NAMES]
+    unknown = [name for name in names if name not in EXPERIMENTS]
     if unknown or not names:
         raise UsageError(
             f"--experiment: unknown experiment {', '.join(map(repr, unknown)) or '(none)'}; "
-            f"choose from {', '.join(EXPERIMENT_NAMES)}"
+            f"choose from {', '.join(EXPERIMENTS)}"
         )
-    return [name for name in EXPERIMENT_NAMES if name in names]
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage dump
-        raise UsageError(message)
-
-
-def _number(name: str, convert=int, low: float = 0, inclusive: bool = False):
-    """An argparse type: a finite number of `convert`'s kind above `low` (at least `low` if inclusive)."""
-    noun = "an integer" if convert is int else "a number"
-
-    def parse(text):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be {noun}, got {text!r}") from None
-        if not math.isfinite(value) or not (value >= low if inclusive else value > low):
-            raise argparse.ArgumentTypeError(f"{name} must be {'>=' if inclusive else '>'} {low:g}, got {text}")
-        return value
-
-    return parse
-
-
-def add_cluster_options(parser: argparse.ArgumentParser) -> None:
-    """--coordinator, --num-processes, --process-id, --peer-timeout: the entry points' many-process options."""
-    group = parser.add_argument_group(
-        "many processes (jax.distributed; under SLURM, Open MPI or a TPU pod slice they are detected)"
-    )
-    group.add_argument("--coordinator", default=None, help="HOST:PORT of process 0's coordination service")
-    group.add_argument("--num-processes", type=_number("--num-processes"), default=None, help="processes in all")
-    group.add_argument(
-        "--process-id", type=_number("--process-id", inclusive=True), default=None, help="this process, 0..N-1"
-    )
-    group.add_argument(
-        "--peer-timeout",
-        type=_number("--peer-timeout", float),
-        default=60.0,
-        help="seconds without a sign of life before a process is taken for dead and the others stop",
-    )
-
-
-def check_cluster_options(args: argparse.Namespace) -> None:
-    from jaxfrag import cluster
-
-    try:
-        cluster.validate(args.coordinator, args.num_processes, args.process_id)
-    except cluster.ClusterError as error:
-        raise UsageError(str(error)) from None
-
-
-def run_processes(args: argparse.Namespace, program: str, body) -> int:
-    """Join the run's processes (`jaxfrag.cluster`), run body(processes) under the watchdog, and leave."""
-    from jaxfrag import cluster
-
-    try:
-        processes = cluster.connect(args.coordinator, args.num_processes, args.process_id)
-    except cluster.ClusterError as error:
-        print(f"{program}: error: {error}", file=sys.stderr)
-        return 1
-    lost_peer = f"{program}: error: stopped; what finished is kept in {args.out}; rerun with --resume to complete it"
-    with cluster.Watchdog(processes, lost_peer, args.peer_timeout):
-        status = body(processes)
-    if status == 0:
-        cluster.disconnect(processes)
-    return status
-
-
-def open_run_folder(program: str, out, config: dict, resume: bool, processes):
-    """`store.RunFolder.open` on process 0, its refusal told to every process; None after an error (printed)."""
-    from jaxfrag import cluster, store
-
-    def validate() -> str:
-        try:
-            store.RunFolder.open(out, config, resume)
-        except store.RunFolderError as error:
-            return str(error)
-        return ""
-
-    error = cluster.from_leader(processes, "open", validate)
-    if error:
-        print(f"{program}: error: {error}", file=sys.stderr)
-        return None
-    return store.RunFolder(out)
+    return [name for name in EXPERIMENTS if name in names]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = cli.Parser(
         prog="python -m jaxfrag.sweep",
         description="Monte Carlo of the NN-vs-optimal adversarial robustness gap (Theorems 1, 4, 6, 7; section 6).",
     )
+    _add_cell_options(parser)
+    cli.add_run_options(parser, out_help="output folder (default: runs/sweep-<time>)", out_required=False)
+    _add_execution_options(parser)
+    cli.add_process_options(parser)
+    _add_model_options(parser.add_argument_group("models"))
+    _add_training_options(
+        parser.add_argument_group(
+            "linear, relu: trained networks (section 6; lr, batch and init are our choice, and relu's width)"
+        )
+    )
+    return parser
+
+
+def _add_cell_options(parser: argparse.ArgumentParser) -> None:
+    """What is run: the dimensions, the experiments, the trials per cell and a grid over options."""
     parser.add_argument("--d", required=True, help="dimensions: 7..64, 8..64:8, 8,12,16 or 12")
     parser.add_argument(
         "--experiment",
         nargs="+",
-        default=DEFAULT_EXPERIMENTS,
-        help="one or more of thm1, thm4, thm6, linear, relu (default: thm1 thm4 thm6)",
+        default=default_experiments(),
+        help=f"one or more of {', '.join(EXPERIMENTS)} (default: {' '.join(default_experiments())})",
     )
     parser.add_argument(
         "--trials",
-        type=_number("--trials"),
+        type=cli.number("--trials"),
         default=None,
-        help=f"trials per dimension (default {DEFAULT_TRIALS}; {DEFAULT_TRIALS_LINEAR} when linear or relu is run)",
+        help=f"trials per dimension (default {DEFAULT_TRIALS}; {DEFAULT_TRIALS_TRAINED} when "
+        f"{' or '.join(trained())} is run)",
     )
-    parser.add_argument("--seed", type=_number("--seed", inclusive=True), default=0)
     parser.add_argument(
         "--grid",
         nargs="+",
@@ -190,71 +102,70 @@ def build_parser() -> argparse.ArgumentParser:
         help="run every combination of these options' values (e.g. optimizer=adam,sgd width=64,512); each point "
         "is a cell coordinate like d, and every point sees the same data for the same trial (see jaxfrag.grid)",
     )
-    parser.add_argument("--out", default=None, help="output folder (default: runs/sweep-<time>)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cells")
-    parser.add_argument("--chunk", type=_number("--chunk"), default=None, help="trials per compiled step")
+
+
+def _add_execution_options(parser: argparse.ArgumentParser) -> None:
+    """How the trials run; none of these changes a row."""
+    parser.add_argument("--chunk", type=cli.number("--chunk"), default=None, help="trials per compiled step")
     parser.add_argument("--x64", action="store_true", help="compute in float64")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
-        "--devices", type=_number("--devices"), default=None, help="CPU devices per process (default: cores)"
+        "--devices", type=cli.number("--devices"), default=None, help="CPU devices per process (default: cores)"
     )
     parser.add_argument(
         "--compile-workers",
-        type=_number("--compile-workers"),
+        type=cli.number("--compile-workers"),
         default=2,
         help="programs compiled ahead in the background while cells run",
     )
-    parser.add_argument(
-        "--cache-dir",
-        default=None,
-        help="persistent XLA compilation cache (default: $JAXFRAG_CACHE_DIR or ~/.cache/jaxfrag/xla; '' turns it off)",
-    )
-    add_cluster_options(parser)
-    model = parser.add_argument_group("models")
+
+
+def _add_model_options(model) -> None:
     model.add_argument(
         "--depth",
-        type=_number("--depth"),
+        type=cli.number("--depth"),
         default=None,
-        help="weight layers of the constructed nets (default: thm1 2, thm4 3, thm6 2)",
+        help="weight layers of the constructed nets (default: "
+        + ", ".join(f"{name} {spec.default_depth}" for name, spec in EXPERIMENTS.items() if spec.default_depth)
+        + ")",
     )
-    model.add_argument("--width-mult", type=_number("--width-mult"), default=2, help="hidden width = this x d")
+    model.add_argument("--width-mult", type=cli.number("--width-mult"), default=2, help="hidden width = this x d")
     model.add_argument(
         "--generator-depth",
-        type=_number("--generator-depth", inclusive=True),
+        type=cli.number("--generator-depth", inclusive=True),
         default=2,
         help="thm4: t in x = G_t..G_1 v",
     )
     model.add_argument(
         "--scale-columns",
-        type=_number("--scale-columns", float),
+        type=cli.number("--scale-columns", float),
         default=None,
         help="thm6, linear, relu: factor on A's first d-1 columns (default: thm6 1 as in Theorem 6, linear and "
         "relu 5 as in section 6; 1 turns it off)",
     )
     model.add_argument(
         "--brute-force-max-d",
-        type=_number("--brute-force-max-d", inclusive=True),
+        type=cli.number("--brute-force-max-d", inclusive=True),
         default=12,
         help="thm6: enumerate all 2^(d-1) opposite points up to this d",
     )
     model.add_argument(
         "--max-nodes",
-        type=_number("--max-nodes"),
+        type=cli.number("--max-nodes"),
         default=1 << 26,
         help="thm6, linear, relu: sphere-decoder node cap per search",
     )
-    train = parser.add_argument_group(
-        "linear, relu: trained networks (section 6; lr, batch and init are our choice, and relu's width)"
-    )
-    train.add_argument("--width", type=_number("--width"), default=3000, help="hidden width")
+
+
+def _add_training_options(train) -> None:
+    train.add_argument("--width", type=cli.number("--width"), default=3000, help="hidden width")
     train.add_argument(
-        "--hidden-layers", type=_number("--hidden-layers", inclusive=True), default=1, help="hidden layers"
+        "--hidden-layers", type=cli.number("--hidden-layers", inclusive=True), default=1, help="hidden layers"
     )
     train.add_argument("--bias", action="store_true", help="layers with biases (off: W = H2 H1 as analysed)")
-    train.add_argument("--lr", type=_number("--lr", float), default=1e-3, help="learning rate")
-    train.add_argument("--batch-size", type=_number("--batch-size"), default=64, help="minibatch size")
+    train.add_argument("--lr", type=cli.number("--lr", float), default=1e-3, help="learning rate")
+    train.add_argument("--batch-size", type=cli.number("--batch-size"), default=64, help="minibatch size")
     train.add_argument(
-        "--epochs", type=_number("--epochs"), default=20, help="training epochs (until-fit: at least these)"
+        "--epochs", type=cli.number("--epochs"), default=20, help="training epochs (until-fit: at least these)"
     )
     train.add_argument(
         "--protocol",
@@ -264,26 +175,23 @@ def build_parser() -> argparse.ArgumentParser:
         "at most --max-epochs in all (the epochs_run column records each net's)",
     )
     train.add_argument(
-        "--max-epochs", type=_number("--max-epochs"), default=200, help="until-fit: the cap on epochs in all"
+        "--max-epochs", type=cli.number("--max-epochs"), default=200, help="until-fit: the cap on epochs in all"
     )
     train.add_argument("--init", choices=INITS, default="torch", help="torch: U(+-1/sqrt(fan_in)), nn.Linear's")
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="with PyTorch's defaults")
     train.add_argument(
         "--max-points",
-        type=_number("--max-points", low=2, inclusive=True),
+        type=cli.number("--max-points", low=2, inclusive=True),
         default=65536,
         help="train on all 2^d points while 2^d <= this, else on this many sampled without replacement",
     )
-    return parser
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from jaxfrag import grid
-
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.dims = parse_dims(args.d)
+    args.dims = cli.parse_dims(args.d)
     args.experiments = parse_experiments(args.experiment)
     given = {item[2:].partition("=")[0] for item in map(str, argv) if item.startswith("--")}
     try:
@@ -292,10 +200,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     except grid.GridError as error:
         raise UsageError(str(error)) from None
     args.points = args.grid.points()
+    trained_here = [name for name in trained() if name in args.experiments]
     if args.trials is None:
-        args.trials = DEFAULT_TRIALS_LINEAR if set(TRAINED) & set(args.experiments) else DEFAULT_TRIALS
-    for name in TRAINED:
-        if name in args.experiments and max(args.dims) > MAX_TRAINED_D:
+        args.trials = DEFAULT_TRIALS_TRAINED if trained_here else DEFAULT_TRIALS
+    for name in trained_here:
+        if max(args.dims) > MAX_TRAINED_D:
             raise UsageError(f"--experiment {name}: d must be at most {MAX_TRAINED_D}, got {max(args.dims)}")
     for point in args.points:
         point_config = grid.config_for(make_config(args), point)
@@ -311,87 +220,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         )
     if args.out is None:
         args.out = os.path.join("runs", "sweep-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
-    args.cache_dir = compilation_cache_dir(args.cache_dir)
-    check_cluster_options(args)
-    return args
-
-
-def compilation_cache_dir(option: str | None) -> str:
-    """--cache-dir's value, else $JAXFRAG_CACHE_DIR, else ~/.cache/jaxfrag/xla ('' turns the cache off)."""
-    if option is not None:
-        return option
-    default_cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jaxfrag", "xla")
-    return os.environ.get("JAXFRAG_CACHE_DIR", default_cache)
-
-
-def use_compilation_cache(path: str) -> None:
-    """Compiling is most of a short run's time on a CPU; a rerun reuses the programs."""
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return cli.finish_run_options(args)
 
 
 def run_config(args: argparse.Namespace) -> dict:
     """Everything that determines the rows: the resume fingerprint."""
+    config = make_config(args)._asdict()
     return {
         "experiments": args.experiments,
         **({"grid": args.grid.describe()} if args.grid.axes else {}),
         "d": args.dims,
-        "trials": args.trials,
-        "seed": args.seed,
-        "x64": args.x64,
-        "depth": args.depth,
-        "width_mult": args.width_mult,
-        "generator_depth": args.generator_depth,
-        "scale_columns": args.scale_columns,
-        "brute_force_max_d": args.brute_force_max_d,
-        "max_nodes": args.max_nodes,
-        **(
-            {
-                "width": args.width,
-                "hidden_layers": args.hidden_layers,
-                "bias": args.bias,
-                "lr": args.lr,
-                "batch_size": args.batch_size,
-                "epochs": args.epochs,
-                "init": args.init,
-                "optimizer": args.optimizer,
-                "max_points": args.max_points,
-                "protocol": args.protocol,
-                "max_epochs": args.max_epochs,
-            }
-            if set(TRAINED) & set(args.experiments)
-            else {}
-        ),
+        **{
+            field: config[field]
+            for field in Config._fields
+            if field not in _training_only_fields() or set(trained()) & set(args.experiments)
+        },
     }
 
 
+def _training_only_fields() -> set[str]:
+    """Config fields that only trained experiments read: in the resume fingerprint when one of them runs."""
+    fields = {field for spec in EXPERIMENTS.values() if spec.trained for field in spec.fields}
+    return fields - {field for spec in EXPERIMENTS.values() if not spec.trained for field in spec.fields}
+
+
+def make_config(args: argparse.Namespace) -> Config:
+    """The Config of the command line: every Config field is the option of the same name."""
+    return Config(**{field: getattr(args, field) for field in Config._fields})
+
+
 def main(argv: list[str] | None = None) -> int:
-    try:
-        args = parse_args(argv)
-    except UsageError as error:
-        print(f"jaxfrag.sweep: error: {error}", file=sys.stderr)
-        return 2
-    return run_processes(args, "jaxfrag.sweep", lambda processes: _main(args, processes))
-
-
-def _main(args: argparse.Namespace, processes) -> int:
-    folder = open_stage(args, processes)
-    if folder is None:
-        return 2
-    try:
-        return _run(args, folder, processes)
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted; finished trials are kept in {args.out}; rerun with --resume to continue", file=sys.stderr
-        )
-        return 130
-
-
-def open_stage(args: argparse.Namespace, processes):
-    """The run folder, ready for this run; None after an error (printed)."""
-    return open_run_folder("jaxfrag.sweep", args.out, run_config(args), args.resume, processes)
+    return cli.main(PROGRAM, argv, parse_args, lambda args, processes: cli.Prepared(run_config(args)), _run, "trials")
 
 
 class Piece(NamedTuple):
@@ -406,8 +265,6 @@ class Piece(NamedTuple):
     @property
     def cell(self) -> str:
         """The cell's name in the run folder."""
-        from jaxfrag import grid
-
         return grid.cell_name(self.experiment, self.point)
 
     @property
@@ -415,17 +272,15 @@ class Piece(NamedTuple):
         return sum(stop - start for start, stop in self.ranges)
 
 
-def _run(args, folder, processes) -> int:
+def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes) -> int:
+    """The stages: meta, plan, run (merging cells as they finish), merge, report."""
     import jax
 
-    from jaxfrag import cluster, parallel
+    from jaxfrag import parallel
+    from jaxfrag.experiments import registry
 
     jax.config.update("jax_enable_x64", args.x64)
     parallel.configure_cpu_devices(args.devices)
-    if args.cache_dir:
-        use_compilation_cache(args.cache_dir)
-    from jaxfrag.experiments import registry
-
     started = time.perf_counter()
     config = make_config(args)
     experiments = registry()
@@ -436,7 +291,7 @@ def _run(args, folder, processes) -> int:
         run_stage(args, folder, runner, experiments, plan, processes, meta)
     finally:
         runner.close()
-    cluster.barrier("ran", processes)
+    distributed.barrier("ran", processes)
     if processes.leader:
         merge_stage(folder, experiments, config, args, meta)
         report_stage(folder, experiments, config, args, meta, started)
@@ -445,35 +300,8 @@ def _run(args, folder, processes) -> int:
         print(
             f"process {processes.index} of {processes.count}: ran {ran} trials; process 0 merged them into {args.out}"
         )
-    cluster.barrier("reported", processes)
+    distributed.barrier("reported", processes)
     return 0
-
-
-def make_config(args: argparse.Namespace):
-    from jaxfrag.config import Config
-
-    return Config(
-        seed=args.seed,
-        trials=args.trials,
-        x64=args.x64,
-        depth=args.depth,
-        width_mult=args.width_mult,
-        generator_depth=args.generator_depth,
-        scale_columns=args.scale_columns,
-        brute_force_max_d=args.brute_force_max_d,
-        max_nodes=args.max_nodes,
-        width=args.width,
-        hidden_layers=args.hidden_layers,
-        bias=args.bias,
-        lr=args.lr,
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        init=args.init,
-        optimizer=args.optimizer,
-        max_points=args.max_points,
-        protocol=args.protocol,
-        max_epochs=args.max_epochs,
-    )
 
 
 def meta_stage(args, folder, processes) -> dict:
@@ -486,12 +314,12 @@ def meta_stage(args, folder, processes) -> dict:
         "config": run_config(args),
         "seed": args.seed,
         "x64": args.x64,
-        "jaxfrag_version": _version(),
+        "jaxfrag_version": cli.version(),
         "jax_environment": jax.print_environment_info(return_string=True),
         "devices": [str(device) for device in jax.devices()],
         "processes": processes.count,
         "compilation_cache": args.cache_dir or None,
-        "started": previous["started"] if previous else _now(),
+        "started": previous["started"] if previous else cli.now(),
         "status": "running",
         "stages": previous.get("stages", {}) if previous else {},
     }
@@ -501,8 +329,6 @@ def meta_stage(args, folder, processes) -> dict:
 
 def plan_stage(args, folder, runner, experiments, processes) -> list[Piece]:
     """This process's share of every trial not yet on disk, and the programs it needs compiled ahead."""
-    from jaxfrag import cluster, grid, store
-
     done, parts = folder.done_cells(), folder.parts()  # one listing for every cell
     plan = []
     for name in args.experiments:
@@ -510,7 +336,7 @@ def plan_stage(args, folder, runner, experiments, processes) -> list[Piece]:
             cell, config = grid.cell_name(name, point), grid.config_for(runner.config, point)
             for d in args.dims:
                 missing = [] if (cell, d) in done else store.gaps(parts.get((cell, d), []), args.trials)
-                ranges = cluster.share(missing, processes)
+                ranges = distributed.share(missing, processes)
                 if ranges:
                     trials = sum(stop - start for start, stop in ranges)
                     chunk = runner.chunk_for(experiments[name], d, args.chunk, trials, config)
@@ -519,8 +345,6 @@ def plan_stage(args, folder, runner, experiments, processes) -> list[Piece]:
 
 
 def program_key(runner, experiments, piece):
-    from jaxfrag import grid
-
     return runner.program_key(
         experiments[piece.experiment], piece.d, piece.chunk, config=grid.config_for(runner.config, piece.point)
     )
@@ -531,8 +355,6 @@ def compile_ahead(runner, experiments, plan, position: int, programs: int) -> No
 
     Only a few ahead: a compiled program holds memory (and memory maps) until it is released.
     """
-    from jaxfrag import grid
-
     keys = set()
     for piece in plan[position:]:
         keys.add(program_key(runner, experiments, piece))
@@ -545,9 +367,7 @@ def compile_ahead(runner, experiments, plan, position: int, programs: int) -> No
 
 def run_stage(args, folder, runner, experiments, plan, processes, meta) -> None:
     """Run the plan, writing every finished chunk as a part; process 0 merges cells as they complete."""
-    from tqdm import tqdm
-
-    from jaxfrag import grid, report
+    from jaxfrag.reports import sweep as report
 
     progress = tqdm(
         total=sum(piece.trials for piece in plan),
@@ -590,11 +410,6 @@ def run_cells(args) -> list[tuple[str, tuple]]:
 
 def merge_stage(folder, experiments, config, args, meta) -> None:
     """Every cell whose parts hold all its trials becomes a cell file, with its statistics; its parts go."""
-    import numpy as np
-    import pandas as pd
-
-    from jaxfrag import grid, report, store
-
     points = {grid.label(point): point for point in args.points}
     done, parts = folder.done_cells(), folder.parts()
     for cell, d in parts:
@@ -617,7 +432,7 @@ def merge_stage(folder, experiments, config, args, meta) -> None:
                 "d": np.full(args.trials, d, np.int32),
                 "trial": np.arange(args.trials, dtype=np.int32),
                 "seed": np.full(args.trials, point_config.seed, np.int64),
-                "nonfinite": report.nonfinite_rows(columns),
+                "nonfinite": stats.nonfinite_rows(columns),
                 **columns,
             }
         )
@@ -641,7 +456,8 @@ def merge_stage(folder, experiments, config, args, meta) -> None:
 
 def report_stage(folder, experiments, config, args, meta, started) -> None:
     """results.parquet, summary.csv, figures/ and the final meta.json; prints the gap table."""
-    from jaxfrag import ablation, report
+    from jaxfrag.reports import grid as grid_report
+    from jaxfrag.reports import sweep as report
 
     folder.tidy()
     meta["stages"]["cells_s"] = round(time.perf_counter() - started, 3)
@@ -650,30 +466,17 @@ def report_stage(folder, experiments, config, args, meta, started) -> None:
     meta["stages"]["tables_s"] = round(time.perf_counter() - tic, 3)
     tic = time.perf_counter()
     report.write_figures(folder, summary, fits, experiments, config, rows, run_cells(args))
-    ablation_text = ablation.write(folder, rows, experiments, config, args.grid, run_cells(args))
+    grid_text = grid_report.write(folder, rows, experiments, config, args.grid, run_cells(args))
     meta["stages"]["figures_s"] = round(time.perf_counter() - tic, 3)
     meta["fits"] = {name: fit._asdict() for name, fit in fits.items()}
     meta["status"] = "complete"
-    meta["finished"] = _now()
+    meta["finished"] = cli.now()
     meta["wall_s"] = round(time.perf_counter() - started, 3)
     folder.write_meta(meta)
     print(report.format_table(summary, fits, experiments, config, rows, run_cells(args)))
-    if ablation_text:
-        print("\n" + ablation_text)
+    if grid_text:
+        print("\n" + grid_text)
     print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, meta.json, figures/) in {meta['wall_s']:.1f} s")
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("jaxfrag")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ _LONGEST_FIRST = (
     "test_relu.py",
     "test_imagenet_model.py",
     "test_notebook.py",
-    "test_cluster.py",
+    "test_distributed.py",
     "test_sweep.py",
     "test_cnn.py",
     "test_experiments.py",

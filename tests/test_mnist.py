@@ -99,7 +99,7 @@ def measured(data, network, sevens):
     rule_orders = np.stack(
         [experiment.padded([getattr(o, rule) for o in chosen_orders], pad) for rule in experiment.MASK_RULES], axis=1
     )
-    out = entry._measure_program(11, 1.0)(network, images, rule_orders)
+    out = entry.measure_program(11, 1.0)(network, images, rule_orders)
     return chosen, images, chosen_orders, {k: np.asarray(v) for k, v in out.items()}
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxfrag import data, embedding, optimal
+from jaxfrag import data, optimal, padding
 
 
 def numpy_nearest_opposite(a: np.ndarray, z: np.ndarray) -> float:
@@ -91,7 +91,7 @@ def test_padded_columns_are_skipped_exactly():
     def pad(ai, zi):
         a_full = jnp.eye(size).at[p:, p:].set(ai)
         z_full = jnp.zeros(size).at[p:].set(zi)
-        return optimal.opposite_class_problem(a_full, z_full, embedding.real_mask(size, d))
+        return optimal.opposite_class_problem(a_full, z_full, padding.real_mask(size, d))
 
     c_full, b_full = jax.jit(jax.vmap(pad))(a, z)
     padded, found_padded, bits = decoded_distance(c_full, b_full, skip=p)

@@ -14,7 +14,7 @@ import pytest
 from helpers import ROOT, sweep
 
 import jaxfrag
-from jaxfrag.sweep import UsageError, parse_dims
+from jaxfrag.cli import UsageError, parse_dims
 
 
 def snapshot(folder: Path) -> dict:

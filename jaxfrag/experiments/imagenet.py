@@ -31,6 +31,28 @@ import numpy as np
 from jaxfrag import attacks, compression
 from jaxfrag.experiments.mnist import ALPHA_TABLE, check_n_alpha  # noqa: F401  (the same alpha grid rule)
 
+# The paper's Table 7 (experiments 1-4; alpha = 0, 0.1, ..., 1, then the average) and Table 8.
+PAPER_TABLE7 = [
+    [0.0011, 0.0022, -0.0022, -0.0008],
+    [0.0037, -0.0021, 0.0015, 0.0003],
+    [-0.0036, 0.0076, -0.0029, -0.0056],
+    [-0.0020, 0.0041, 0.0005, -0.0059],
+    [-0.0091, -0.0035, 0.0058, 0.0026],
+    [-0.0057, -0.0060, -0.0199, -0.0098],
+    [-0.0094, -0.0042, -0.0011, -0.0051],
+    [-0.0009, -0.0055, -0.0039, -0.0035],
+    [0.0014, -0.0034, -0.0018, -0.0059],
+    [-0.0005, -0.0008, -0.0020, -0.0024],
+    [0.0012, -0.0004, 0.0008, -0.0011],
+]
+PAPER_TABLE7_AVERAGE = [-0.0022, -0.0348, -0.0024, -0.0034]
+PAPER_TABLE8 = {
+    "M/(0.5L)": [-0.0765, -0.03486, -0.03865, -0.0806],
+    "Q": [5.8044, 5.8278, 5.8693, 5.8207],
+    "L": [198.2214, 160.8016, 193.3129, 171.4597],
+    "Q/(0.5L)": [0.0722, 0.0828, 0.0607, 0.0679],
+}
+
 COLUMNS = {
     "L": "||x_tgt - x_src|| (pixels in [0, 1])",
     "cos_theta_t": "signed cosine of grad(f_src - f_tgt)(x_src) with x_tgt - x_src",

@@ -33,9 +33,10 @@ import pandas as pd
 
 from jaxfrag import attacks, data, linalg, plots, rmt
 from jaxfrag.config import Config
-from jaxfrag.experiments import Ablation, Experiment, map_trials, thm6
+from jaxfrag.experiments import thm6
+from jaxfrag.experiments.base import Ablation, Experiment, map_trials
 from jaxfrag.models import linear as linear_net
-from jaxfrag.stats import mean_se
+from jaxfrag.stats import format_estimate, mean_se
 
 COLUMNS = {
     "train_acc": "accuracy on the training points",
@@ -261,10 +262,6 @@ def epochs_text(config: Config) -> str:
     return f"{config.epochs} epochs"
 
 
-def _pm(mean: float, se: float) -> str:
-    return f"{mean:.4f} ± {se:.4f}" if np.isfinite(se) else f"{mean:.4f}"
-
-
 def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
     cells = summary[summary["experiment"] == "linear"].sort_values("d")
     lines = [
@@ -279,9 +276,9 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
         lines.append(
             f"{d:>4} {int(c['successes']):>6}/{int(c['runs']):<4} ({c['success_fraction']:.2f}) "
             f"{int(c['table2_n']):>5}  "
-            f"{_pm(c['table2_abs_cos_theta1_mean'], c['table2_abs_cos_theta1_se']):>17}  "
-            f"{_pm(c['table2_phi_mean'], c['table2_phi_se']):>17}  "
-            f"{_pm(c['table2_abs_diff_mean'], c['table2_abs_diff_se']):>20}"
+            f"{format_estimate(c['table2_abs_cos_theta1_mean'], c['table2_abs_cos_theta1_se']):>17}  "
+            f"{format_estimate(c['table2_phi_mean'], c['table2_phi_se']):>17}  "
+            f"{format_estimate(c['table2_abs_diff_mean'], c['table2_abs_diff_se']):>20}"
         )
         paper = PAPER_TABLE2.get(d)
         if paper:
@@ -296,11 +293,10 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
         f"{'gap successes':>17}  attack_flips"
     )
     for _, c in cells.iterrows():
+        pm = lambda name: format_estimate(c[f"{name}_mean"], c[f"{name}_se"])  # noqa: B023 (used at once)
         lines.append(
-            f"{int(c['d']):>4}  {_pm(c['all_abs_cos_theta1_mean'], c['all_abs_cos_theta1_se']):>17}  "
-            f"{_pm(c['all_phi_mean'], c['all_phi_se']):>17}  {_pm(c['success_phi_mean'], c['success_phi_se']):>17}  "
-            f"{c['phi_mean_theory']:>7.4f}  {_pm(c['success_gap_mean'], c['success_gap_se']):>17}  "
-            f"{c['attack_flips_mean']:.3f}"
+            f"{int(c['d']):>4}  {pm('all_abs_cos_theta1'):>17}  {pm('all_phi'):>17}  {pm('success_phi'):>17}  "
+            f"{c['phi_mean_theory']:>7.4f}  {pm('success_gap'):>17}  {c['attack_flips_mean']:.3f}"
         )
     lines.append("The minimal-L2 attack against the exact robustness (robustness_attack / robustness_exact):")
     for _, c in cells.iterrows():

@@ -39,9 +39,10 @@ import pandas as pd
 
 from jaxfrag import attacks, compression, data, linalg, plots, rmt
 from jaxfrag.config import Config
-from jaxfrag.experiments import Ablation, Experiment, linear, map_trials, thm6
+from jaxfrag.experiments import linear, thm6
+from jaxfrag.experiments.base import Ablation, Experiment, map_trials
 from jaxfrag.models import relu as relu_net
-from jaxfrag.stats import mean_se, median_ci
+from jaxfrag.stats import format_estimate, interval, mean_se, median_ci
 
 ALPHAS = 10  # alpha_k = k / 9, k = 0..9, as the paper's Table 3
 INPUTS = ("b1", "b2")
@@ -180,12 +181,6 @@ def accurate(rows: pd.DataFrame) -> pd.Series:
     return linear.successes(rows)
 
 
-def _interval(values: np.ndarray) -> tuple[float, float, float, float]:
-    """(mean, standard error, 95% low, 95% high) with the normal interval mean +- 1.96 se."""
-    mean, se = mean_se(values)
-    return mean, se, mean - 1.96 * se, mean + 1.96 * se
-
-
 def per_net(rows: pd.DataFrame) -> pd.DataFrame:
     """Per net, |cos theta_t| and delta/m averaged over the inputs whose attack flipped the label
     (NaN where neither did), and accurate (training accuracy 1, no divergence)."""
@@ -270,7 +265,7 @@ def cell_summary(rows: pd.DataFrame, d: int, config: Config) -> dict[str, float]
                 out[f"{prefix}_{name}_mean"], out[f"{prefix}_{name}_se"] = mean_se(values)
             # The claim |cos theta_t| ~ delta / m: the mean difference and the mean ratio, each with its interval.
             for name, values in (("diff", abs_cos - ratio), ("ratio", ratio / abs_cos)):
-                mean, se, low, high = _interval(values)
+                mean, se, low, high, _ = interval(values)
                 out.update({f"{prefix}_{name}_mean": mean, f"{prefix}_{name}_se": se})
                 out.update({f"{prefix}_{name}_low": low, f"{prefix}_{name}_high": high})
             out[f"{prefix}_ratio_median"] = float(np.median(ratio / abs_cos)) if len(hit) else math.nan
@@ -284,10 +279,6 @@ def cell_summary(rows: pd.DataFrame, d: int, config: Config) -> dict[str, float]
 
 # Table 4's printed columns (summary prefixes), in order; "diff" is |cos theta_t| - delta/m.
 TABLE4_COLUMNS = ("cos_theta_t", "delta", "m", "delta_over_m", "diff", "delta_over_opt")
-
-
-def _pm(mean: float, se: float, digits: int = 4) -> str:
-    return f"{mean:.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{mean:.{digits}f}"
 
 
 def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
@@ -313,7 +304,7 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
                 f"{c[f'table3_rho_{k}_median']:.4f} "
                 f"[{c[f'table3_rho_{k}_median_low']:.4f}, {c[f'table3_rho_{k}_median_high']:.4f}]"
             )
-            mean = _pm(c[f"table3_rho_{k}_mean"], c[f"table3_rho_{k}_se"])
+            mean = format_estimate(c[f"table3_rho_{k}_mean"], c[f"table3_rho_{k}_se"])
             line = f"{k / (ALPHAS - 1):>6.3f}  {mean:>17}  {median:>26}"
             if paper:
                 line += f"  {paper['mean'][k]:>10.4f}  {paper['median'][k]:>12.4f}"
@@ -321,7 +312,7 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
         lines.append(
             f"uniformly random gradient direction: mean {c['rho_random_mean']:.4f}, median "
             f"{c['rho_random_median']:.4f}; phi = R_dd/||a_d|| of the same A (accurate nets): "
-            f"{_pm(c['accurate_phi_mean'], c['accurate_phi_se'])}"
+            f"{format_estimate(c['accurate_phi_mean'], c['accurate_phi_se'])}"
         )
         lines += [
             f"Table 4, d = {d}: means ± se over the accurate networks (rows 'all': every trial) whose attack "
@@ -332,7 +323,7 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
         for group_name, label in (("table4", ""), ("table4_all", " all")):
             for b in INPUTS:
                 p = f"{group_name}_{b}"
-                columns = [_pm(c[f"{p}_{name}_mean"], c[f"{p}_{name}_se"]) for name in TABLE4_COLUMNS]
+                columns = [format_estimate(c[f"{p}_{name}_mean"], c[f"{p}_{name}_se"]) for name in TABLE4_COLUMNS]
                 diff = f"{columns.pop(4)} [{c[f'{p}_diff_low']:+.4f}, {c[f'{p}_diff_high']:+.4f}]"
                 lines.append(
                     f"{b + label:>6} {c[f'{p}_flips']:>6.3f}  " + "  ".join(f"{v:>17}" for v in columns[:4])
@@ -341,9 +332,9 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
         for b in INPUTS:
             p = f"table4_{b}"
             lines.append(
-                f"  {b}: (delta/m) / |cos theta_t| mean {_pm(c[f'{p}_ratio_mean'], c[f'{p}_ratio_se'])} "
+                f"  {b}: (delta/m) / |cos theta_t| mean {format_estimate(c[f'{p}_ratio_mean'], c[f'{p}_ratio_se'])} "
                 f"[{c[f'{p}_ratio_low']:.4f}, {c[f'{p}_ratio_high']:.4f}], median {c[f'{p}_ratio_median']:.4f}; "
-                f"optimal robustness / m {_pm(c[f'{p}_opt_over_m_mean'], c[f'{p}_opt_over_m_se'])}"
+                f"optimal robustness / m {format_estimate(c[f'{p}_opt_over_m_mean'], c[f'{p}_opt_over_m_se'])}"
             )
     for d, paper in PAPER_TABLE4.items():
         lines.append(f"the paper's Table 4 (d = {d}, one network, averages over 10 inputs b1 and 10 inputs b2):")

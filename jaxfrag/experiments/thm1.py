@@ -16,9 +16,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jaxfrag import attacks, data, embedding, linalg, optimal, rmt
+from jaxfrag import attacks, data, linalg, optimal, padding, rmt
 from jaxfrag.config import Config
-from jaxfrag.experiments import Experiment, map_trials
+from jaxfrag.experiments.base import Experiment, map_trials
 from jaxfrag.models import constructed as networks
 
 COLUMNS = {
@@ -41,7 +41,7 @@ def point_metrics(points: jax.Array, hidden: networks.HiddenLayers, d) -> dict[s
     `points` is (size, size) with the d real points in its last d columns.
     """
     size = points.shape[0]
-    classes = embedding.real_mask(size, d)
+    classes = padding.real_mask(size, d)
     f = linalg.qr(points)
     model = functools.partial(networks.apply, networks.condition1_network(hidden, f))
     x, label, target = points[:, -1], size - 1, size - 2
@@ -101,7 +101,7 @@ EXPERIMENT = Experiment(
     paper="Theorem 1",
     columns=COLUMNS,
     run_chunk=run_chunk,
-    size=lambda d, config: embedding.bucket(d, 32),  # 2 programs for d = 7..64
+    size=lambda d, config: padding.bucket(d, 32),  # 2 programs for d = 7..64
     theory=theory,
     theory_slope=lambda config: -0.5,
     gap_theory_kind="asymptotic upper bound E||e|| / sqrt(d/2)",

@@ -21,9 +21,9 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import stats
 
-from jaxfrag import data, embedding, rmt
+from jaxfrag import data, padding, rmt
 from jaxfrag.config import Config
-from jaxfrag.experiments import Experiment, map_trials
+from jaxfrag.experiments.base import Experiment, map_trials
 from jaxfrag.experiments.thm1 import COLUMNS, point_metrics
 from jaxfrag.models import constructed as networks
 
@@ -61,7 +61,7 @@ def run_chunk(keys: jax.Array, d, size: int, config: Config) -> dict[str, jax.Ar
 def lemma3_samples(aux: dict[str, np.ndarray], d: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """(QR side, Bartlett side), each (trials, d(d+1)/2): the upper triangle of the REAL d x d block.
 
-    The trials' R is padded to (size, size) with the real block last (`jaxfrag.embedding`); the
+    The trials' R is padded to (size, size) with the real block last (`jaxfrag.padding`); the
     padding block is constant (the identity) and must not be compared.
     """
     rows, cols = np.triu_indices(size)
@@ -108,7 +108,7 @@ EXPERIMENT = Experiment(
     paper="Theorem 4, Lemma 3",
     columns=COLUMNS,
     run_chunk=run_chunk,
-    size=lambda d, config: embedding.bucket(d, 32),  # 2 programs for d = 7..64
+    size=lambda d, config: padding.bucket(d, 32),  # 2 programs for d = 7..64
     theory=theory,
     theory_slope=lambda config: -(config.generator_depth + 1) / 2,
     gap_theory_kind="asymptotic upper bound RMS||e|| / sqrt(d/2)",

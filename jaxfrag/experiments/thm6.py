@@ -20,9 +20,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jaxfrag import attacks, data, embedding, linalg, optimal, rmt
+from jaxfrag import attacks, data, linalg, optimal, padding, rmt
 from jaxfrag.config import Config
-from jaxfrag.experiments import Experiment, map_trials
+from jaxfrag.experiments.base import Experiment, map_trials
 from jaxfrag.models import constructed as networks
 
 COLUMNS = {
@@ -98,7 +98,7 @@ def compiled_size(d: int, config: Config) -> int:
     # with the size, so the grid is finer than thm1's. 4 programs for 7..64.
     if uses_brute_force(d, config):
         return config.brute_force_max_d
-    return max(32, embedding.bucket(d, 16))
+    return max(32, padding.bucket(d, 16))
 
 
 def search_inputs(key: jax.Array, d, config: Config, size: int):
@@ -109,7 +109,7 @@ def search_inputs(key: jax.Array, d, config: Config, size: int):
 
 def opposite_point_problem(a: jax.Array, z: jax.Array, d, size: int, config: Config):
     """One trial's nearest-opposite-point problem: solved bits (brute force) or the sorted search form."""
-    c, b = optimal.opposite_class_problem(a, z, embedding.real_mask(size, d))
+    c, b = optimal.opposite_class_problem(a, z, padding.real_mask(size, d))
     if uses_brute_force(size, config):
         return optimal.closest_binary_bruteforce(c, b)
     return optimal.search_problem(c, b)

@@ -39,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxfrag import store
+
 # MNIST's training-set pixel mean and std (the PyTorch example's Normalize((0.1307,), (0.3081,))).
 MEAN, STD = 0.1307, 0.3081
 CLASSES = 10
@@ -267,7 +269,6 @@ def accuracy(params, images: np.ndarray, labels: np.ndarray) -> float:
 
 def save(path: Path, params, config: CNNConfig) -> None:
     """Stacked parameters and the training config in one .npz, written atomically."""
-    from jaxfrag import store
 
     flat = {
         "/".join(str(p.key) for p in keypath): np.asarray(leaf) for keypath, leaf in jax.tree.leaves_with_path(params)

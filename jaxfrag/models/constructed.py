@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxfrag import embedding, linalg
+from jaxfrag import linalg, padding
 
 
 class LinearNetwork(NamedTuple):
@@ -54,7 +54,7 @@ def gaussian_hidden_layers(
     """Hidden layers of the given widths (each >= d) with iid N(0, 1) weights.
 
     `sizes` and `size` are the compiled sizes of the layers and of the input when
-    the trial is embedded in a larger program (`jaxfrag.embedding`); they default
+    the trial is embedded in a larger program (`jaxfrag.padding`); they default
     to the real ones. Each layer keeps the padding block I_p on its first
     p = size - d units, so the product stays [[I_p, 0], [0, H..H], [0, 0]].
     """
@@ -63,7 +63,7 @@ def gaussian_hidden_layers(
     keys = jax.random.split(key, len(widths)) if widths else []
     real_in, size_in = (d,) + tuple(widths)[:-1], (size,) + tuple(sizes)[:-1]
     layers = tuple(
-        embedding.normal_layer(k, m_out, m_in, size - d, (s_out, s_in))
+        padding.normal_layer(k, m_out, m_in, size - d, (s_out, s_in))
         for k, m_out, m_in, s_out, s_in in zip(keys, widths, real_in, sizes, size_in, strict=True)
     )
     product = jnp.eye(size, dtype=jnp.result_type(float))

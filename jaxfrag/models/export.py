@@ -23,6 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
+from jaxfrag.datasets import cache_dir as data_cache
+from jaxfrag.models import onnx_graph
 from jaxfrag.store import atomic_path, atomic_write_text
 
 
@@ -58,7 +62,6 @@ MODELS = {
 
 
 def cache_dir() -> Path:
-    from jaxfrag.datasets import cache_dir as data_cache
 
     return data_cache()
 
@@ -153,10 +156,7 @@ def export(name: str, force: bool = False, say: Callable[[str], None] = print) -
 
 def _check_against_torch(model, path: Path, spec: Exportable) -> None:
     """The exported graph, run by our interpreter, gives the PyTorch model's logits on one input."""
-    import numpy as np
     import torch
-
-    from jaxfrag.models import onnx_graph
 
     x = np.random.default_rng(0).uniform(-1, 1, (3, spec.size, spec.size)).astype(np.float32)
     with torch.no_grad():

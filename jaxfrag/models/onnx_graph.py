@@ -37,7 +37,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import onnx
 from jax import lax
+from onnx import GraphProto, helper, numpy_helper
 
 
 class OnnxError(ValueError):
@@ -186,7 +188,6 @@ def _dropout(node, x, ratio=None, training=None):
 
 @_op("Cast")
 def _cast(node, x):
-    from onnx import helper
 
     dtype = helper.tensor_dtype_to_np_dtype(node.attrs["to"])
     return np.asarray(x).astype(dtype) if _is_static(x) else x.astype(jax.dtypes.canonicalize_dtype(dtype))
@@ -202,8 +203,6 @@ def _constant(node):
         if key in attrs:
             value = attrs[key]
             if key == "value":
-                from onnx import numpy_helper
-
                 return numpy_helper.to_array(value)
             return np.asarray(value, np.float32 if "float" in key else np.int64)
     raise OnnxError(f"{node.where()}: only tensor, float and int constants are supported, not {sorted(attrs)}")
@@ -477,7 +476,6 @@ SUPPORTED_OPS = tuple(sorted(OPS))
 
 def read_model(path: str | os.PathLike):
     """The model in `path`, checked and with inferred shapes; OnnxError if it is not a usable ONNX file."""
-    import onnx
 
     try:
         with open(path, "rb") as handle:
@@ -504,7 +502,6 @@ def _opset(model) -> int:
 
 
 def _nodes(model) -> list[Node]:
-    from onnx import GraphProto, helper
 
     opset = _opset(model)
     nodes, unsupported = [], []
@@ -525,7 +522,6 @@ def _nodes(model) -> list[Node]:
 
 def graph_function(model, dtype=None):
     """(run, params) for the whole graph; see the module docstring."""
-    from onnx import numpy_helper
 
     nodes = _nodes(model)
     params, constants = {}, {}
@@ -553,7 +549,6 @@ def graph_function(model, dtype=None):
 
 def _input(model):
     """The graph's one real input (initializers listed as inputs are weights): (name, dims, numpy dtype)."""
-    from onnx import helper
 
     weights = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in weights]

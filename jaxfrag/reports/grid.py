@@ -1,5 +1,7 @@
 """What a grid answers: does compression track fragility under each configuration, and how does it scale?
 
+Written for every sweep that runs linear or relu, with or without --grid.
+
 Contract: plain functions of a run's rows (results.parquet) for the experiments with an `Ablation`
 hook (linear, relu), whose `per_trial` gives each trial's success, compression (|cos theta1|;
 relu: |cos theta_t|), robustness (over ||a_d||; relu: delta / m), tracking (compression minus what
@@ -25,16 +27,18 @@ the paper says it equals: phi; relu: delta / m), phi and gap.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from jaxfrag import grid as grid_module
-from jaxfrag import rmt, store
+from jaxfrag import plots, rmt, store
 from jaxfrag.config import Config
-from jaxfrag.experiments import Experiment
-from jaxfrag.report import select
-from jaxfrag.stats import loglog_fit, mean_se
+from jaxfrag.experiments.base import Experiment
+from jaxfrag.reports.sweep import select
+from jaxfrag.stats import format_estimate, interval, loglog_fit, mean_se, t_half_width
 
 MEASURES = ("compression", "robustness", "tracking", "phi", "gap")
 GROUPS = ("all", "success")  # every finite net; the nets with training accuracy 1
@@ -51,7 +55,6 @@ SLOPE_QUANTITIES = (
 # Paired, the tracking error |tracking| is the measure: phi is the same for both configurations of a
 # trial, so the change of the signed tracking would be the change of the compression again.
 PAIRED_MEASURES = ("success", "compression", "tracking_error", "gap")
-Z95 = 1.959963984540054  # the normal 97.5% quantile
 
 
 def _finite_trials(rows: pd.DataFrame, experiment: Experiment) -> pd.DataFrame:
@@ -140,9 +143,9 @@ def reference_value(field: str, experiment: str, values: tuple):
 
 
 def _change(values: np.ndarray) -> tuple[float, float, float]:
-    """(mean, 95% low, 95% high) of paired differences: mean +- 1.96 se."""
-    mean, se = mean_se(values)
-    return mean, mean - Z95 * se, mean + Z95 * se
+    """(mean, 95% low, 95% high) of paired differences (`stats.interval`)."""
+    change = interval(values)
+    return change.mean, change.low, change.high
 
 
 def paired(rows: pd.DataFrame, experiments: dict[str, Experiment], grid: grid_module.Grid, cells) -> pd.DataFrame:
@@ -198,26 +201,20 @@ def _paired_cells(rows, experiment, name, point, other, axis, value, rest) -> li
     return records
 
 
-def _interval(mean: float, se: float) -> str:
-    if not np.isfinite(mean):
-        return "—"
-    return f"{mean:.3f} ± {Z95 * se:.3f}" if np.isfinite(se) else f"{mean:.3f}"
-
-
 def _change_text(record, measure: str) -> str:
     mean, low, high = (record[f"{measure}_change{suffix}"] for suffix in ("", "_low", "_high"))
     if not np.isfinite(mean):
         return "—"
     if not np.isfinite(low):
         return f"{mean:+.3f} (one pair)"
-    excludes = "*" if np.isfinite(low) and (low > 0 or high < 0) else " "
-    return f"{mean:+.3f} [{low:+.3f}, {high:+.3f}]{excludes}"
+    excludes = "*" if low > 0 or high < 0 else " "
+    return format_estimate(mean, low=low, high=high, spec="+.3f") + excludes
 
 
 def format_report(per_d, slope_rows, paired_rows, experiments) -> str:
     lines = [
         "What the grid answers (measures.csv, slopes.csv, paired.csv, figures/compression_vs_fragility.png):",
-        "per configuration and d, means with 95% intervals (± 1.96 se); 'succ': the nets with training accuracy 1",
+        "per configuration and d, mean ± standard error; 'succ': the nets with training accuracy 1",
     ]
     for name in dict.fromkeys(per_d["experiment"]):
         labels = experiments[name].ablation.labels
@@ -233,7 +230,9 @@ def format_report(per_d, slope_rows, paired_rows, experiments) -> str:
             lines.append(
                 f"  {r['config']:<34} {r['d']:>3} {r['n']:>4} {r['success_fraction']:>7.2f} {r['epochs_mean']:>6.1f}  "
                 + "  ".join(
-                    f"{_interval(r[f'{m}_{g}_mean'], r[f'{m}_{g}_se']):>{14 if m == 'tracking' else 13}}"
+                    format_estimate(r[f"{m}_{g}_mean"], r[f"{m}_{g}_se"], spec=".3f").rjust(
+                        14 if m == "tracking" else 13
+                    )
                     for m, g in (
                         ("phi", "all"),
                         ("phi", "success"),
@@ -279,8 +278,6 @@ def format_report(per_d, slope_rows, paired_rows, experiments) -> str:
 
 def write(folder: store.RunFolder, rows, experiments, config, grid, cells) -> str:
     """measures.csv, slopes.csv, paired.csv (with a grid) and the figure; returns the report ('' if no trained cell)."""
-    from jaxfrag import plots
-
     per_d = measures(rows, experiments, cells, config)
     if not len(per_d):
         return ""
@@ -291,5 +288,58 @@ def write(folder: store.RunFolder, rows, experiments, config, grid, cells) -> st
     if grid.axes:
         store.atomic_write_text(folder.path / "paired.csv", paired_rows.to_csv(index=False))
     labels = {name: experiments[name].ablation.labels for name in dict.fromkeys(per_d["experiment"])}
-    plots.compression_vs_fragility(per_d, labels, folder.figure_path("compression_vs_fragility.png"))
+    compression_vs_fragility(per_d, labels, folder.figure_path("compression_vs_fragility.png"))
     return format_report(per_d, slope_rows, paired_rows, experiments)
+
+
+def _bar(group: pd.DataFrame, prefix: str) -> np.ndarray:
+    """The 95% t-interval's half-width of a per-d mean (0 where it has none)."""
+    return np.nan_to_num(t_half_width(group[f"{prefix}_se"].to_numpy(float), group[f"{prefix}_n"].to_numpy(float)))
+
+
+def compression_vs_fragility(per_d: pd.DataFrame, labels: dict[str, dict[str, str]], path: Path) -> None:
+    """Compression against robustness, one point per (configuration, d), over the nets that fit.
+
+    `per_d` is `measures`' table; `labels[experiment]` names its measures. One
+    panel per experiment: x the mean compression (|cos theta1|; relu |cos theta_t|), y the mean
+    robustness over the last-bit flip's (robustness / ||a_d||; relu delta / m), 95% error bars both
+    ways, d written beside each point, and the diagonal the paper's claim puts them on.
+    """
+    names = list(labels)
+    fig = Figure(figsize=(5.6 * len(names), 5.0))
+    axes = np.atleast_1d(fig.subplots(1, len(names)))
+    configs = list(dict.fromkeys(per_d["config"]))
+    colours = {config: f"C{k % 10}" for k, config in enumerate(configs)}
+    for ax, name in zip(axes, names, strict=True):
+        cells = per_d[per_d["experiment"] == name]
+        top = 0.0
+        for config, group in cells.groupby("config", sort=False):
+            group = group.sort_values("d")
+            x, y = group["compression_success_mean"].to_numpy(float), group["robustness_success_mean"].to_numpy(float)
+            ax.errorbar(
+                x,
+                y,
+                xerr=_bar(group, "compression_success"),
+                yerr=_bar(group, "robustness_success"),
+                fmt="o-",
+                ms=3.5,
+                lw=0.6,
+                capsize=2,
+                color=colours[config],
+                label=config,
+            )
+            for xi, yi, d in zip(x, y, group["d"], strict=True):
+                if np.isfinite(xi) and np.isfinite(yi):
+                    ax.annotate(str(d), (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            top = max(top, np.nanmax(np.concatenate([x, y, [0.0]])))
+        top = 1.1 * top if top > 0 else 1.0
+        ax.plot([0, top], [0, top], "k--", lw=1, label="the paper's claim: y = x")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, top)
+        ax.set_aspect("equal")
+        ax.set_xlabel(f"mean {labels[name]['compression']} (nets that fit)")
+        ax.set_ylabel(f"mean {labels[name]['robustness']} (nets that fit)")
+        ax.set_title(f"{name}: compression vs fragility, per (configuration, d)", fontsize=9)
+        ax.legend(fontsize=6)
+        ax.grid(True, alpha=0.3)
+    plots.save(fig, path)

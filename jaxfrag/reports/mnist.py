@@ -11,30 +11,31 @@ Contract:
   with its interval, and Pearson's correlation with its Fisher-z interval.
   Pooled rows of different networks share images; the intervals treat rows as
   independent (the per-network lines do not mix networks).
-* `write(folder, rows, config, accuracies, data)` -- summary.csv, claims.csv and
-  the figures; returns the printed report (Tables 5 and 6 beside the paper's).
+* `write(folder, rows, accuracies, cell_stats, data)` -- summary.csv, claims.csv and
+  the figures (Figure 3's galleries, the claims, cos theta_alpha); returns the printed
+  report (Tables 5 and 6 beside the paper's).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 from scipy import stats as sps
 
-from jaxfrag import stats
+from jaxfrag import plots, stats
 from jaxfrag.experiments import mnist as experiment
+from jaxfrag.experiments.mnist import PAPER_TABLE5, PAPER_TABLE6, PAPER_TABLE6_AVERAGE
+from jaxfrag.reports import study
 
 KEYS = ("network", "image", "mask_rule", "crossed")
 # (name, crossed, only rows with an A_1): the tables are "with_a1", uncrossed 7s that have an A_1.
 SUBSETS = (("with_a1", False, True), ("uncrossed", False, False), ("crossed", True, False))
 QS = {"fgsm": "Q_fgsm_ratio", "l2": "Q_l2_ratio"}
 CLAIMS = {"|cos theta_t|": "cos_theta_t", "|M/(0.5L)|": "M_ratio"}
-
-
-def _numeric(rows: pd.DataFrame) -> list[str]:
-    return [c for c in rows.columns if c not in KEYS]
 
 
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
@@ -46,9 +47,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 block = part[(part["mask_rule"] == rule) & (part["crossed"] == crossed)]
                 if needs_a1:
                     block = block[block["has_a1"]]
-                for column in _numeric(rows):
-                    where = {"network": scope, "mask_rule": rule, "subset": subset, "metric": column}
-                    records.append({**where, **stats.describe(block[column].to_numpy(dtype=float))})
+                records += study.describe(block, KEYS, network=scope, mask_rule=rule, subset=subset)
     return pd.DataFrame.from_records(records)
 
 
@@ -56,7 +55,8 @@ def _correlation(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
     if len(x) < 4 or np.std(x) == 0 or np.std(y) == 0:
         return math.nan, math.nan, math.nan
     r = float(np.corrcoef(x, y)[0, 1])
-    z, half = np.arctanh(r), 1.959963984540054 / math.sqrt(len(x) - 3)
+    # Fisher's z is normal with variance 1/(n - 3): a correlation's interval, not a mean's (`stats.interval`).
+    z, half = np.arctanh(r), sps.norm.ppf(0.975) / math.sqrt(len(x) - 3)
     return r, float(np.tanh(z - half)), float(np.tanh(z + half))
 
 
@@ -72,8 +72,7 @@ def claims(rows: pd.DataFrame) -> pd.DataFrame:
                     q, measured = pair[q_column].to_numpy(), np.abs(pair[column].to_numpy())
                     diff = measured - q
                     n = len(diff)
-                    mean, se = stats.mean_se(diff)
-                    half = sps.t.ppf(0.975, n - 1) * se if n > 1 else math.nan
+                    change = stats.interval(diff)
                     low, high = stats.median_ci(diff)
                     r, r_low, r_high = _correlation(q, measured)
                     records.append(
@@ -85,16 +84,16 @@ def claims(rows: pd.DataFrame) -> pd.DataFrame:
                             "n": n,
                             "mean_lhs": float(np.mean(measured)) if n else math.nan,
                             "mean_Q_ratio": float(np.mean(q)) if n else math.nan,
-                            "diff_mean": mean,
-                            "diff_low": mean - half,
-                            "diff_high": mean + half,
+                            "diff_mean": change.mean,
+                            "diff_low": change.low,
+                            "diff_high": change.high,
                             "diff_median": float(np.median(diff)) if n else math.nan,
                             "diff_median_low": low,
                             "diff_median_high": high,
                             "corr": r,
                             "corr_low": r_low,
                             "corr_high": r_high,
-                            "verdict": _verdict(mean - half, mean + half, r_low, n),
+                            "verdict": _verdict(change.low, change.high, r_low, n),
                         }
                     )
     return pd.DataFrame.from_records(records)
@@ -122,8 +121,9 @@ def _cell(summary: pd.DataFrame, rule: str, metric: str, scope: str = "all", sub
     if row.empty or row["n"].iloc[0] == 0:
         return "n/a"
     r = row.iloc[0]
-    interval = f"[{r['median_low']:+.4f}, {r['median_high']:+.4f}]"
-    return f"{r['mean']:+.4f} ± {r['se']:.4f}   median {r['median']:+.4f} {interval}   n {int(r['n'])}"
+    mean = stats.format_estimate(r["mean"], r["se"], spec="+.4f")
+    median = stats.format_estimate(r["median"], low=r["median_low"], high=r["median_high"], spec="+.4f")
+    return f"{mean}   median {median}   n {int(r['n'])}"
 
 
 TABLE5 = [
@@ -139,8 +139,6 @@ TABLE5 = [
 
 
 def format_report(rows: pd.DataFrame, summary: pd.DataFrame, claim_table: pd.DataFrame, accuracies, cell_stats) -> str:
-    from jaxfrag.mnist import PAPER_TABLE5, PAPER_TABLE6, PAPER_TABLE6_AVERAGE
-
     lines = []
     lines.append("Networks (test accuracy; correctly classified test 7s; 7s measured):")
     for k, accuracy in enumerate(accuracies):
@@ -191,29 +189,93 @@ def format_report(rows: pd.DataFrame, summary: pd.DataFrame, claim_table: pd.Dat
         average = part[[f"cos_theta_alpha_{i}" for i in range(experiment.ALPHA_TABLE)]].dropna().mean(axis=1)
         mean, se = stats.mean_se(average.to_numpy())
         paper = "  ".join(f"{v:+.4f}" for v in PAPER_TABLE6_AVERAGE)
-        lines.append(f"  average    {paper} | {mean:+.4f} ± {se:.4f}   n {len(average)}")
+        lines.append(f"  average    {paper} | {stats.format_estimate(mean, se, spec='+.4f')}   n {len(average)}")
         lines.append("The paper's claims (pooled; per network in claims.csv):")
         for _, c in claim_table[(claim_table["network"] == "all") & (claim_table["mask_rule"] == rule)].iterrows():
+            difference = stats.format_estimate(c["diff_mean"], low=c["diff_low"], high=c["diff_high"], spec="+.3f")
             lines.append(
                 f"  Q={c['Q']:<5} {c['claim']:<26} n {c['n']:4d}: mean {c['mean_lhs']:.3f} vs {c['mean_Q_ratio']:.3f}, "
-                f"difference {c['diff_mean']:+.3f} [{c['diff_low']:+.3f}, {c['diff_high']:+.3f}], "
-                f"corr {c['corr']:+.2f} [{c['corr_low']:+.2f}, {c['corr_high']:+.2f}]: {c['verdict']}"
+                f"difference {difference}, "
+                f"corr {stats.format_estimate(c['corr'], low=c['corr_low'], high=c['corr_high'], spec='+.2f')}: "
+                f"{c['verdict']}"
             )
     return "\n".join(lines)
 
 
-def write(folder, rows: pd.DataFrame, config: dict, accuracies, cell_stats, data=None) -> str:
-    from jaxfrag import plots, store
-
-    summary = summarise(rows)
-    claim_table = claims(rows)
-    folder.write_summary(summary)
-    store.atomic_write_text(folder.path / "claims.csv", claim_table.to_csv(index=False))
+def write(folder, rows: pd.DataFrame, accuracies, cell_stats, data=None) -> str:
+    """summary.csv, claims.csv and the figures (the galleries need the images, `data`); returns the report."""
+    summary, claim_table = summarise(rows), claims(rows)
+    figures = {
+        "claims.png": lambda path: claims_figure(rows, path),
+        "cos_alpha.png": lambda path: cos_alpha_figure(rows, PAPER_TABLE6, path),
+    }
     if data is not None:
         for rule in experiment.MASK_RULES:
-            plots.mnist_gallery(rows, data.x_test, rule, folder.figure_path(f"gallery_{rule}.png"))
-    plots.mnist_claims(rows, folder.figure_path("claims.png"))
-    from jaxfrag.mnist import PAPER_TABLE6
-
-    plots.mnist_cos_alpha(rows, PAPER_TABLE6, folder.figure_path("cos_alpha.png"))
+            figures[f"gallery_{rule}.png"] = lambda path, rule=rule: gallery_figure(rows, data.x_test, rule, path)
+    study.write(folder, summary, claim_table, figures)
     return format_report(rows, summary, claim_table, accuracies, cell_stats)
+
+
+def gallery_figure(rows: pd.DataFrame, images: np.ndarray, rule: str, path: Path, pairs: int = 8) -> None:
+    """Figure 3 automated: I_7 beside A_1 for the first uncrossed and crossed 7s with an A_1 (network 0)."""
+    part = rows[(rows["mask_rule"] == rule) & rows["has_a1"] & (rows["network"] == rows["network"].min())]
+    chosen = pd.concat([part[~part["crossed"]].head(pairs), part[part["crossed"]].head(pairs // 2)])
+    columns = max(len(chosen), 1)
+    fig = Figure(figsize=(1.3 * columns, 3.0))
+    axes = np.atleast_2d(fig.subplots(2, columns, squeeze=False))
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    for j, (_, row) in enumerate(chosen.iterrows()):
+        image = images[int(row["image"])]
+        order = getattr(experiment.masking_orders(image), rule)[: int(row["blocked"])]
+        a1 = image.reshape(-1).copy()
+        a1[order] = 0
+        axes[0, j].imshow(image, cmap="gray_r", vmin=0, vmax=255)
+        axes[1, j].imshow(a1.reshape(28, 28), cmap="gray_r", vmin=0, vmax=255)
+        tag = " crossed" if row["crossed"] else ""
+        axes[0, j].set_title(f"#{int(row['image'])}{tag}", fontsize=7)
+        axes[1, j].set_title(f"{int(row['blocked'])} px", fontsize=7)
+    fig.suptitle(f"I_7 (top) and A_1 (bottom, classified 1), rule '{rule}'", fontsize=9)
+    plots.save(fig, path)
+
+
+def claims_figure(rows: pd.DataFrame, path: Path) -> None:
+    """Q/(0.5L) against |cos theta_t| and against |M/(0.5L)|, per rule and Q, with the diagonal."""
+    fig = Figure(figsize=(9, 8))
+    axes = fig.subplots(2, 2)
+    for i, (q_column, q_name) in enumerate((("Q_fgsm_ratio", "FGSM"), ("Q_l2_ratio", "min L2"))):
+        for j, (column, name) in enumerate((("cos_theta_t", "|cos theta_t|"), ("M_ratio", "|M/(0.5L)|"))):
+            ax = axes[i, j]
+            for rule in experiment.MASK_RULES:
+                part = rows[(rows["mask_rule"] == rule) & ~rows["crossed"]][[q_column, column]].dropna()
+                ax.scatter(part[column].abs(), part[q_column], s=6, alpha=0.5, label=f"rule {rule} (n {len(part)})")
+            top = max(ax.get_xlim()[1], ax.get_ylim()[1])
+            ax.plot([0, top], [0, top], "k--", lw=1, label="the paper's claim: equal")
+            ax.set_xlabel(name)
+            ax.set_ylabel(f"Q/(0.5L), Q = {q_name}")
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+    plots.save(fig, path)
+
+
+def cos_alpha_figure(rows: pd.DataFrame, paper: list[list[float]], path: Path) -> None:
+    """cos theta_alpha along I_7 -> A_1: our median and 10-90% band per rule, and the paper's four curves."""
+    alphas = np.linspace(0, 1, experiment.ALPHA_TABLE)
+    columns = [f"cos_theta_alpha_{i}" for i in range(experiment.ALPHA_TABLE)]
+    fig = Figure(figsize=(6.4, 4.6))
+    ax = fig.subplots()
+    for rule in experiment.MASK_RULES:
+        values = rows[(rows["mask_rule"] == rule) & ~rows["crossed"]][columns].dropna().to_numpy(float)
+        if len(values):
+            line = ax.plot(alphas, np.median(values, axis=0), label=f"ours, rule {rule}: median (n {len(values)})")[0]
+            low, high = np.quantile(values, [0.1, 0.9], axis=0)
+            ax.fill_between(alphas, low, high, color=line.get_color(), alpha=0.2, label=f"ours, rule {rule}: 10-90%")
+    paper = np.asarray(paper)
+    for k in range(paper.shape[1]):
+        ax.plot(alphas, paper[:, k], "k:", lw=1, label="the paper's experiments 1-4" if k == 0 else None)
+    ax.axhline(0, color="gray", lw=0.5)
+    ax.set_xlabel("alpha on X = alpha A_1 + (1 - alpha) I_7")
+    ax.set_ylabel("cos theta_alpha")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    plots.save(fig, path)

@@ -5,7 +5,7 @@ seconds per program -- more than running all trials of a small d. So a sweep
 compiles one program per bucket of dimensions (`bucket`) and runs each d of the
 bucket inside it, with d a runtime value.
 
-Contract (p = D - d padded coordinates):
+Contract (p = D - d padded coordinates; the module is named for what it does to a trial: pads it):
 * A real d x d matrix sits in the LAST d rows and columns, so "the last column"
   (a_d, x_d, R_dd) keeps its index: square matrices are blockdiag(c I_p, M);
   hidden layers are [[I_p, 0], [0, H], [0, 0]]; vectors are (0_p, v).

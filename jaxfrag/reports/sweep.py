@@ -1,4 +1,4 @@
-"""From finished cells to the tables, fits, figures and printed report of a sweep.
+"""A sweep's report: from finished cells to its tables, fits, figures and printed text.
 
 Contract: `write_tables(folder, ...)` reads every finished cell of a run
 folder and writes results.parquet and summary.csv (one row per experiment,
@@ -18,10 +18,10 @@ import pandas as pd
 
 from jaxfrag import grid, plots, store
 from jaxfrag.config import Config
-from jaxfrag.experiments import Experiment
-from jaxfrag.stats import Fit, loglog_fit, nonfinite_rows, summarise_cell
+from jaxfrag.experiments.base import Experiment
+from jaxfrag.stats import Fit, format_estimate, loglog_fit, summarise_cell
 
-__all__ = ["write_tables", "write_figures", "format_table", "nonfinite_rows", "summarise"]
+__all__ = ["write_tables", "write_figures", "format_table", "select", "summarise"]
 
 
 def select(frame: pd.DataFrame, name: str, point: tuple) -> pd.DataFrame:
@@ -115,8 +115,8 @@ def write_figures(
 
 
 def _gap_text(row) -> str:
-    theory = row.get("gap_theory", np.nan)
-    return f"{int(row['n']):>7}  {row['gap_mean']:.4g} ± {row['gap_se']:.2g}   ({theory:.4g})"
+    gap = format_estimate(row["gap_mean"], row["gap_se"], spec=".4g", se_spec=".2g")
+    return f"{int(row['n']):>7}  {gap}   ({row.get('gap_theory', np.nan):.4g})"
 
 
 def format_table(

@@ -1,13 +1,14 @@
-"""What a grid answers (`jaxfrag.ablation`): per-d measures, slopes and paired changes, on synthetic rows
+"""What a grid answers (`jaxfrag.reports.grid`): per-d measures, slopes and paired changes, on synthetic rows
 whose answers numpy computes independently here."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from jaxfrag import ablation, grid, rmt
+from jaxfrag import grid, rmt
 from jaxfrag.config import Config
 from jaxfrag.experiments import registry
+from jaxfrag.reports import grid as ablation
 
 EXPERIMENTS = registry()
 GRID = grid.Grid(

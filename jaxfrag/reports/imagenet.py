@@ -5,36 +5,33 @@ Contract:
   median and its distribution-free 95% interval (`stats.median_ci`).
 * `claim(rows)` -- the paper's claim |M/(0.5L)| ~ Q/(0.5L), per Q (Kurakin's, the targeted and
   the untargeted minimal L2): the means of both sides, their ratio, and the paired difference's
-  mean with its 95% t-interval (NaN below 3 pairs).
+  mean with its 95% t-interval (`stats.interval`; NaN below 2 pairs).
 * `format_report(rows, summary, demo)` -- Tables 7 and 8 beside the paper's four experiments:
   each pair as a column when there are at most `PAIR_COLUMNS`, and the mean with its SE.
-* `write(folder, rows, setup, demo)` -- summary.csv, claims.csv, figures/figure6.png and
+* `write(folder, rows, images, size, demo)` -- summary.csv, claims.csv, figures/figure6.png and
   figures/pairs.png; returns the printed report.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats as sps
+from matplotlib.figure import Figure
 
-from jaxfrag import stats
-from jaxfrag.experiments.imagenet import ALPHA_TABLE
+from jaxfrag import plots, stats
+from jaxfrag.experiments.imagenet import ALPHA_TABLE, PAPER_TABLE7, PAPER_TABLE7_AVERAGE, PAPER_TABLE8
+from jaxfrag.reports import study
 
 PAIR_COLUMNS = 6  # pairs printed one by one in the tables; beyond, only their mean
-KEYS = ("pair", "source", "target", "source_class", "target_class", "source_name", "target_name")
+KEYS = ("pair", "source", "target", "source_class", "target_class", "source_name", "target_name", "cos_path")
 QS = {"Q_ll": "Kurakin (the paper's Q)", "Q_l2_targeted": "minimal L2, targeted", "Q_l2": "minimal L2, untargeted"}
 
 
-def _numeric(rows: pd.DataFrame) -> list[str]:
-    return [c for c in rows.columns if c not in KEYS and c != "cos_path" and pd.api.types.is_numeric_dtype(rows[c])]
-
-
 def summarise(rows: pd.DataFrame) -> pd.DataFrame:
-    records = [{"metric": c, **stats.describe(rows[c].to_numpy(dtype=float))} for c in _numeric(rows)]
-    return pd.DataFrame.from_records(records)
+    return pd.DataFrame.from_records(study.describe(rows, KEYS))
 
 
 def claim(rows: pd.DataFrame) -> pd.DataFrame:
@@ -43,10 +40,8 @@ def claim(rows: pd.DataFrame) -> pd.DataFrame:
     for q, label in QS.items():
         ratio = rows[f"{q}_ratio"].to_numpy(float)
         usable = np.isfinite(m) & np.isfinite(ratio) & rows[f"{q}_success"].to_numpy(bool)
-        difference = m[usable] - ratio[usable]
         n = int(usable.sum())
-        mean = float(difference.mean()) if n else math.nan
-        half = float(sps.t.ppf(0.975, n - 1) * difference.std(ddof=1) / math.sqrt(n)) if n >= 3 else math.nan
+        difference = stats.interval(m[usable] - ratio[usable])
         records.append(
             {
                 "Q": q,
@@ -55,9 +50,9 @@ def claim(rows: pd.DataFrame) -> pd.DataFrame:
                 "abs_M_ratio_mean": float(m[usable].mean()) if n else math.nan,
                 "Q_ratio_mean": float(ratio[usable].mean()) if n else math.nan,
                 "M_over_Q": float(m[usable].mean() / ratio[usable].mean()) if n else math.nan,
-                "difference_mean": mean,
-                "difference_low": mean - half,
-                "difference_high": mean + half,
+                "difference_mean": difference.mean,
+                "difference_low": difference.low,
+                "difference_high": difference.high,
             }
         )
     return pd.DataFrame.from_records(records)
@@ -67,14 +62,11 @@ def _mean_cell(summary: pd.DataFrame, metric: str, digits: int = 4) -> str:
     row = summary[summary["metric"] == metric]
     if row.empty or not np.isfinite(row["mean"].iloc[0]):
         return "-"
-    mean, se, n = row["mean"].iloc[0], row["se"].iloc[0], int(row["n"].iloc[0])
-    spread = f" ± {se:.{digits}f}" if np.isfinite(se) else ""
-    return f"{mean:+.{digits}f}{spread} (n {n})"
+    estimate = stats.format_estimate(row["mean"].iloc[0], row["se"].iloc[0], spec=f"+.{digits}f")
+    return f"{estimate} (n {int(row['n'].iloc[0])})"
 
 
 def format_report(rows: pd.DataFrame, summary: pd.DataFrame, claims: pd.DataFrame, demo: bool) -> str:
-    from jaxfrag.imagenet import PAPER_TABLE7, PAPER_TABLE7_AVERAGE, PAPER_TABLE8
-
     shown = rows.head(PAIR_COLUMNS)
     lines = []
     if demo:
@@ -134,25 +126,53 @@ def format_report(rows: pd.DataFrame, summary: pd.DataFrame, claims: pd.DataFram
     )
     lines.append("The paper's claim |M/(0.5L)| ~ Q/(0.5L), per Q (mean over pairs; paired difference, 95% interval):")
     for _, c in claims.iterrows():
-        interval = (
-            f"[{c['difference_low']:+.4f}, {c['difference_high']:+.4f}]" if np.isfinite(c["difference_low"]) else "-"
+        difference = stats.format_estimate(
+            c["difference_mean"], low=c["difference_low"], high=c["difference_high"], spec="+.4f"
         )
         lines.append(
             f"  {c['attack']:<24} |M/(0.5L)| {c['abs_M_ratio_mean']:.4f} vs Q/(0.5L) {c['Q_ratio_mean']:.4f}: "
-            f"ratio {c['M_over_Q']:.2f}, difference {c['difference_mean']:+.4f} {interval} (n {c['n']})"
+            f"ratio {c['M_over_Q']:.2f}, difference {difference} (n {c['n']})"
         )
     return "\n".join(lines)
 
 
-def write(folder, rows: pd.DataFrame, setup, demo: bool) -> str:
-    from jaxfrag import plots, store
-
-    summary = summarise(rows)
-    claims = claim(rows)
-    folder.write_summary(summary)
-    store.atomic_write_text(folder.path / "claims.csv", claims.to_csv(index=False))
-    plots.imagenet_figure6(rows, folder.figure_path("figure6.png"))
-    if setup is not None:
-        size = setup.model_info["size"]
-        plots.imagenet_pairs(rows, setup.images, size, folder.figure_path("pairs.png"))
+def write(folder, rows: pd.DataFrame, images: dict | None, size: int, demo: bool) -> str:
+    """summary.csv, claims.csv, figure6.png and (with the images) pairs.png; returns the printed report."""
+    summary, claims = summarise(rows), claim(rows)
+    figures = {"figure6.png": lambda path: figure6(rows, path)}
+    if images is not None:
+        figures["pairs.png"] = lambda path: pairs_figure(rows, images, size, path)
+    study.write(folder, summary, claims, figures)
     return format_report(rows, summary, claims, demo)
+
+
+def figure6(rows: pd.DataFrame, path: Path) -> None:
+    """The paper's Figure 6: |cos theta_alpha| against alpha for every pair, and their mean."""
+    paths = np.stack([np.asarray(p, float) for p in rows["cos_path"]]) if len(rows) else np.zeros((0, 2))
+    alphas = np.linspace(0, 1, paths.shape[1])
+    fig = Figure(figsize=(6.4, 4.4))
+    ax = fig.subplots()
+    for k, (_, row) in enumerate(rows.iterrows()):
+        ax.plot(alphas, np.abs(paths[k]), lw=0.8, alpha=0.6, label=f"{row['source_name']} -> {row['target_name']}")
+    if len(paths):
+        ax.plot(alphas, np.mean(np.abs(paths), axis=0), "k", lw=2.2, label=f"mean of {len(paths)} pairs")
+    ax.set_xlabel("alpha on x_alpha = alpha x_src + (1 - alpha) x_tgt")
+    ax.set_ylabel("|cos theta_alpha|")
+    ax.set_ylim(bottom=0)
+    if len(rows) <= 8:
+        ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    plots.save(fig, path)
+
+
+def pairs_figure(rows: pd.DataFrame, images: dict, size: int, path: Path, pairs: int = 6) -> None:
+    """Each pair's source and target image as the model sees them, with the classes and L."""
+    shown = rows.head(pairs)
+    fig = Figure(figsize=(4.0, 2.0 * max(len(shown), 1)))
+    axes = fig.subplots(max(len(shown), 1), 2, squeeze=False)
+    for k, (_, row) in enumerate(shown.iterrows()):
+        for j, (name, label) in enumerate(((row["source"], row["source_name"]), (row["target"], row["target_name"]))):
+            axes[k, j].imshow(np.asarray(images[name]).reshape(size, size, -1))
+            axes[k, j].set_title(f"{label}" + (f"\nL = {row['L']:.1f}" if j == 1 else ""), fontsize=7)
+            axes[k, j].axis("off")
+    plots.save(fig, path)

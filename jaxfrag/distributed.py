@@ -47,7 +47,7 @@ class Processes(NamedTuple):
         return self.index == 0
 
 
-class ClusterError(Exception):
+class DistributedError(Exception):
     """The processes could not be brought together; the message is meant for the user."""
 
 
@@ -63,16 +63,16 @@ def launcher_detected(environ=os.environ) -> str | None:
 
 
 def validate(coordinator: str | None, num_processes: int | None, process_id: int | None) -> None:
-    """Raise ClusterError unless the options are all absent or a consistent set."""
+    """Raise DistributedError unless the options are all absent or a consistent set."""
     given = [option is not None for option in (coordinator, num_processes, process_id)]
     if any(given) and not all(given):
-        raise ClusterError("--coordinator, --num-processes and --process-id go together: give all three or none")
+        raise DistributedError("--coordinator, --num-processes and --process-id go together: give all three or none")
     if coordinator is not None:
         host, _, port = coordinator.rpartition(":")
         if not host or not port.isdigit():
-            raise ClusterError(f"--coordinator {coordinator!r}: expected HOST:PORT")
+            raise DistributedError(f"--coordinator {coordinator!r}: expected HOST:PORT")
         if not 0 <= process_id < num_processes:
-            raise ClusterError(f"--process-id {process_id}: must be in 0..{num_processes - 1}")
+            raise DistributedError(f"--process-id {process_id}: must be in 0..{num_processes - 1}")
 
 
 def connect(coordinator: str | None, num_processes: int | None, process_id: int | None) -> Processes:
@@ -93,7 +93,7 @@ def connect(coordinator: str | None, num_processes: int | None, process_id: int 
             jax.distributed.initialize(coordinator, num_processes, process_id)
     except Exception as error:  # jaxlib raises its own runtime error types
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ClusterError(f"could not join the other processes: {first_line}") from None
+        raise DistributedError(f"could not join the other processes: {first_line}") from None
     return Processes(jax.process_index(), jax.process_count())
 
 
@@ -133,7 +133,7 @@ def _client():
     from jax._src import distributed  # the runtime's client: the coordination service's key-value store
 
     if distributed.global_state.client is None:
-        raise ClusterError("jax.distributed is not initialised")
+        raise DistributedError("jax.distributed is not initialised")
     return distributed.global_state.client
 
 

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 from helpers import launch_processes, sweep
 
-from jaxfrag import cluster, store
+from jaxfrag import distributed, store
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 7])
 @pytest.mark.parametrize("missing", [[(0, 100)], [(0, 5)], [(3, 10), (40, 41), (50, 90)], [(0, 1)]])
 def test_share_tiles_the_missing_trials_exactly_once_in_near_equal_pieces(missing, count):
-    pieces = [cluster.share(missing, cluster.Processes(index, count)) for index in range(count)]
+    pieces = [distributed.share(missing, distributed.Processes(index, count)) for index in range(count)]
     covered = sorted(trial for piece in pieces for start, stop in piece for trial in range(start, stop))
     wanted = sorted(trial for start, stop in missing for trial in range(start, stop))
     assert covered == wanted  # every missing trial once, nothing else
@@ -28,8 +28,10 @@ def test_share_tiles_the_missing_trials_exactly_once_in_near_equal_pieces(missin
 
 def test_share_depends_only_on_what_is_missing_and_who_asks():
     missing = [(0, 37), (60, 64)]
-    assert cluster.share(missing, cluster.Processes(1, 3)) == cluster.share(list(missing), cluster.Processes(1, 3))
-    assert cluster.share(missing, cluster.Processes(0, 1)) == missing
+    assert distributed.share(missing, distributed.Processes(1, 3)) == distributed.share(
+        list(missing), distributed.Processes(1, 3)
+    )
+    assert distributed.share(missing, distributed.Processes(0, 1)) == missing
 
 
 @pytest.mark.parametrize(
@@ -46,7 +48,7 @@ def test_share_depends_only_on_what_is_missing_and_who_asks():
     ],
 )
 def test_launchers_are_detected_only_when_they_started_several_processes(environ, expected):
-    assert cluster.launcher_detected(environ) == expected
+    assert distributed.launcher_detected(environ) == expected
 
 
 @pytest.mark.parametrize(
@@ -59,7 +61,7 @@ def test_launchers_are_detected_only_when_they_started_several_processes(environ
         (["--coordinator", "localhost:1234", "--num-processes", "0", "--process-id", "0"], "num-processes"),
     ],
 )
-def test_bad_cluster_options_are_one_line_exit_2(options, message, tmp_path):
+def test_bad_process_options_are_one_line_exit_2(options, message, tmp_path):
     result = sweep("--d", "8", *options, "--out", tmp_path / "out", check=False)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()

@@ -1,0 +1,309 @@
+"""The command-line layer every entry point stands on (`jaxfrag.sweep`, `.mnist`, `.imagenet`, `.models`).
+
+Contract:
+* `UsageError` and `Parser`: bad input is one line on stderr and exit status 2, never a traceback
+  or a usage dump; `number` and `parse_dims` are the argparse types with the same messages everywhere.
+* Option groups with one meaning in every entry point: `add_run_options` (--out, --resume,
+  --seed, --no-progress, --cache-dir) and `add_process_options` (many processes).
+* `main(program, argv, parse_args, prepare, run, unit)`: the one skeleton of an entry point. It
+  parses the options, joins the run's processes (`jaxfrag.distributed`) under the watchdog,
+  prepares what the run's config depends on, opens the run folder (process 0 checks it, every
+  process hears its verdict), runs the stages, and keeps what finished on Ctrl-C.
+* `start_meta` and `report_on_leader`: the run folder's meta.json and the end of a study run
+  (mnist, imagenet): process 0 gathers every cell into results.parquet and reports.
+
+Import policy (for the whole package): every import stands at the top of its module, with two
+exceptions. JAX, and the modules of this package that load it or matplotlib, are imported inside
+functions in the modules an entry point loads before it has parsed its arguments (the entry
+points, this module, `distributed`), so that --help and bad input answer at once without starting
+JAX. Optional dependencies (torch, tensorflow_datasets) are imported where they are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any, NamedTuple
+
+from jaxfrag import distributed
+
+
+class UsageError(Exception):
+    """Bad input; the message is one line for the user."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors raise UsageError: one line, no usage dump."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def fail(program: str, error) -> int:
+    """Print `program: error: ...` on stderr; the exit status of bad input."""
+    print(f"{program}: error: {error}", file=sys.stderr)
+    return 2
+
+
+def number(name: str, convert=int, low: float = 0, inclusive: bool = False):
+    """An argparse type: a finite number of `convert`'s kind above `low` (at least `low` if inclusive)."""
+    noun = "an integer" if convert is int else "a number"
+
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be {noun}, got {text!r}") from None
+        if not math.isfinite(value) or not (value >= low if inclusive else value > low):
+            raise argparse.ArgumentTypeError(f"{name} must be {'>=' if inclusive else '>'} {low:g}, got {text}")
+        return value
+
+    return parse
+
+
+def parse_dims(text: str) -> list[int]:
+    """'7..64' (inclusive), '8..64:8', '8,12,16', '12', or a comma-separated mix: sorted, distinct, each >= 2."""
+    dims: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            raise UsageError(f"--d {text!r}: empty item")
+        try:
+            if ".." in part:
+                bounds, _, step_text = part.partition(":")
+                low_text, _, high_text = bounds.partition("..")
+                low, high = int(low_text), int(high_text)
+                step = int(step_text) if step_text else 1
+                if step <= 0:
+                    raise UsageError(f"--d {text!r}: the step must be positive")
+                if high < low:
+                    raise UsageError(f"--d {text!r}: the range {low}..{high} is reversed")
+                dims.extend(range(low, high + 1, step))
+            else:
+                dims.append(int(part))
+        except ValueError:
+            raise UsageError(f"--d {text!r}: expected integers like 7..64, 8..64:8, 8,12,16 or 12") from None
+    if not dims:
+        raise UsageError(f"--d {text!r}: no dimensions")
+    if min(dims) < 2:
+        raise UsageError(f"--d {text!r}: every d must be at least 2, got {min(dims)}")
+    return sorted(set(dims))
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser, out_help: str = "run folder", out_required: bool = True, seed: bool = True
+) -> None:
+    """--out, --resume, --seed (where the run draws at random), --no-progress, --cache-dir."""
+    parser.add_argument("--out", required=out_required, default=None, help=out_help)
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cells")
+    if seed:
+        parser.add_argument(
+            "--seed",
+            type=number("--seed", inclusive=True),
+            default=0,
+            help="every random draw's key derives from it (and from the trial's coordinates)",
+        )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--cache-dir",
+        default=None,
+        help="persistent XLA compilation cache (default: $JAXFRAG_CACHE_DIR or ~/.cache/jaxfrag/xla; '' turns it off)",
+    )
+
+
+def add_process_options(parser: argparse.ArgumentParser) -> None:
+    """--coordinator, --num-processes, --process-id, --peer-timeout: the entry points' many-process options."""
+    group = parser.add_argument_group(
+        "many processes (jax.distributed; under SLURM, Open MPI or a TPU pod slice they are detected)"
+    )
+    group.add_argument("--coordinator", default=None, help="HOST:PORT of process 0's coordination service")
+    group.add_argument("--num-processes", type=number("--num-processes"), default=None, help="processes in all")
+    group.add_argument(
+        "--process-id", type=number("--process-id", inclusive=True), default=None, help="this process, 0..N-1"
+    )
+    group.add_argument(
+        "--peer-timeout",
+        type=number("--peer-timeout", float),
+        default=distributed.PEER_TIMEOUT_S,
+        help="seconds without a sign of life before a process is taken for dead and the others stop",
+    )
+
+
+def finish_run_options(args: argparse.Namespace) -> argparse.Namespace:
+    """Resolve --cache-dir and check the many-process options; UsageError if they contradict each other."""
+    args.cache_dir = compilation_cache_dir(args.cache_dir)
+    try:
+        distributed.validate(args.coordinator, args.num_processes, args.process_id)
+    except distributed.DistributedError as error:
+        raise UsageError(str(error)) from None
+    return args
+
+
+def compilation_cache_dir(option: str | None) -> str:
+    """--cache-dir's value, else $JAXFRAG_CACHE_DIR, else ~/.cache/jaxfrag/xla ('' turns the cache off)."""
+    if option is not None:
+        return option
+    default_cache = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "jaxfrag", "xla")
+    return os.environ.get("JAXFRAG_CACHE_DIR", default_cache)
+
+
+def use_compilation_cache(path: str) -> None:
+    """Compiling is most of a short run's time on a CPU; a rerun reuses the programs."""
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def run_processes(args: argparse.Namespace, program: str, body: Callable[[distributed.Processes], int]) -> int:
+    """Join the run's processes (`jaxfrag.distributed`), run body(processes) under the watchdog, and leave."""
+    try:
+        processes = distributed.connect(args.coordinator, args.num_processes, args.process_id)
+    except distributed.DistributedError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 1
+    lost_peer = f"{program}: error: stopped; what finished is kept in {args.out}; rerun with --resume to complete it"
+    with distributed.Watchdog(processes, lost_peer, args.peer_timeout):
+        status = body(processes)
+    if status == 0:
+        distributed.disconnect(processes)
+    return status
+
+
+def open_run_folder(program: str, out, config: dict, resume: bool, processes: distributed.Processes):
+    """`store.RunFolder.open` on process 0, its refusal told to every process; None after an error (printed)."""
+    from jaxfrag import store
+
+    def validate() -> str:
+        try:
+            store.RunFolder.open(out, config, resume)
+        except store.RunFolderError as error:
+            return str(error)
+        return ""
+
+    error = distributed.from_leader(processes, "open", validate)
+    if error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return None
+    return store.RunFolder(out)
+
+
+class Prepared(NamedTuple):
+    """What an entry point prepared before opening its run folder."""
+
+    config: dict  # every option that can change a row: the run folder's resume fingerprint
+    state: Any = None  # whatever its stages need next (data, a model, pairs)
+
+
+def main(
+    program: str,
+    argv: list[str] | None,
+    parse_args: Callable[[list[str] | None], argparse.Namespace],
+    prepare: Callable[[argparse.Namespace, distributed.Processes], Prepared],
+    run: Callable[..., int],
+    unit: str,
+) -> int:
+    """An entry point from the command line to its exit status (see the module docstring).
+
+    `prepare(args, processes)` may raise UsageError (exit 2, one line); `run(args, prepared, folder,
+    processes)` runs the stages. `unit` names what a Ctrl-C keeps: "trials", "networks", "pairs".
+    """
+    try:
+        args = parse_args(argv)
+    except UsageError as error:
+        return fail(program, error)
+    if args.cache_dir:
+        use_compilation_cache(args.cache_dir)  # a --resume reuses the compiled programs
+
+    def body(processes: distributed.Processes) -> int:
+        # Inside the processes: jax.distributed must start before JAX runs anything (prepare loads data, models).
+        try:
+            prepared = prepare(args, processes)
+        except UsageError as error:
+            return fail(program, error)
+        folder = open_run_folder(program, args.out, prepared.config, args.resume, processes)
+        if folder is None:
+            return 2
+        try:
+            return run(args, prepared, folder, processes)
+        except KeyboardInterrupt:
+            print(
+                f"\ninterrupted; finished {unit} are kept in {args.out}; rerun with --resume to continue",
+                file=sys.stderr,
+            )
+            return 130
+
+    return run_processes(args, program, body)
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def version() -> str:
+    try:
+        return metadata.version("jaxfrag")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def start_meta(folder, processes: distributed.Processes, config: dict, packages: tuple[str, ...], **fields) -> dict:
+    """meta.json as a study run starts: kept from an earlier run's when resuming, written by process 0."""
+    from jaxfrag import store
+
+    meta = folder.read_meta() or {}
+    meta.update(
+        config=config,
+        started=meta.get("started", now()),
+        command=sys.argv,
+        environment=store.environment(*packages),
+        **fields,
+        processes=processes.count,
+    )
+    meta.setdefault("wall_s", {})
+    if processes.leader:
+        folder.write_meta(meta)
+    return meta
+
+
+def add_wall_time(meta: dict, stage: str, since: float) -> None:
+    """Add the seconds since `since` to meta's wall_s[stage] (a resumed run adds to the earlier run's)."""
+    meta["wall_s"][stage] = meta["wall_s"].get(stage, 0) + round(time.perf_counter() - since, 3)
+
+
+def report_on_leader(
+    folder,
+    processes: distributed.Processes,
+    meta: dict,
+    started: float,
+    order: list[str],
+    write_report: Callable,
+    done: str,
+    files: str,
+) -> int:
+    """The end of a study run: process 0 sorts every cell's rows by `order` into results.parquet and prints
+    `write_report(rows, cell_stats)`; the others say what they `done` and wait for it."""
+    import jax
+
+    if not processes.leader:
+        print(f"process {processes.index} of {processes.count}: {done}; process 0 reports")
+        distributed.barrier("reported", processes)
+        return 0
+    rows, cell_stats = folder.read_cells()
+    rows = rows.sort_values(order, kind="stable").reset_index(drop=True)
+    folder.write_results(rows)
+    text = write_report(rows, cell_stats)
+    meta["finished"] = now()
+    meta["wall_s"]["total"] = round(time.perf_counter() - started, 3)
+    meta["jax_devices"] = [str(device) for device in jax.devices()]
+    folder.write_meta(meta)
+    print(text)
+    print(f"\nwrote {folder.path}/ ({files})")
+    distributed.barrier("reported", processes)
+    return 0
