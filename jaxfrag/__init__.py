@@ -12,7 +12,8 @@ import-linter's contracts in pyproject.toml (run by the tests) keep it so:
    relu, cnn (Flax), onnx_graph (an ONNX graph as a JAX function), imagenet, export.
 3. experiments -- (key, config) -> rows, beside the paper's numbers they are compared with:
    base (what an experiment is), thm1, thm4, thm6, linear, relu, mnist, imagenet.
-4. engine -- how cells are spread and run: grid, parallel, distributed.
+4. engine -- how cells are planned, run, stored and spread: stages (plan, run, merge) above
+   grid, parallel and distributed.
 5. reports -- what a run folder's rows say: reports.sweep, .grid, .mnist, .imagenet.
 6. command line -- cli: usage errors, parsers, option groups, the entry points' one skeleton.
 7. entry points -- sweep, mnist, imagenet (`python -m jaxfrag.<name>`), thin on cli.

@@ -9,8 +9,9 @@ Contract:
   parses the options, joins the run's processes (`jaxfrag.distributed`) under the watchdog,
   prepares what the run's config depends on, opens the run folder (process 0 checks it, every
   process hears its verdict), runs the stages, and keeps what finished on Ctrl-C.
-* `start_meta` and `report_on_leader`: the run folder's meta.json and the end of a study run
-  (mnist, imagenet): process 0 gathers every cell into results.parquet and reports.
+* `start_meta` and `measure_and_report`: the run folder's meta.json and the end of a study run
+  (mnist, imagenet): every process measures its share, then process 0 gathers every cell into
+  results.parquet and reports.
 
 Import policy (for the whole package): every import stands at the top of its module, with two
 exceptions. JAX, and the modules of this package that load it or matplotlib, are imported inside
@@ -277,20 +278,25 @@ def add_wall_time(meta: dict, stage: str, since: float) -> None:
     meta["wall_s"][stage] = meta["wall_s"].get(stage, 0) + round(time.perf_counter() - since, 3)
 
 
-def report_on_leader(
+def measure_and_report(
     folder,
     processes: distributed.Processes,
     meta: dict,
     started: float,
+    measure: Callable[[], str],
     order: list[str],
     write_report: Callable,
-    done: str,
     files: str,
 ) -> int:
-    """The end of a study run: process 0 sorts every cell's rows by `order` into results.parquet and prints
-    `write_report(rows, cell_stats)`; the others say what they `done` and wait for it."""
+    """The end of a study run: every process runs `measure()` (its share of the cells; it returns what it
+    did), then process 0 sorts every cell's rows by `order` into results.parquet and prints
+    `write_report(rows, cell_stats)` while the others say what they did and wait for it."""
     import jax
 
+    since = time.perf_counter()
+    done = measure()
+    distributed.barrier("measured", processes)
+    add_wall_time(meta, "measure", since)
     if not processes.leader:
         print(f"process {processes.index} of {processes.count}: {done}; process 0 reports")
         distributed.barrier("reported", processes)

@@ -299,20 +299,16 @@ def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes)
     if args.images is None and processes.leader:
         print("demo: scikit-image's photographs, NOT the paper's English springer / Afghan hound", file=sys.stderr)
 
-    t = time.perf_counter()
-    measured = measure_stage(args, setup, folder, processes)
-    distributed.barrier("measured", processes)
-    cli.add_wall_time(meta, "measure", t)
-    return cli.report_on_leader(
+    return cli.measure_and_report(
         folder,
         processes,
         meta,
         started,
+        lambda: f"measured {measure_stage(args, setup, folder, processes)} pairs",
         ["pair"],
         lambda rows, cell_stats: report.write(
             folder, rows, setup.images, setup.model_info["size"], demo=args.images is None
         ),
-        f"measured {measured} pairs",
         "results.parquet, summary.csv, figures/",
     )
 

@@ -133,18 +133,14 @@ def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes)
     if processes.leader:
         folder.write_meta(meta)
 
-    t = time.perf_counter()
-    measure_stage(args, data, params, accuracies, folder, processes)
-    distributed.barrier("measured", processes)
-    cli.add_wall_time(meta, "measure", t)
-    return cli.report_on_leader(
+    return cli.measure_and_report(
         folder,
         processes,
         meta,
         started,
+        lambda: measure_stage(args, data, params, accuracies, folder, processes),
         ["network", "image", "mask_rule"],
         lambda rows, cell_stats: report.write(folder, rows, accuracies, cell_stats, data),
-        "measured its networks",
         "results.parquet, summary.csv, claims.csv, networks.npz, figures/",
     )
 
@@ -184,8 +180,9 @@ def train_stage(args, data, folder, quiet: bool = False):
     return params, accuracies
 
 
-def measure_stage(args, data, params, accuracies, folder, processes: distributed.Processes) -> None:
-    """One cell per network: its rows for every selected test 7 and both masking rules (this process's share)."""
+def measure_stage(args, data, params, accuracies, folder, processes: distributed.Processes) -> str:
+    """One cell per network: its rows for every selected test 7 and both masking rules (this process's share).
+    Returns what it measured."""
     from jaxfrag.experiments import mnist as experiment
     from jaxfrag.models import cnn
 
@@ -221,6 +218,7 @@ def measure_stage(args, data, params, accuracies, folder, processes: distributed
             rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             stats = {"test_accuracy": accuracies[k], "sevens": int(len(sevens)), "sevens_correct": int(n_correct)}
             folder.write_cell("mnist", k, rows, stats)
+    return f"measured {len(plans)} networks"
 
 
 def order_pad(orders) -> int:

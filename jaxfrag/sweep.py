@@ -8,7 +8,7 @@
     python -m jaxfrag.sweep --experiment linear relu --d 8..24:4 --grid optimizer=adam,sgd width=64,512
     python -m jaxfrag.sweep --experiment linear relu --d 8,16,32,64 --grid protocol=epochs,until-fit
 
-For each (experiment, grid point, d) cell it runs --trials trials (compiled per
+For each (experiment, grid point, d) cell it runs --trials trials (`jaxfrag.stages`; compiled per
 bucket of dimensions, sharded over the devices), writes the cell atomically, and
 at the end writes results.parquet, summary.csv, meta.json and figures/ (see
 `jaxfrag.store`; with linear or relu also what a grid answers, `jaxfrag.reports.grid`)
@@ -23,13 +23,10 @@ import os
 import sys
 import time
 from datetime import datetime
-from typing import NamedTuple
 
-import numpy as np
-import pandas as pd
 from tqdm import tqdm
 
-from jaxfrag import cli, distributed, grid, stats, store
+from jaxfrag import cli, distributed, grid
 from jaxfrag.cli import UsageError
 from jaxfrag.config import EXPERIMENTS, INITS, MAX_TRAINED_D, OPTIMIZERS, PROTOCOLS, Config
 
@@ -253,48 +250,49 @@ def main(argv: list[str] | None = None) -> int:
     return cli.main(PROGRAM, argv, parse_args, lambda args, processes: cli.Prepared(run_config(args)), _run, "trials")
 
 
-class Piece(NamedTuple):
-    """Trials of one cell that this process runs: ranges [start, stop), compiled `chunk` at a time."""
-
-    experiment: str
-    point: tuple  # the grid point (`jaxfrag.grid`; () without a grid)
-    d: int
-    ranges: list[tuple[int, int]]
-    chunk: int
-
-    @property
-    def cell(self) -> str:
-        """The cell's name in the run folder."""
-        return grid.cell_name(self.experiment, self.point)
-
-    @property
-    def trials(self) -> int:
-        return sum(stop - start for start, stop in self.ranges)
-
-
 def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes) -> int:
     """The stages: meta, plan, run (merging cells as they finish), merge, report."""
     import jax
 
-    from jaxfrag import parallel
+    from jaxfrag import parallel, stages
     from jaxfrag.experiments import registry
+    from jaxfrag.reports import sweep as report
 
     jax.config.update("jax_enable_x64", args.x64)
     parallel.configure_cpu_devices(args.devices)
     started = time.perf_counter()
     config = make_config(args)
     experiments = registry()
+    request = stages.Request(args.experiments, args.points, args.dims, args.trials)
     runner = parallel.CellRunner(config, parallel.make_mesh(jax.local_devices()), compile_workers=args.compile_workers)
     meta = meta_stage(args, folder, processes) if processes.leader else None
-    plan = plan_stage(args, folder, runner, experiments, processes)
+    plan = stages.plan(request, folder, runner, experiments, processes, args.chunk)
+    last_refresh = time.perf_counter()
+
+    def after_piece() -> None:
+        # Process 0 merges cells as they complete, and refreshes the tables now and then.
+        nonlocal last_refresh
+        if processes.leader:
+            stages.merge(request, folder, experiments, config, meta)
+            if time.perf_counter() - last_refresh > RESULTS_REFRESH_S:
+                report.write_tables(folder, experiments, config, request.pairs())
+                last_refresh = time.perf_counter()
+
+    progress = tqdm(
+        total=sum(piece.trials for piece in plan),
+        unit="trial",
+        disable=args.no_progress or not sys.stdout.isatty() or not processes.leader,
+        dynamic_ncols=True,
+    )
     try:
-        run_stage(args, folder, runner, experiments, plan, processes, meta)
+        stages.run(plan, folder, runner, experiments, processes, 1 + args.compile_workers, progress, after_piece)
     finally:
+        progress.close()
         runner.close()
     distributed.barrier("ran", processes)
     if processes.leader:
-        merge_stage(folder, experiments, config, args, meta)
-        report_stage(folder, experiments, config, args, meta, started)
+        stages.merge(request, folder, experiments, config, meta)
+        report_stage(folder, experiments, config, args, request, meta, started)
     else:
         ran = sum(piece.trials for piece in plan)
         print(
@@ -327,134 +325,7 @@ def meta_stage(args, folder, processes) -> dict:
     return meta
 
 
-def plan_stage(args, folder, runner, experiments, processes) -> list[Piece]:
-    """This process's share of every trial not yet on disk, and the programs it needs compiled ahead."""
-    done, parts = folder.done_cells(), folder.parts()  # one listing for every cell
-    plan = []
-    for name in args.experiments:
-        for point in args.points:
-            cell, config = grid.cell_name(name, point), grid.config_for(runner.config, point)
-            for d in args.dims:
-                missing = [] if (cell, d) in done else store.gaps(parts.get((cell, d), []), args.trials)
-                ranges = distributed.share(missing, processes)
-                if ranges:
-                    trials = sum(stop - start for start, stop in ranges)
-                    chunk = runner.chunk_for(experiments[name], d, args.chunk, trials, config)
-                    plan.append(Piece(name, point, d, ranges, chunk))
-    return plan
-
-
-def program_key(runner, experiments, piece):
-    return runner.program_key(
-        experiments[piece.experiment], piece.d, piece.chunk, config=grid.config_for(runner.config, piece.point)
-    )
-
-
-def compile_ahead(runner, experiments, plan, position: int, programs: int) -> None:
-    """Start compiling the programs of the pieces from `position` on, up to `programs` distinct ones.
-
-    Only a few ahead: a compiled program holds memory (and memory maps) until it is released.
-    """
-    keys = set()
-    for piece in plan[position:]:
-        keys.add(program_key(runner, experiments, piece))
-        if len(keys) > programs:
-            break
-        runner.prefetch(
-            experiments[piece.experiment], piece.d, piece.chunk, config=grid.config_for(runner.config, piece.point)
-        )
-
-
-def run_stage(args, folder, runner, experiments, plan, processes, meta) -> None:
-    """Run the plan, writing every finished chunk as a part; process 0 merges cells as they complete."""
-    from jaxfrag.reports import sweep as report
-
-    progress = tqdm(
-        total=sum(piece.trials for piece in plan),
-        unit="trial",
-        disable=args.no_progress or not sys.stdout.isatty() or not processes.leader,
-        dynamic_ncols=True,
-    )
-    last_refresh = time.perf_counter()
-    keys = [program_key(runner, experiments, piece) for piece in plan]
-    for position, piece in enumerate(plan):
-        compile_ahead(runner, experiments, plan, position, 1 + args.compile_workers)
-        experiment, config = experiments[piece.experiment], grid.config_for(runner.config, piece.point)
-        progress.set_description(f"{piece.cell} d={piece.d}")
-        for start, stop in piece.ranges:
-            for chunk in runner.run_trials(experiment, piece.d, start, stop, piece.chunk, config):
-                info = {
-                    "process": processes.index,
-                    "devices": runner.num_devices,
-                    "chunk": chunk.chunk,
-                    "run_s": round(chunk.run_s, 4),
-                    "compile_s": round(chunk.compile_s, 3),
-                    "compile_wait_s": round(chunk.compile_wait_s, 3),
-                }
-                folder.write_part(piece.cell, piece.d, chunk.start, chunk.stop, chunk.arrays, info)
-                progress.update(chunk.stop - chunk.start)
-        if keys[position] not in keys[position + 1 :]:
-            runner.release(keys[position])
-        if processes.leader:
-            merge_stage(folder, experiments, runner.config, args, meta)
-            if time.perf_counter() - last_refresh > RESULTS_REFRESH_S:
-                report.write_tables(folder, experiments, runner.config, run_cells(args))
-                last_refresh = time.perf_counter()
-    progress.close()
-
-
-def run_cells(args) -> list[tuple[str, tuple]]:
-    """The run's (experiment, grid point) pairs, in report order."""
-    return [(name, point) for name in args.experiments for point in args.points]
-
-
-def merge_stage(folder, experiments, config, args, meta) -> None:
-    """Every cell whose parts hold all its trials becomes a cell file, with its statistics; its parts go."""
-    points = {grid.label(point): point for point in args.points}
-    done, parts = folder.done_cells(), folder.parts()
-    for cell, d in parts:
-        if (cell, d) in done:  # merged by a run that stopped before removing the parts
-            folder.remove_parts(cell, d)
-            continue
-        name, point_label = grid.split_cell_name(cell)
-        if name not in args.experiments or point_label not in points or d not in args.dims:
-            continue
-        if store.gaps(parts[(cell, d)], args.trials):
-            continue
-        experiment, point = experiments[name], points[point_label]
-        point_config = grid.config_for(config, point)
-        arrays, infos = folder.read_parts(cell, d, args.trials)
-        columns = {column: arrays[column] for column in experiment.columns}
-        rows = pd.DataFrame(
-            {
-                "experiment": name,
-                **{field: [value] * args.trials for field, value in point},  # grid columns: the cell's point
-                "d": np.full(args.trials, d, np.int32),
-                "trial": np.arange(args.trials, dtype=np.int32),
-                "seed": np.full(args.trials, point_config.seed, np.int64),
-                "nonfinite": stats.nonfinite_rows(columns),
-                **columns,
-            }
-        )
-        size = experiment.size(d, point_config)
-        aux = {key: value for key, value in arrays.items() if key.startswith("_")}
-        folder.write_cell(cell, d, rows, {"size": size, **experiment.cell_stats(aux, d, size, point_config)})
-        folder.remove_parts(cell, d)
-        run_s = sum(info["run_s"] for info in infos)
-        meta["stages"][f"{cell}/d={d}"] = {
-            "compile_s": max(info["compile_s"] for info in infos),
-            "compile_wait_s": max(info["compile_wait_s"] for info in infos),
-            "run_s": round(run_s, 3),
-            "trials_per_s": round(args.trials / max(run_s, 1e-9), 1),
-            "compiled_size": size,
-            "chunk": sorted({info["chunk"] for info in infos}),
-            "processes": sorted({info["process"] for info in infos}),
-            **({"decoder_nodes_total": int(columns["decoder_nodes"].sum())} if "decoder_nodes" in columns else {}),
-        }
-        folder.write_meta(meta)
-
-
-def report_stage(folder, experiments, config, args, meta, started) -> None:
+def report_stage(folder, experiments, config, args, request, meta, started) -> None:
     """results.parquet, summary.csv, figures/ and the final meta.json; prints the gap table."""
     from jaxfrag.reports import grid as grid_report
     from jaxfrag.reports import sweep as report
@@ -462,18 +333,18 @@ def report_stage(folder, experiments, config, args, meta, started) -> None:
     folder.tidy()
     meta["stages"]["cells_s"] = round(time.perf_counter() - started, 3)
     tic = time.perf_counter()
-    summary, fits, rows = report.write_tables(folder, experiments, config, run_cells(args))
+    summary, fits, rows = report.write_tables(folder, experiments, config, request.pairs())
     meta["stages"]["tables_s"] = round(time.perf_counter() - tic, 3)
     tic = time.perf_counter()
-    report.write_figures(folder, summary, fits, experiments, config, rows, run_cells(args))
-    grid_text = grid_report.write(folder, rows, experiments, config, args.grid, run_cells(args))
+    report.write_figures(folder, summary, fits, experiments, config, rows, request.pairs())
+    grid_text = grid_report.write(folder, rows, experiments, config, args.grid, request.pairs())
     meta["stages"]["figures_s"] = round(time.perf_counter() - tic, 3)
     meta["fits"] = {name: fit._asdict() for name, fit in fits.items()}
     meta["status"] = "complete"
     meta["finished"] = cli.now()
     meta["wall_s"] = round(time.perf_counter() - started, 3)
     folder.write_meta(meta)
-    print(report.format_table(summary, fits, experiments, config, rows, run_cells(args)))
+    print(report.format_table(summary, fits, experiments, config, rows, request.pairs()))
     if grid_text:
         print("\n" + grid_text)
     print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, meta.json, figures/) in {meta['wall_s']:.1f} s")

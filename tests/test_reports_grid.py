@@ -4,6 +4,7 @@ whose answers numpy computes independently here."""
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from jaxfrag import grid, rmt
 from jaxfrag.config import Config
@@ -72,7 +73,7 @@ def test_paired_changes_are_trial_by_trial_against_each_axis_reference():
         }
         for name, (after, before) in measures.items():
             diff = after[keep] - before[keep]
-            half = 1.959964 * diff.std(ddof=1) / np.sqrt(len(diff))
+            half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
             assert r[f"{name}_change"] == pytest.approx(diff.mean(), abs=1e-6)
             assert r[f"{name}_change_low"] == pytest.approx(diff.mean() - half, abs=1e-6)
             assert r[f"{name}_change_high"] == pytest.approx(diff.mean() + half, abs=1e-6)

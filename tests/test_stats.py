@@ -1,10 +1,10 @@
-"""Sweep statistics: the log-log fit behind the README's slopes, against an independent least squares."""
+"""Sweep statistics: the log-log fit behind the README's slopes, and the one interval and formatter of every report."""
 
 import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from jaxfrag.stats import loglog_fit
+from jaxfrag.stats import format_estimate, interval, loglog_fit, t_half_width
 
 
 def textbook_fit(d, y):
@@ -53,3 +53,38 @@ def test_loglog_fit_drops_what_has_no_logarithm_and_refuses_too_few_points():
     assert fit.points == 2 and fit.slope == pytest.approx(-1.0)
     assert np.isnan(fit.ci_low) and np.isnan(fit.ci_high)  # no degrees of freedom left for an interval
     assert np.isnan(loglog_fit(np.array([8.0, 8.0]), np.array([1.0, 2.0])).slope)  # one d: no slope
+
+
+@pytest.mark.parametrize("n", [2, 5, 40])
+def test_interval_is_the_student_t_interval_of_the_mean(n):
+    rng = np.random.default_rng(n)
+    values = rng.normal(1.0, 2.0, n)
+    got = interval(values)
+    low, high = scipy_stats.t.interval(0.95, n - 1, loc=values.mean(), scale=scipy_stats.sem(values))
+    assert got.n == n and got.mean == pytest.approx(values.mean(), rel=1e-12)
+    assert got.se == pytest.approx(scipy_stats.sem(values), rel=1e-12)
+    assert (got.low, got.high) == pytest.approx((low, high), rel=1e-12)
+    assert t_half_width(got.se, n) == pytest.approx(high - values.mean(), rel=1e-12)
+
+
+def test_interval_covers_the_mean_at_its_level_with_few_values():
+    # Five values (4 degrees of freedom): a normal-quantile interval (+- 1.96 se) would cover only ~88%.
+    rng = np.random.default_rng(7)
+    samples = rng.normal(3.0, 1.0, (4000, 5))
+    covered = np.mean([(lambda i: i.low <= 3.0 <= i.high)(interval(s)) for s in samples])
+    assert abs(covered - 0.95) < 4 * np.sqrt(0.95 * 0.05 / len(samples))
+
+
+def test_interval_of_fewer_than_two_values_has_no_bounds():
+    one, none = interval([2.5]), interval([])
+    assert one.mean == 2.5 and np.isnan(one.low) and np.isnan(one.high)
+    assert np.isnan(none.mean) and none.n == 0
+    assert np.isnan(t_half_width(0.1, 1))
+
+
+def test_format_estimate_writes_plus_minus_as_the_se_and_brackets_as_the_interval():
+    assert format_estimate(0.12345, 0.0123) == "0.1235 ± 0.0123"
+    assert format_estimate(0.12345, low=0.1, high=0.2, spec="+.2f") == "+0.12 [+0.10, +0.20]"
+    assert format_estimate(-1.5, 0.25, -2.0, -1.0, spec="+.3f") == "-1.500 ± 0.250 [-2.000, -1.000]"
+    assert format_estimate(123.456, 1.234, spec=".4g", se_spec=".2g") == "123.5 ± 1.2"
+    assert format_estimate(0.5) == "0.5000" and format_estimate(float("nan"), 0.1) == "—"

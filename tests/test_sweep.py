@@ -248,6 +248,7 @@ def test_nonfinite_trials_are_flagged_and_never_averaged():
 def test_programs_are_compiled_a_few_ahead_and_released_after_their_last_cell():
     """A long grid must not hold every compiled program at once (LLVM's JIT ran out of memory maps
     after 38 cells of a 64-cell grid): compile_ahead starts at most `programs` distinct ones."""
+    from jaxfrag import stages
     from jaxfrag import sweep as sweep_module
     from jaxfrag.experiments import registry
 
@@ -267,10 +268,10 @@ def test_programs_are_compiled_a_few_ahead_and_released_after_their_last_cell():
 
     experiments, runner = registry(), Recorder()
     plan = [
-        sweep_module.Piece("linear", (("width", width),), d, [(0, 8)], 8)
+        stages.Piece("linear", (("width", width),), d, [(0, 8)], 8)
         for width, d in [(64, 8), (64, 8), (64, 12), (512, 8), (512, 12), (512, 16)]
     ]
-    sweep_module.compile_ahead(runner, experiments, plan, 0, programs=2)
+    stages.compile_ahead(runner, experiments, plan, 0, programs=2)
     assert runner.started == [("linear", 8, 8, 64), ("linear", 12, 8, 64)]
-    sweep_module.compile_ahead(runner, experiments, plan, 3, programs=2)
+    stages.compile_ahead(runner, experiments, plan, 3, programs=2)
     assert runner.started[2:] == [("linear", 8, 8, 512), ("linear", 12, 8, 512)]

@@ -1,0 +1,186 @@
+"""The sweep's cells from plan to disk: plan this process's share, run it chunk by chunk, merge what is complete.
+
+Contract:
+* `Request(experiments, points, dims, trials)`: the cells a run asks for, (experiment, grid
+  point, d), each of `trials` trials; `pairs()` its (experiment, point) pairs in report order.
+* `plan(request, folder, runner, experiments, processes, chunk)` -> [Piece]: this process's share
+  (`distributed.share`) of every trial not yet on disk, with the chunk each piece compiles for.
+* `compile_ahead(runner, experiments, plan, position, programs)`: start compiling the programs of
+  the pieces from `position` on, at most `programs` distinct ones.
+* `run(plan, folder, runner, experiments, processes, programs, progress, after_piece)`: run every
+  piece, each finished chunk written as a part (`store.RunFolder.write_part`), each program
+  released after its last piece, `after_piece()` called after each piece.
+* `merge(request, folder, experiments, config, meta)`: every cell whose parts hold all its trials
+  becomes a cell file (its rows, the cell statistics), its parts go, and meta's stages record it.
+A trial's numbers depend only on (seed, experiment, d, trial index): never on the plan's chunks,
+the process that ran it, or whether the run was resumed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from jaxfrag import distributed, grid, parallel, stats, store
+from jaxfrag.config import Config
+from jaxfrag.experiments.base import Experiment
+
+
+class Request(NamedTuple):
+    experiments: list[str]
+    points: list[grid.Point]  # the grid's points ([()] without a grid)
+    dims: list[int]
+    trials: int
+
+    def pairs(self) -> list[tuple[str, grid.Point]]:
+        """The run's (experiment, grid point) pairs, in report order."""
+        return [(name, point) for name in self.experiments for point in self.points]
+
+
+class Piece(NamedTuple):
+    """Trials of one cell that this process runs: ranges [start, stop), compiled `chunk` at a time."""
+
+    experiment: str
+    point: tuple  # the grid point (`jaxfrag.grid`; () without a grid)
+    d: int
+    ranges: list[tuple[int, int]]
+    chunk: int
+
+    @property
+    def cell(self) -> str:
+        """The cell's name in the run folder."""
+        return grid.cell_name(self.experiment, self.point)
+
+    @property
+    def trials(self) -> int:
+        return sum(stop - start for start, stop in self.ranges)
+
+
+def plan(
+    request: Request,
+    folder: store.RunFolder,
+    runner: parallel.CellRunner,
+    experiments: dict[str, Experiment],
+    processes: distributed.Processes,
+    chunk: int | None = None,
+) -> list[Piece]:
+    """This process's share of every trial not yet on disk (`chunk`: trials per compiled step, else automatic)."""
+    done, parts = folder.done_cells(), folder.parts()  # one listing for every cell
+    pieces = []
+    for name, point in request.pairs():
+        cell, config = grid.cell_name(name, point), grid.config_for(runner.config, point)
+        for d in request.dims:
+            missing = [] if (cell, d) in done else store.gaps(parts.get((cell, d), []), request.trials)
+            ranges = distributed.share(missing, processes)
+            if ranges:
+                trials = sum(stop - start for start, stop in ranges)
+                pieces.append(
+                    Piece(name, point, d, ranges, runner.chunk_for(experiments[name], d, chunk, trials, config))
+                )
+    return pieces
+
+
+def program_key(runner, experiments: dict[str, Experiment], piece: Piece):
+    return runner.program_key(
+        experiments[piece.experiment], piece.d, piece.chunk, config=grid.config_for(runner.config, piece.point)
+    )
+
+
+def compile_ahead(runner, experiments: dict[str, Experiment], plan: list[Piece], position: int, programs: int) -> None:
+    """Start compiling the programs of the pieces from `position` on, up to `programs` distinct ones.
+
+    Only a few ahead: a compiled program holds memory (and memory maps) until it is released.
+    """
+    keys = set()
+    for piece in plan[position:]:
+        keys.add(program_key(runner, experiments, piece))
+        if len(keys) > programs:
+            break
+        runner.prefetch(
+            experiments[piece.experiment], piece.d, piece.chunk, config=grid.config_for(runner.config, piece.point)
+        )
+
+
+def run(
+    plan: list[Piece],
+    folder: store.RunFolder,
+    runner: parallel.CellRunner,
+    experiments: dict[str, Experiment],
+    processes: distributed.Processes,
+    programs: int,
+    progress,
+    after_piece: Callable[[], None],
+) -> None:
+    """Run the plan, writing every finished chunk as a part; `progress` is a tqdm bar (or alike)."""
+    keys = [program_key(runner, experiments, piece) for piece in plan]
+    for position, piece in enumerate(plan):
+        compile_ahead(runner, experiments, plan, position, programs)
+        experiment, config = experiments[piece.experiment], grid.config_for(runner.config, piece.point)
+        progress.set_description(f"{piece.cell} d={piece.d}")
+        for start, stop in piece.ranges:
+            for chunk in runner.run_trials(experiment, piece.d, start, stop, piece.chunk, config):
+                info = {
+                    "process": processes.index,
+                    "devices": runner.num_devices,
+                    "chunk": chunk.chunk,
+                    "run_s": round(chunk.run_s, 4),
+                    "compile_s": round(chunk.compile_s, 3),
+                    "compile_wait_s": round(chunk.compile_wait_s, 3),
+                }
+                folder.write_part(piece.cell, piece.d, chunk.start, chunk.stop, chunk.arrays, info)
+                progress.update(chunk.stop - chunk.start)
+        if keys[position] not in keys[position + 1 :]:
+            runner.release(keys[position])
+        after_piece()
+
+
+def merge(
+    request: Request, folder: store.RunFolder, experiments: dict[str, Experiment], config: Config, meta: dict
+) -> None:
+    """Every cell whose parts hold all its trials becomes a cell file, with its statistics; its parts go."""
+    trials = request.trials
+    points = {grid.label(point): point for point in request.points}
+    done, parts = folder.done_cells(), folder.parts()
+    for cell, d in parts:
+        if (cell, d) in done:  # merged by a run that stopped before removing the parts
+            folder.remove_parts(cell, d)
+            continue
+        name, point_label = grid.split_cell_name(cell)
+        if name not in request.experiments or point_label not in points or d not in request.dims:
+            continue
+        if store.gaps(parts[(cell, d)], trials):
+            continue
+        experiment, point = experiments[name], points[point_label]
+        point_config = grid.config_for(config, point)
+        arrays, infos = folder.read_parts(cell, d, trials)
+        columns = {column: arrays[column] for column in experiment.columns}
+        rows = pd.DataFrame(
+            {
+                "experiment": name,
+                **{field: [value] * trials for field, value in point},  # grid columns: the cell's point
+                "d": np.full(trials, d, np.int32),
+                "trial": np.arange(trials, dtype=np.int32),
+                "seed": np.full(trials, point_config.seed, np.int64),
+                "nonfinite": stats.nonfinite_rows(columns),
+                **columns,
+            }
+        )
+        size = experiment.size(d, point_config)
+        aux = {key: value for key, value in arrays.items() if key.startswith("_")}
+        folder.write_cell(cell, d, rows, {"size": size, **experiment.cell_stats(aux, d, size, point_config)})
+        folder.remove_parts(cell, d)
+        run_s = sum(info["run_s"] for info in infos)
+        meta["stages"][f"{cell}/d={d}"] = {
+            "compile_s": max(info["compile_s"] for info in infos),
+            "compile_wait_s": max(info["compile_wait_s"] for info in infos),
+            "run_s": round(run_s, 3),
+            "trials_per_s": round(trials / max(run_s, 1e-9), 1),
+            "compiled_size": size,
+            "chunk": sorted({info["chunk"] for info in infos}),
+            "processes": sorted({info["process"] for info in infos}),
+            **({"decoder_nodes_total": int(columns["decoder_nodes"].sum())} if "decoder_nodes" in columns else {}),
+        }
+        folder.write_meta(meta)
