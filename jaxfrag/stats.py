@@ -77,13 +77,13 @@ def interval(values, level: float = 0.95) -> Interval:
     """The mean of `values`, its standard error and its two-sided Student t-interval at `level`."""
     values = np.asarray(values, float)
     mean, se = mean_se(values)
-    n = len(values)
-    half = float(stats.t.ppf((1 + level) / 2, n - 1) * se) if n > 1 else math.nan
-    return Interval(mean, se, mean - half, mean + half, n)
+    half = float(t_half_width(se, len(values), level))
+    return Interval(mean, se, mean - half, mean + half, len(values))
 
 
 def t_half_width(se, n, level: float = 0.95):
-    """The t-interval's half-width from a standard error and a sample size (arrays welcome; NaN below n = 2)."""
+    """`interval`'s half-width from a standard error and a sample size, for tables that hold only those
+    (figures' error bars from summary rows); arrays welcome; NaN below n = 2."""
     n = np.asarray(n, float)
     with np.errstate(invalid="ignore"):
         quantile = np.where(n > 1, stats.t.ppf((1 + level) / 2, np.maximum(n - 1, 1)), np.nan)
