@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any, NamedTuple
 
-from jaxfrag import distributed
+from jaxfrag import distributed, store
 
 
 class UsageError(Exception):
@@ -179,8 +179,6 @@ def run_processes(args: argparse.Namespace, program: str, body: Callable[[distri
 
 def open_run_folder(program: str, out, config: dict, resume: bool, processes: distributed.Processes):
     """`store.RunFolder.open` on process 0, its refusal told to every process; None after an error (printed)."""
-    from jaxfrag import store
-
     def validate() -> str:
         try:
             store.RunFolder.open(out, config, resume)
@@ -190,7 +188,7 @@ def open_run_folder(program: str, out, config: dict, resume: bool, processes: di
 
     error = distributed.from_leader(processes, "open", validate)
     if error:
-        print(f"{program}: error: {error}", file=sys.stderr)
+        fail(program, error)
         return None
     return store.RunFolder(out)
 
@@ -256,8 +254,6 @@ def version() -> str:
 
 def start_meta(folder, processes: distributed.Processes, config: dict, packages: tuple[str, ...], **fields) -> dict:
     """meta.json as a study run starts: kept from an earlier run's when resuming, written by process 0."""
-    from jaxfrag import store
-
     meta = folder.read_meta() or {}
     meta.update(
         config=config,

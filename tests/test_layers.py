@@ -96,3 +96,17 @@ def test_a_new_experiment_is_one_module_and_one_table_row(tmp_path):
             )
     finally:
         del config.EXPERIMENTS["toy"]
+
+
+def test_the_entry_points_parse_their_options_without_loading_jax():
+    """The import policy's reason (jaxfrag.cli): --help and bad input answer before JAX or matplotlib load."""
+    modules = ("jaxfrag.sweep", "jaxfrag.mnist", "jaxfrag.imagenet", "jaxfrag.models.__main__", "jaxfrag.cli")
+    program = (
+        f"import sys\nfor name in {modules!r}:\n    __import__(name)\n"
+        "from jaxfrag import sweep\n"
+        "assert sweep.main(['--d', '7', '--trials', '0']) == 2\n"
+        "print(sorted(m for m in ('jax', 'jaxlib', 'matplotlib', 'flax') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]" and "--trials must be > 0" in result.stderr
