@@ -6,8 +6,8 @@ pairs every source image with the nearest target image (L2), and per pair measur
 path from target to source (cos theta_alpha at n_alpha points, M) and three attacks on the
 source image, each applied and verified: Kurakin's iterative targeted attack at its smallest
 radius (the paper's Q), and the targeted and untargeted minimal-L2 attacks. Prints Tables 7
-and 8 beside the paper's four experiments and draws Figure 6. Stages: plan (model, images,
-pairs), measure (one cell per pair), persist, report.
+and 8 beside the paper's four experiments and draws Figure 6. Stages: prepare (model, images,
+classes, pairs), measure (one cell per pair), persist, report.
 
 Images: `--images SOURCE_DIR TARGET_DIR` takes a user's photographs of two classes
 (`--classes`, default the paper's 217 English springer and 160 Afghan hound); only images
