@@ -1,6 +1,7 @@
 """jaxfrag: Monte Carlo tests of "feature compression is the root cause of adversarial fragility".
 
-Run `python -m jaxfrag.sweep --d 7..64 --out runs/demo`; read its output with `jaxfrag.load`.
+Run `jaxfrag sweep --d 7..64 --out runs/demo`; read its output with `jaxfrag.load`, and what it
+concludes with `jaxfrag verdicts runs/demo`.
 
 The package in layers, lowest first; a module imports only from layers below its own, and
 import-linter's contracts in pyproject.toml (run by the tests) keep it so:
@@ -14,13 +15,17 @@ import-linter's contracts in pyproject.toml (run by the tests) keep it so:
    base (what an experiment is), thm1, thm4, thm6, linear, relu, mnist, imagenet.
 4. engine -- how cells are planned, run, stored and spread: stages (plan, run, merge) above
    grid, parallel and distributed.
-5. reports -- what a run folder's rows say: reports.sweep, .grid, .mnist, .imagenet.
+5. reports -- what a run folder's rows say: reports.sweep, .grid, .mnist, .imagenet; the verdict
+   ledger (reports.verdicts) and each run's report.html (reports.page).
 6. command line -- cli: usage errors, parsers, option groups, the entry points' one skeleton.
-7. entry points -- sweep, mnist, imagenet (`python -m jaxfrag.<name>`), thin on cli.
+7. entry points -- sweep, mnist, imagenet, verdicts, report (`python -m jaxfrag.<name>`), thin on cli;
+   `jaxfrag` (`__main__`) dispatches to them as subcommands.
 
 Where imports may stand inside a function is said once, in `jaxfrag.cli`.
 """
 
-from jaxfrag.store import load
+__version__ = "0.2.0"
 
-__all__ = ["load"]
+from jaxfrag.store import load  # noqa: E402  (after __version__, which cli imports from here)
+
+__all__ = ["load", "__version__"]

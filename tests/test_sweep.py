@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT, sweep
+from helpers import ROOT, check_report_page, sweep
 
 import jaxfrag
 from jaxfrag.cli import UsageError, parse_dims
@@ -121,6 +121,9 @@ def test_output_contract(small_run):
         assert (out / "figures" / f"scaling_{name}.png").stat().st_size > 10_000
     assert "log-log slope" in result.stdout and "thm6" in result.stdout
     assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
+    assert meta["jaxfrag_version"] == jaxfrag.__version__ and meta["argv"][:2] == ["--no-progress", "--d"]
+    assert len(meta.get("git_commit", "0" * 40)) == 40  # recorded from a git checkout
+    check_report_page(out, min_verdict_rows=2)  # Theorems 1 and 6
 
 
 def test_rerun_without_resume_is_refused_and_changes_nothing(small_run):

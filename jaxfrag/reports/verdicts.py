@@ -1,0 +1,608 @@
+"""The verdict ledger: every claim of the paper a run folder can decide, with one rule for every verdict.
+
+Contract:
+* `judge(relation, target, tolerance, low, high, n)` is THE rule, applied to every case of every
+  claim: a case rests on fewer than `MIN_SAMPLES` independent samples (trials, networks, images,
+  pairs) or has no 95% interval -> "untested: too few samples"; otherwise it holds when its 95%
+  interval reaches the paper's band (target ± tolerance for "=", at or below target + tolerance for
+  "<=", at or above target - tolerance for ">="), and fails when the whole interval lies outside it.
+* `verdict(cases)` joins a claim's cases (one per d, input, masking rule, configuration...): every
+  tested case holds -> "holds"; none -> "fails"; some -> "holds only under stated conditions" (the
+  conditions list the cases that hold); no case tested -> "untested: too few samples".
+* `claims(path)` reads one run folder (a sweep, a grid, an mnist or an imagenet run) and returns its
+  `Claim`s; `ledger(paths)` the claims of several folders in the paper's order; `write(out, claims)`
+  writes verdicts.csv (one row per claim), verdict_cases.csv (one row per case) and verdicts.md.
+
+"≈" in the paper is read as equality within `APPROX_TOLERANCE` on the scale every compared quantity
+shares: a fraction of the optimal classifier's robustness (|cos θ|, φ, ρ, δ/m, Q/(0.5L), M/(0.5L)).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from jaxfrag import stats, store
+from jaxfrag.experiments import imagenet as imagenet_experiment
+from jaxfrag.experiments import linear, relu
+from jaxfrag.experiments import mnist as mnist_experiment
+
+MIN_SAMPLES = 10  # below this many independent samples a case is untested, whatever its interval says
+APPROX_TOLERANCE = 0.05  # the paper's "≈": within 0.05 of the optimal robustness (see the module docstring)
+HOLDS, FAILS, UNTESTED = "holds", "fails", "untested: too few samples"
+CONDITIONAL = "holds only under stated conditions"
+VERDICTS = (HOLDS, CONDITIONAL, FAILS, UNTESTED)
+RELATIONS = ("=", "<=", ">=")
+CSV_COLUMNS = (
+    "order", "claim", "statement", "paper", "statistic", "relation", "target", "tolerance",
+    "estimate", "low", "high", "n", "verdict", "conditions", "command", "run",
+)
+
+
+class Case(NamedTuple):
+    """One estimate a claim is judged on: where it was measured, the value, its 95% interval, n."""
+
+    where: str
+    estimate: float
+    low: float
+    high: float
+    n: int
+
+
+class Claim(NamedTuple):
+    order: float  # the paper's order (section, table), for sorting several runs' claims
+    claim: str  # "Theorem 1", "Table 2", "Beyond the paper: ..."
+    statement: str  # what the paper (or the grid's question) says, in one line
+    paper: str  # the paper's own value, as it reports it
+    statistic: str  # what we estimate, and over which samples
+    relation: str  # "=", "<=" or ">="
+    target: float
+    tolerance: float
+    cases: tuple[Case, ...]
+    command: str
+    run: str
+
+
+def judge(relation: str, target: float, tolerance: float, low: float, high: float, n: int) -> str:
+    """The one rule from a 95% interval to a verdict (the module docstring states it)."""
+    if relation not in RELATIONS:
+        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
+    if n < MIN_SAMPLES or not (np.isfinite(low) and np.isfinite(high)):
+        return UNTESTED
+    reaches_below = low <= target + tolerance  # some of the interval at or below the band's top
+    reaches_above = high >= target - tolerance  # some of it at or above the band's bottom
+    holds = {"=": reaches_below and reaches_above, "<=": reaches_below, ">=": reaches_above}[relation]
+    return HOLDS if holds else FAILS
+
+
+def case_verdicts(claim: Claim) -> list[str]:
+    return [judge(claim.relation, claim.target, claim.tolerance, c.low, c.high, c.n) for c in claim.cases]
+
+
+def verdict(claim: Claim) -> tuple[str, str]:
+    """(verdict, conditions) of a claim from its cases' verdicts (the module docstring states the rule)."""
+    judged = list(zip(claim.cases, case_verdicts(claim), strict=True))
+    held = [case.where for case, v in judged if v == HOLDS]
+    failed = [case.where for case, v in judged if v == FAILS]
+    untested = [case.where for case, v in judged if v == UNTESTED]
+    notes = []
+    if held and failed:
+        notes.append("holds at " + "; ".join(held) + "; fails at " + "; ".join(failed))
+    if untested and (held or failed):
+        notes.append("untested at " + "; ".join(untested))
+    if not held and not failed:
+        return UNTESTED, ""
+    if held and failed:
+        return CONDITIONAL, ". ".join(notes)
+    return (HOLDS if held else FAILS), ". ".join(notes)
+
+
+def headline(claim: Claim) -> Case:
+    """The case a one-row summary shows: the tested case farthest from the paper's band (the whole
+    claim's weakest point), else the largest."""
+    judged = list(zip(claim.cases, case_verdicts(claim), strict=True))
+    tested = [case for case, v in judged if v != UNTESTED] or list(claim.cases)
+
+    def distance(case: Case) -> float:
+        if not np.isfinite(case.estimate):
+            return -math.inf
+        return abs(case.estimate - claim.target)
+
+    if any(np.isfinite(c.estimate) for c in tested):
+        return max(tested, key=distance)
+    return max(tested, key=lambda case: case.n)
+
+
+# ---- estimates with their 95% intervals (all from jaxfrag.stats) ----------------------------------
+
+
+def mean_case(where: str, values) -> Case:
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)]
+    estimate = stats.interval(values)
+    return Case(where, estimate.mean, estimate.low, estimate.high, estimate.n)
+
+
+def proportion_case(where: str, hits: int, n: int) -> Case:
+    """A share with its exact (Clopper-Pearson) 95% interval."""
+    if n == 0:
+        return Case(where, math.nan, math.nan, math.nan, 0)
+    ci = sps.binomtest(int(hits), int(n)).proportion_ci(0.95, method="exact")
+    return Case(where, hits / n, float(ci.low), float(ci.high), int(n))
+
+
+def slope_case(where: str, d, means, n: int) -> Case:
+    """The log-log slope of per-d means against d, with the regression's t-interval (NaN below 3 d)."""
+    fit = stats.loglog_fit(np.asarray(d, float), np.asarray(means, float))
+    return Case(where, fit.slope, fit.ci_low, fit.ci_high, int(n))
+
+
+# ---- run folders ---------------------------------------------------------------------------------
+
+
+def study_of(meta: dict) -> str:
+    """'sweep', 'mnist' or 'imagenet' from a run folder's meta.json."""
+    config = meta.get("config", {})
+    if config.get("experiment") in ("mnist", "imagenet"):
+        return config["experiment"]
+    if "experiments" in config:
+        return "sweep"
+    raise ValueError("meta.json names no study this ledger knows (sweep, mnist, imagenet)")
+
+
+def command_of(meta: dict, study: str) -> str:
+    """The command that reproduces the run: as it was typed when meta.json has it, else rebuilt."""
+    if meta.get("argv"):
+        return shlex.join(["jaxfrag", study, *meta["argv"]])
+    command = meta.get("command")
+    if isinstance(command, list) and command:
+        return shlex.join(["jaxfrag", study, *command[1:]])
+    config = meta.get("config", {})
+    words = ["jaxfrag", "sweep", "--experiment", *config.get("experiments", [])]
+    words += ["--d", _span(config.get("d", [])).replace(", ", ","), "--trials", str(config.get("trials", ""))]
+    for axis, values in (config.get("grid") or {}).items():
+        words += ["--grid", f"{axis}={','.join(map(str, values))}"]
+    return shlex.join(words)
+
+
+def read_run(path: str | Path) -> tuple[dict, pd.DataFrame, dict]:
+    """(meta, rows, cell statistics) of a run folder; ValueError with a one-line reason if it is not one."""
+    path = Path(path)
+    try:
+        meta = json.loads((path / store.META).read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{path} is not a run folder (no {store.META})") from None
+    except json.JSONDecodeError:
+        raise ValueError(f"{path}/{store.META} is not valid JSON") from None
+    folder = store.RunFolder(path)
+    if (path / store.RESULTS).exists():
+        rows = pd.read_parquet(path / store.RESULTS)
+        cell_stats = folder.read_cells()[1] if folder.done_cells() else {}
+    elif folder.done_cells():
+        rows, cell_stats = folder.read_cells()
+    else:
+        raise ValueError(f"{path} has no finished cells yet")
+    return meta, rows, cell_stats
+
+
+def claims(path: str | Path) -> list[Claim]:
+    """Every claim one run folder can decide."""
+    meta, rows, cell_stats = read_run(path)
+    study = study_of(meta)
+    command, run = command_of(meta, study), str(path)
+    if study == "mnist":
+        return mnist_claims(rows, command, run)
+    if study == "imagenet":
+        return imagenet_claims(rows, command, run)
+    return sweep_claims(meta, rows, cell_stats, command, run)
+
+
+def ledger(paths) -> list[Claim]:
+    found = [claim for path in paths for claim in claims(path)]
+    return sorted(found, key=lambda claim: claim.order)
+
+
+# ---- the sweep: Theorems 1, 4, 6, Lemma 3; Tables 1-4, Figure 2; the grid's findings -----------------
+
+SLOPE_STATEMENT = "the NN-to-optimal robustness gap falls like d^(-1/2) or faster"
+THEOREMS = {
+    "thm1": (1.0, "Theorem 1", "O(1) vs Ω(√d): gap O(d^(-1/2))"),
+    "thm4": (4.0, "Theorem 4 (t = 2)", "O(1) vs Ω(√d): gap O(d^(-1/2))"),
+    "thm6": (6.0, "Theorem 6", "gap ≈ φ = O(d^(-1/2))"),
+}
+
+
+def grid_axes(meta: dict) -> list[str]:
+    return [option.replace("-", "_") for option in (meta.get("config", {}).get("grid") or {})]
+
+
+def configurations(rows: pd.DataFrame, axes: list[str]):
+    """(label, rows) per grid configuration ('' without a grid), in the rows' order."""
+    if not axes:
+        yield "", rows
+        return
+    for values, part in rows.groupby(axes, sort=False):
+        values = values if isinstance(values, tuple) else (values,)
+        yield ", ".join(f"{a.replace('_', '-')}={v}" for a, v in zip(axes, values, strict=True)), part
+
+
+def _where(configuration: str, *parts: str) -> str:
+    return ", ".join(p for p in (configuration, *parts) if p)
+
+
+def sweep_claims(meta: dict, rows: pd.DataFrame, cell_stats: dict, command: str, run: str) -> list[Claim]:
+    out: list[Claim] = []
+    axes = grid_axes(meta)
+    finite = rows[~rows["nonfinite"].astype(bool)] if "nonfinite" in rows else rows
+    present = list(dict.fromkeys(finite["experiment"]))
+    for name, (order, title, paper) in THEOREMS.items():
+        part = finite[finite["experiment"] == name]
+        if part.empty:
+            continue
+        per_d = part.groupby("d")["gap"].mean()
+        case = slope_case("d = " + _span(per_d.index), per_d.index, per_d.to_numpy(), len(part))
+        out.append(
+            Claim(order, title, SLOPE_STATEMENT, paper, "log-log slope of the mean gap against d", "<=", -0.5, 0.0,
+                  (case,), command, run)
+        )
+    if "thm4" in present:
+        out.append(lemma3_claim(cell_stats, command, run))
+    if "linear" in present:
+        out += linear_claims(finite[finite["experiment"] == "linear"], axes, command, run)
+    if "relu" in present:
+        out += relu_claims(finite[finite["experiment"] == "relu"], axes, command, run)
+    return out
+
+
+def _span(ds) -> str:
+    ds = sorted(int(d) for d in ds)
+    if len(ds) > 2 and ds == list(range(ds[0], ds[-1] + 1)):
+        return f"{ds[0]}..{ds[-1]}"
+    return ", ".join(map(str, ds))
+
+
+def lemma3_claim(cell_stats: dict, command: str, run: str) -> Claim:
+    p_values = [s["lemma3_ks_bonferroni_p"] for (cell, _), s in cell_stats.items()
+                if cell == "thm4" and "lemma3_ks_bonferroni_p" in s]
+    rejected = int(sum(p < 0.05 for p in p_values))
+    return Claim(
+        4.5,
+        "Lemma 3",
+        "R of a product of Gaussian matrices has the entries of the product of their Bartlett factors",
+        "a distributional identity (no number)",
+        "share of d at which the two-sample KS test over R's entries (Bonferroni) rejects at 5%",
+        "<=",
+        0.05,
+        0.0,
+        (proportion_case(f"{len(p_values)} d", rejected, len(p_values)),),
+        command,
+        run,
+    )
+
+
+def linear_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str) -> list[Claim]:
+    if axes:
+        return grid_linear_claims(rows, axes, command, run)
+    ok = rows[linear.successes(rows)]
+    table2 = ok[ok["cos_theta2"].abs() > linear.TABLE2_FILTER]
+    abs_cos1 = lambda part: part["cos_theta1"].abs()  # noqa: E731
+    paper2 = linear.PAPER_TABLE2[12]
+    ds = sorted(int(d) for d in rows["d"].unique())
+    tracked = tuple(
+        mean_case(f"d = {d}", abs_cos1(part) - part["phi"]) for d, part in table2.groupby("d") if int(d) in ds
+    )
+    out = [
+        Claim(
+            20.1,
+            "Table 1",
+            "a trained linear net's W1 aligns with the last row of A^-1: |cos θ2| ≈ 1 (nets with training accuracy 1)",
+            "|cos θ2| > 0.99 in 9 of 10 runs (d = 12)",
+            "mean |cos θ2| over nets with training accuracy 1",
+            "=", 1.0, APPROX_TOLERANCE,
+            tuple(mean_case(f"d = {d}", part["cos_theta2"].abs()) for d, part in ok.groupby("d")),
+            command, run,
+        ),
+        Claim(
+            20.2,
+            "Table 1 (robustness)",
+            "|cos θ1| is the perturbation that flips it, over ‖a_d‖",
+            "|cos θ1| 'quantifies how much perturbation' flips the net",
+            "mean of robustness / ‖a_d‖ − |cos θ1| over nets with training accuracy 1",
+            "=", 0.0, APPROX_TOLERANCE,
+            tuple(mean_case(f"d = {d}", part["robustness_ratio"] - abs_cos1(part)) for d, part in ok.groupby("d")),
+            command, run,
+        ),
+    ]
+    if 12 in ds:
+        out.append(
+            Claim(
+                20.3,
+                "Table 2",
+                "|cos θ1| ≈ φ: the trained net compresses a_d as much as Theorem 6 predicts",
+                f"|cos θ1| {paper2['abs_cos1']}, φ {paper2['phi']}: "
+                f"difference {paper2['abs_cos1'] - paper2['phi']:+.4f}",
+                "mean of |cos θ1| − φ over nets with training accuracy 1 and |cos θ2| > 0.9",
+                "=", 0.0, APPROX_TOLERANCE,
+                tuple(case for case in tracked if case.where == "d = 12"),
+                command, run,
+            )
+        )
+    out.append(
+        Claim(
+            20.4,
+            "Figure 2",
+            "|cos θ1| and φ 'match really well' at every d from 7 to 17",
+            "averages drawn for d = 7..17 (no numbers printed)",
+            "mean of |cos θ1| − φ per d, Table 2's nets",
+            "=", 0.0, APPROX_TOLERANCE,
+            tracked,
+            command, run,
+        )
+    )
+    return out
+
+
+def relu_input_cases(rows: pd.DataFrame, where: str = "") -> tuple[Case, ...]:
+    """Theorem 7's |cos θ_t| − δ/m per input (b1, b2 kept apart: pooled, opposite signs could cancel),
+    over accurate nets whose attack flipped the label."""
+    good = rows[relu.accurate(rows)]
+    cases = []
+    for d, part in good.groupby("d"):
+        for b in relu.INPUTS:
+            hit = part[part[f"flips_{b}"].astype(bool)]
+            difference = hit[f"cos_theta_t_{b}"].abs() - hit[f"delta_{b}"] / hit["m"]
+            cases.append(mean_case(_where(where, f"d = {int(d)}", b), difference))
+    return tuple(cases)
+
+
+def relu_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str) -> list[Claim]:
+    if axes:
+        return grid_relu_claims(rows, axes, command, run)
+    good = rows[relu.accurate(rows)]
+    paper3 = relu.PAPER_TABLE3[12]["mean"]
+    table3 = tuple(
+        mean_case(f"d = {int(d)}, α = {k}/9", part[f"rho_alpha_{k}"] - paper3[k])
+        for d, part in good.groupby("d")
+        if int(d) == 12
+        for k in range(relu.ALPHAS)
+    )
+    out = []
+    if table3:
+        out.append(
+            Claim(
+                30.1,
+                "Table 3 (Theorem 7)",
+                "the local compression ρ of accurate ReLU nets is the paper's (about 0.33: a third of the optimum)",
+                f"mean ρ {min(paper3):.4f}–{max(paper3):.4f} over α (50 nets, d = 12)",
+                "mean of ρ − the paper's mean ρ at the same α, accurate nets",
+                "=", 0.0, APPROX_TOLERANCE,
+                table3,
+                command, run,
+            )
+        )
+    paper4 = relu.PAPER_TABLE4[17]
+    out.append(
+        Claim(
+            30.2,
+            "Table 4 (Theorem 7)",
+            "|cos θ_t| ≈ δ/m: the compression at the attacked point is the attack's share of ‖a_d‖",
+            "|cos θ_t| − δ/m: b1 " + f"{abs(paper4['b1']['cos_theta_t']) - paper4['b1']['ratio']:+.4f}, b2 "
+            + f"{abs(paper4['b2']['cos_theta_t']) - paper4['b2']['ratio']:+.4f} (one net, d = 17)",
+            "mean of |cos θ_t| − δ/m per input, accurate nets whose attack flipped the label",
+            "=", 0.0, APPROX_TOLERANCE,
+            relu_input_cases(rows),
+            command, run,
+        )
+    )
+    return out
+
+
+def _per_d_slope(part: pd.DataFrame, column: str, where: str) -> Case:
+    per_d = part.groupby("d")[column].mean()
+    return slope_case(where + f" (d = {_span(per_d.index)})", per_d.index, per_d.to_numpy(), len(part))
+
+
+def grid_linear_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str) -> list[Claim]:
+    slopes, tracking = [], []
+    for label, part in configurations(rows, axes):
+        fit = part[linear.successes(part)]
+        slopes.append(_per_d_slope(fit, "gap", label))
+        for d, part_d in fit.groupby("d"):
+            tracking.append(mean_case(_where(label, f"d = {int(d)}"), part_d["cos_theta1"].abs() - part_d["phi"]))
+    return [
+        Claim(
+            60.1,
+            "Beyond the paper: trained linear gap",
+            "the trained linear nets' gap falls like d^(-1/2) or faster, to d = 64 (nets that fit)",
+            "Theorem 6 for trained nets (shown to d = 17)",
+            "log-log slope of the mean gap against d, nets with training accuracy 1",
+            "<=", -0.5, 0.0, tuple(slopes), command, run,
+        ),
+        Claim(
+            60.2,
+            "Beyond the paper: |cos θ1| tracks φ",
+            "|cos θ1| ≈ φ under other trainings, widths and column scalings, to d = 64",
+            "Table 2 and Figure 2's relation",
+            "mean of |cos θ1| − φ per configuration and d, nets with training accuracy 1",
+            "=", 0.0, APPROX_TOLERANCE, tuple(tracking), command, run,
+        ),
+    ]
+
+
+def grid_relu_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str) -> list[Claim]:
+    slopes, relation = [], []
+    for label, part in configurations(rows, axes):
+        slopes.append(_per_d_slope(part[relu.accurate(part)], "gap", label))
+        relation += relu_input_cases(part, label)
+    return [
+        Claim(
+            60.3,
+            "Beyond the paper: Theorem 7's relation",
+            "|cos θ_t| ≈ δ/m at b1 and at b2, under other trainings, widths and column scalings, to d = 64",
+            "Table 4's relation (one net, d = 17)",
+            "mean of |cos θ_t| − δ/m per configuration, d and input, accurate nets whose attack flipped",
+            "=", 0.0, APPROX_TOLERANCE, tuple(relation), command, run,
+        ),
+        Claim(
+            60.4,
+            "Beyond the paper: trained ReLU gap",
+            "the trained ReLU nets' gap δ/opt falls like d^(-1/2) or faster, to d = 64",
+            "the paper's 1/√d claim, for nonlinear nets",
+            "log-log slope of the mean gap against d, accurate nets",
+            "<=", -0.5, 0.0, tuple(slopes), command, run,
+        ),
+    ]
+
+
+# ---- MNIST (Tables 5-6) and ImageNet (Tables 7-8, Figure 6) -------------------------------------
+
+
+def mnist_claims(rows: pd.DataFrame, command: str, run: str) -> list[Claim]:
+    usable = rows[~rows["crossed"].astype(bool) & rows["has_a1"].astype(bool)]
+    paper5 = mnist_experiment.PAPER_TABLE5
+    out = []
+    relations = (
+        (40.1, "Table 5: |cos θ_t| ≈ Q/(0.5L)", "cos_theta_t", paper5["cos_theta_t"]),
+        (40.2, "Table 5: |M/(0.5L)| ≈ Q/(0.5L)", "M_ratio", paper5["M/(0.5L)"]),
+    )
+    for order, title, column, paper_side in relations:
+        cases = []
+        for rule in mnist_experiment.MASK_RULES:
+            block = usable[usable["mask_rule"] == rule]
+            for q, q_column in (("FGSM", "Q_fgsm_ratio"), ("min L2", "Q_l2_ratio")):
+                cases.append(mean_case(f"{rule} rule, Q {q}", block[column].abs() - block[q_column]))
+        paper_diff = np.abs(paper_side) - np.asarray(paper5["Q/(0.5L)"])
+        out.append(
+            Claim(
+                order, title,
+                f"{title.split(': ', 1)[1]} on the paper's CNN, test 7s made into artificial 1s",
+                f"differences {paper_diff.min():+.2f} to {paper_diff.max():+.2f} over 5 images",
+                f"mean of {title.split(': ', 1)[1].replace(' ≈ ', ' − ')} over uncrossed test 7s with an A_1",
+                "=", 0.0, APPROX_TOLERANCE, tuple(cases), command, run,
+            )
+        )
+    alphas = [f"cos_theta_alpha_{i}" for i in range(mnist_experiment.ALPHA_TABLE)]
+    paper6 = float(np.mean(np.abs(mnist_experiment.PAPER_TABLE6_AVERAGE)))
+    cases = tuple(
+        mean_case(f"{rule} rule", usable[usable["mask_rule"] == rule][alphas].mean(axis=1).abs() - paper6)
+        for rule in mnist_experiment.MASK_RULES
+    )
+    out.append(
+        Claim(
+            40.3, "Table 6",
+            "|cos θ| along the path I_7 → A_1 is small (the net sees a compressed part of A_1 − I_7)",
+            f"|average over α| {paper6:.3f} (mean of 4 experiments)",
+            "mean over images of |mean of cos θ_α over α = 0, 0.1, ..., 1| minus the paper's",
+            "=", 0.0, APPROX_TOLERANCE, cases, command, run,
+        )
+    )
+    return out
+
+
+def imagenet_claims(rows: pd.DataFrame, command: str, run: str) -> list[Claim]:
+    paper8 = imagenet_experiment.PAPER_TABLE8
+    m = rows["M_ratio"].abs()
+    cases = []
+    for q, label in (("Q_ll", "Kurakin (the paper's Q)"), ("Q_l2_targeted", "minimal L2, targeted")):
+        ok = rows[f"{q}_success"].astype(bool)
+        cases.append(mean_case(label, (m - rows[f"{q}_ratio"])[ok]))
+    paper_diff = np.abs(paper8["M/(0.5L)"]) - np.asarray(paper8["Q/(0.5L)"])
+    paper7 = float(np.mean(np.abs(imagenet_experiment.PAPER_TABLE7_AVERAGE)))
+    return [
+        Claim(
+            50.1, "Table 8: |M/(0.5L)| ≈ Q/(0.5L)",
+            "|M/(0.5L)| ≈ Q/(0.5L) on an ImageNet classifier",
+            f"differences {paper_diff.min():+.3f} to {paper_diff.max():+.3f} over 4 images",
+            "mean of |M/(0.5L)| − Q/(0.5L) over pairs whose attack succeeded",
+            "=", 0.0, APPROX_TOLERANCE, tuple(cases), command, run,
+        ),
+        Claim(
+            50.2, "Table 7 and Figure 6",
+            "|cos θ_α| along the path between the two images is small",
+            f"|average over α| {paper7:.4f} (mean of 4 experiments)",
+            "mean over pairs of |mean of cos θ_α over the path| minus the paper's",
+            "=", 0.0, APPROX_TOLERANCE, (mean_case("all pairs", rows["cos_mean"].abs() - paper7),), command, run,
+        ),
+    ]
+
+
+# ---- output -------------------------------------------------------------------------------------
+
+
+def records(found: list[Claim]) -> pd.DataFrame:
+    out = []
+    for claim in found:
+        case = headline(claim)
+        decided, conditions = verdict(claim)
+        out.append(
+            {
+                "order": claim.order, "claim": claim.claim, "statement": claim.statement, "paper": claim.paper,
+                "statistic": claim.statistic, "relation": claim.relation, "target": claim.target,
+                "tolerance": claim.tolerance, "estimate": case.estimate, "low": case.low, "high": case.high,
+                "n": case.n, "verdict": decided, "conditions": conditions, "command": claim.command, "run": claim.run,
+            }
+        )
+    return pd.DataFrame.from_records(out, columns=list(CSV_COLUMNS))
+
+
+def case_records(found: list[Claim]) -> pd.DataFrame:
+    out = []
+    for claim in found:
+        for case, decided in zip(claim.cases, case_verdicts(claim), strict=True):
+            out.append({"claim": claim.claim, **case._asdict(), "verdict": decided, "run": claim.run})
+    return pd.DataFrame.from_records(out, columns=["claim", *Case._fields, "verdict", "run"])
+
+
+def band(claim_row) -> str:
+    target, tolerance = claim_row["target"], claim_row["tolerance"]
+    if tolerance:
+        return f"{claim_row['relation']} {target:g} ± {tolerance:g}"
+    return f"{claim_row['relation']} {target:g}"
+
+
+def markdown(table: pd.DataFrame, runs_text: bool = True) -> str:
+    """verdicts.md's table: claim, paper, ours [95% interval], n, test, verdict, and what it rests on."""
+    lines = [
+        "| claim | the paper | ours [95% interval] | n | test | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, row in table.iterrows():
+        ours = stats.format_estimate(row["estimate"], low=row["low"], high=row["high"], spec="+.3f")
+        verdict_text = f"**{row['verdict']}**" + (f": {row['conditions']}" if row["conditions"] else "")
+        lines.append(
+            f"| {row['claim']}: {row['statement']} | {row['paper']} | {ours} ({row['statistic']}) | {int(row['n'])} "
+            f"| {band(row)} | {verdict_text} |"
+        )
+    if runs_text:
+        lines += ["", "Reproduce each row with its run's command:", ""]
+        for run, command in dict(zip(table["run"], table["command"], strict=True)).items():
+            lines.append(f"- `{run}`: `{command}`")
+    return "\n".join(lines) + "\n"
+
+
+RULE_TEXT = (
+    f"A case is untested when it rests on fewer than {MIN_SAMPLES} independent samples or has no 95% interval; "
+    "otherwise it holds when its 95% interval reaches the paper's band (target ± tolerance for =, at or below "
+    "the target for <=, at or above it for >=) and fails when the whole interval lies outside. A claim holds "
+    "when every tested case holds, fails when none does, and otherwise holds only under the conditions listed. "
+    f"The paper's ≈ is read as within {APPROX_TOLERANCE} of the optimal classifier's robustness; the ours column "
+    "shows the case farthest from the paper's value."
+)
+
+
+def write(out: str | Path, found: list[Claim]) -> pd.DataFrame:
+    """verdicts.csv, verdict_cases.csv and verdicts.md in `out` (atomically); returns verdicts.csv's table."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    table = records(found)
+    store.atomic_write_text(out / "verdicts.csv", table.to_csv(index=False))
+    store.atomic_write_text(out / "verdict_cases.csv", case_records(found).to_csv(index=False))
+    store.atomic_write_text(out / "verdicts.md", "# Verdicts\n\n" + RULE_TEXT + "\n\n" + markdown(table))
+    return table

@@ -1,0 +1,60 @@
+"""`jaxfrag verdicts RUN [RUN ...]`: the verdict ledger of one or more run folders.
+
+Reads sweep, grid, mnist and imagenet run folders and writes verdicts.csv (one row per claim of the
+paper), verdict_cases.csv (one row per case a claim was judged on) and verdicts.md into --ledger, and
+prints the table. The rule that turns an interval into a verdict is `jaxfrag.reports.verdicts.judge`.
+Bad input exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from jaxfrag import cli, store
+
+EXAMPLES = (
+    "jaxfrag verdicts runs/demo runs/tables runs/mnist runs/imagenet --ledger runs/verdicts",
+    "jaxfrag verdicts runs/ablations",
+)
+
+
+def build_parser(prog: str) -> cli.Parser:
+    parser = cli.Parser(
+        prog=prog,
+        description="Every claim of the paper the given run folders decide: the paper's value, ours with its "
+        "95% interval, n, the verdict and the command that reproduces it.",
+        examples=EXAMPLES,
+    )
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders (sweep, grid, mnist, imagenet)")
+    parser.add_argument(
+        "--ledger", type=Path, default=Path("."), metavar="DIR", help="folder for verdicts.csv and verdicts.md"
+    )
+    return parser
+
+
+def main(argv=None, prog: str = "python -m jaxfrag.verdicts") -> int:
+    program = cli.program_name(prog)
+    try:
+        args = build_parser(prog).parse_args(argv)
+    except cli.UsageError as error:
+        return cli.fail(program, error)
+    for run in args.runs:
+        if not (run / store.META).is_file():
+            return cli.fail(program, f"{run} is not a run folder (no {store.META})")
+    from jaxfrag.reports import verdicts  # loads JAX (the experiments' paper tables): after parsing
+
+    try:
+        found = verdicts.ledger(args.runs)
+        table = verdicts.write(args.ledger, found)
+    except ValueError as error:
+        return cli.fail(program, error)
+    except OSError as error:
+        return cli.fail(program, f"cannot write to {args.ledger}: {error.strerror}")
+    print(verdicts.markdown(table, runs_text=False), end="")
+    print(f"\nwrote {args.ledger}/ (verdicts.csv, verdict_cases.csv, verdicts.md)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,225 @@
+"""The verdict ledger: its one rule on synthetic intervals, and its claims on synthetic run folders
+whose statistics are recomputed here with numpy and scipy."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from helpers import ROOT
+from scipy import stats
+
+from jaxfrag.experiments import imagenet as imagenet_experiment
+from jaxfrag.experiments import mnist as mnist_experiment
+from jaxfrag.reports import verdicts
+from jaxfrag.reports.verdicts import CONDITIONAL, FAILS, HOLDS, UNTESTED, Case, Claim
+
+# (relation, target, tolerance, low, high, n) -> the verdict the rule must give.
+RULE_CASES = [
+    (("=", 0.0, 0.0, -0.1, 0.2, 50), HOLDS),  # the interval contains the paper's value
+    (("=", 0.0, 0.0, 0.01, 0.2, 50), FAILS),  # the interval excludes it
+    (("=", 0.0, 0.0, -0.3, -0.01, 50), FAILS),  # excluded from below
+    (("=", 0.0, 0.05, 0.01, 0.2, 50), HOLDS),  # excluded, but within the stated tolerance
+    (("=", 0.0, 0.05, 0.06, 0.2, 50), FAILS),  # beyond the tolerance
+    (("=", 1.0, 0.05, 0.90, 0.94, 50), FAILS),
+    (("<=", -0.5, 0.0, -0.8, -0.7, 50), HOLDS),  # falls faster than the bound: a bound holds
+    (("<=", -0.5, 0.0, -0.45, -0.1, 50), FAILS),  # the whole interval above the bound
+    (("<=", -0.5, 0.0, -0.6, -0.1, 50), HOLDS),  # the interval reaches the bound
+    ((">=", 0.5, 0.0, 0.1, 0.4, 50), FAILS),
+    ((">=", 0.5, 0.0, 0.4, 0.9, 50), HOLDS),
+    (("=", 0.0, 0.0, -0.1, 0.2, 9), UNTESTED),  # too few samples, whatever the interval
+    (("=", 0.0, 0.0, 0.5, 0.6, 3), UNTESTED),
+    (("=", 0.0, 0.0, np.nan, np.nan, 500), UNTESTED),  # no interval
+]
+
+
+def rule_mistakes(rule) -> list:
+    """The RULE_CASES that `rule` gets wrong (empty for a correct rule)."""
+    return [(args, expected, rule(*args)) for args, expected in RULE_CASES if rule(*args) != expected]
+
+
+def test_the_rule_turns_intervals_into_the_documented_verdicts():
+    assert rule_mistakes(verdicts.judge) == []
+
+
+def _ignores_tolerance(relation, target, tolerance, low, high, n):
+    return verdicts.judge(relation, target, 0.0, low, high, n)
+
+
+def _point_estimate(relation, target, tolerance, low, high, n):
+    mid = (low + high) / 2  # judges the estimate, not the interval
+    return verdicts.judge(relation, target, tolerance, mid, mid, n)
+
+
+def _no_sample_floor(relation, target, tolerance, low, high, n):
+    return verdicts.judge(relation, target, tolerance, low, high, max(n, verdicts.MIN_SAMPLES))
+
+
+def _two_sided_bounds(relation, target, tolerance, low, high, n):
+    return verdicts.judge("=", target, tolerance, low, high, n)
+
+
+@pytest.mark.parametrize("wrong", [_ignores_tolerance, _point_estimate, _no_sample_floor, _two_sided_bounds])
+def test_a_wrong_rule_is_caught(wrong):
+    assert rule_mistakes(wrong), f"{wrong.__name__} passed every case: the cases cannot tell it from the rule"
+
+
+def test_the_rule_refuses_an_unknown_relation():
+    with pytest.raises(ValueError):
+        verdicts.judge("~", 0, 0, -1, 1, 100)
+
+
+def _claim(*intervals, relation="=", target=0.0, tolerance=0.0):
+    cases = tuple(Case(f"case {k}", (low + high) / 2, low, high, n) for k, (low, high, n) in enumerate(intervals))
+    return Claim(1, "claim", "statement", "paper", "statistic", relation, target, tolerance, cases, "cmd", "run")
+
+
+def test_a_claim_joins_its_cases_with_the_one_rule():
+    assert verdicts.verdict(_claim((-1, 1, 50), (-2, 0.5, 50))) == (HOLDS, "")
+    assert verdicts.verdict(_claim((1, 2, 50), (0.5, 3, 50)))[0] == FAILS
+    decided, conditions = verdicts.verdict(_claim((-1, 1, 50), (1, 2, 50), (-1, 1, 5)))
+    assert decided == CONDITIONAL
+    assert conditions == "holds at case 0; fails at case 1. untested at case 2"
+    assert verdicts.verdict(_claim((-1, 1, 5), (1, 2, 3))) == (UNTESTED, "")
+    # The one-row summary shows the tested case farthest from the paper's value.
+    assert verdicts.headline(_claim((-1, 1, 50), (1, 2, 50), (5, 9, 5))).where == "case 1"
+
+
+def _t_interval(values):
+    values = np.asarray(values, float)
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return values.mean(), values.mean() - half, values.mean() + half
+
+
+def _write_run(path, meta: dict, rows: pd.DataFrame):
+    path.mkdir(parents=True)
+    (path / "meta.json").write_text(json.dumps(meta))
+    rows.to_parquet(path / "results.parquet")
+    return path
+
+
+def _sweep_rows(rng, name: str, dims, slope: float, trials: int = 40) -> pd.DataFrame:
+    frames = []
+    for d in dims:
+        gap = d**slope * rng.lognormal(0, 0.1, trials)
+        columns = {"experiment": name, "d": d, "trial": np.arange(trials), "nonfinite": False, "gap": gap}
+        frames.append(pd.DataFrame(columns))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("slope, expected", [(-0.75, HOLDS), (-0.5, HOLDS), (-0.2, FAILS)])
+def test_theorem_rows_fit_the_mean_gap_and_judge_the_slope(tmp_path, slope, expected):
+    rng = np.random.default_rng(0)
+    dims = [8, 16, 24, 32, 48, 64]
+    rows = _sweep_rows(rng, "thm1", dims, slope)
+    meta = {"config": {"experiments": ["thm1"], "d": dims, "trials": 40}, "argv": ["--d", "8..64", "--out", "x"]}
+    (claim,) = verdicts.claims(_write_run(tmp_path / "run", meta, rows))
+    per_d = rows.groupby("d")["gap"].mean()
+    fit = stats.linregress(np.log(per_d.index), np.log(per_d.to_numpy()))
+    half = stats.t.ppf(0.975, len(dims) - 2) * fit.stderr
+    case = claim.cases[0]
+    assert case.estimate == pytest.approx(fit.slope) and case.low == pytest.approx(fit.slope - half)
+    assert case.n == len(rows) and claim.command == "jaxfrag sweep --d 8..64 --out x"
+    assert verdicts.verdict(claim)[0] == expected
+
+
+def _linear_rows(rng, d: int, n: int, offset: float) -> pd.DataFrame:
+    phi = rng.uniform(0.1, 0.6, n)
+    return pd.DataFrame(
+        {
+            "experiment": "linear", "d": d, "trial": np.arange(n), "nonfinite": False,
+            "train_acc": np.where(np.arange(n) % 5 == 0, 0.9, 1.0), "diverged": False,
+            "cos_theta1": -(phi + offset + rng.normal(0, 0.02, n)), "phi": phi,
+            "cos_theta2": np.where(np.arange(n) % 7 == 0, -0.5, -0.99),
+            "robustness_ratio": phi + rng.normal(0, 0.02, n),
+        }
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("offset, expected", [(0.02, HOLDS), (0.12, FAILS)])
+def test_table2_is_the_paired_difference_on_the_papers_nets(tmp_path, offset, expected):
+    rng = np.random.default_rng(1)
+    rows = _linear_rows(rng, 12, 200, offset)
+    meta = {"config": {"experiments": ["linear"], "d": [12], "trials": 200}}
+    found = {claim.claim: claim for claim in verdicts.claims(_write_run(tmp_path / "run", meta, rows))}
+    assert {"Table 1", "Table 1 (robustness)", "Table 2", "Figure 2"} <= set(found)
+    kept = rows[(rows.train_acc == 1) & (rows.cos_theta2.abs() > 0.9)]
+    mean, low, high = _t_interval(kept.cos_theta1.abs() - kept.phi)
+    (case,) = found["Table 2"].cases
+    assert (case.estimate, case.low, case.high, case.n) == pytest.approx((mean, low, high, len(kept)))
+    assert verdicts.verdict(found["Table 2"])[0] == expected
+
+
+def _relu_rows(rng, d: int, n: int, shift_b2: float) -> pd.DataFrame:
+    m = rng.uniform(4, 6, n)
+    columns = {"experiment": "relu", "d": d, "trial": np.arange(n), "nonfinite": False, "train_acc": 1.0}
+    columns |= {"diverged": False, "m": m}
+    for k in range(10):
+        columns[f"rho_alpha_{k}"] = rng.uniform(0.2, 0.45, n)
+    for b, shift in (("b1", -shift_b2), ("b2", shift_b2)):
+        ratio = rng.uniform(0.1, 0.5, n)
+        columns |= {f"delta_{b}": ratio * m, f"flips_{b}": True}
+        columns[f"cos_theta_t_{b}"] = -(ratio + shift + rng.normal(0, 0.01, n))
+    return pd.DataFrame(columns)
+
+
+def test_table4_keeps_the_inputs_apart_so_opposite_errors_cannot_cancel(tmp_path):
+    rng = np.random.default_rng(2)
+    rows = _relu_rows(rng, 12, 100, shift_b2=0.08)  # b1 off by -0.08, b2 by +0.08: pooled, about 0
+    meta = {"config": {"experiments": ["relu"], "d": [12], "trials": 100}}
+    found = {claim.claim: claim for claim in verdicts.claims(_write_run(tmp_path / "run", meta, rows))}
+    table4 = found["Table 4 (Theorem 7)"]
+    assert [case.where for case in table4.cases] == ["d = 12, b1", "d = 12, b2"]
+    for case, b in zip(table4.cases, ("b1", "b2"), strict=True):
+        difference = rows[f"cos_theta_t_{b}"].abs() - rows[f"delta_{b}"] / rows.m
+        assert case.estimate == pytest.approx(difference.mean()) and case.n == len(rows)
+    assert verdicts.verdict(table4)[0] == FAILS
+    assert len(found["Table 3 (Theorem 7)"].cases) == 10
+
+
+def test_study_claims_are_untested_below_ten_samples(tmp_path):
+    rng = np.random.default_rng(3)
+    n = 6
+    columns = {"crossed": False, "has_a1": True, "cos_theta_t": -rng.uniform(0.2, 0.4, n)}
+    columns |= {"M_ratio": -rng.uniform(0.3, 0.6, n), "Q_fgsm_ratio": rng.uniform(0.3, 0.6, n)}
+    columns |= {"Q_l2_ratio": rng.uniform(0.3, 0.6, n)}
+    columns |= {f"cos_theta_alpha_{i}": -rng.uniform(0.1, 0.3, n) for i in range(mnist_experiment.ALPHA_TABLE)}
+    rows = pd.concat([pd.DataFrame(columns).assign(mask_rule=rule) for rule in mnist_experiment.MASK_RULES])
+    mnist = _write_run(tmp_path / "mnist", {"config": {"experiment": "mnist"}, "command": ["jaxfrag", "mnist"]}, rows)
+    found = verdicts.claims(mnist)
+    assert [claim.claim for claim in found] == [
+        "Table 5: |cos θ_t| ≈ Q/(0.5L)", "Table 5: |M/(0.5L)| ≈ Q/(0.5L)", "Table 6",
+    ]  # fmt: skip
+    assert all(verdicts.verdict(claim)[0] == UNTESTED for claim in found)
+    first = found[0].cases[0]  # the stroke rule against FGSM's Q
+    assert first.estimate == pytest.approx((rows.cos_theta_t.abs() - rows.Q_fgsm_ratio)[: n].mean())
+    pairs = pd.DataFrame(
+        {"M_ratio": -rng.uniform(0.05, 0.1, 4), "cos_mean": rng.uniform(-0.01, 0.01, 4)}
+        | {f"{q}_{kind}": values for q in ("Q_ll", "Q_l2_targeted")
+           for kind, values in (("ratio", rng.uniform(0.05, 0.1, 4)), ("success", np.ones(4, bool)))}
+    )  # fmt: skip
+    imagenet = _write_run(tmp_path / "imagenet", {"config": {"experiment": "imagenet"}}, pairs)
+    found = verdicts.claims(imagenet)
+    assert [claim.claim for claim in found] == ["Table 8: |M/(0.5L)| ≈ Q/(0.5L)", "Table 7 and Figure 6"]
+    assert all(verdicts.verdict(claim)[0] == UNTESTED for claim in found)
+    paper = np.mean(np.abs(imagenet_experiment.PAPER_TABLE7_AVERAGE))
+    assert found[1].cases[0].estimate == pytest.approx((pairs.cos_mean.abs() - paper).mean())
+
+
+def test_verdicts_command_writes_the_ledger_and_refuses_what_is_not_a_run(tmp_path):
+    rng = np.random.default_rng(4)
+    dims = [8, 16, 32]
+    rows = pd.concat([_sweep_rows(rng, "thm1", dims, -0.8), _sweep_rows(rng, "thm6", dims, -0.55)])
+    run = _write_run(tmp_path / "run", {"config": {"experiments": ["thm1", "thm6"], "d": dims, "trials": 40}}, rows)
+    command = [sys.executable, "-m", "jaxfrag", "verdicts", str(run), "--ledger", str(tmp_path / "ledger")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "ledger" / "verdicts.csv")
+    assert list(table.claim) == ["Theorem 1", "Theorem 6"] and list(table.columns) == list(verdicts.CSV_COLUMNS)
+    assert "| Theorem 1:" in (tmp_path / "ledger" / "verdicts.md").read_text() and "Theorem 6" in result.stdout
+    cases = pd.read_csv(tmp_path / "ledger" / "verdict_cases.csv")
+    assert len(cases) == 2 and set(cases.verdict) <= set(verdicts.VERDICTS)
+    refused = subprocess.run(command[:4] + [str(tmp_path / "absent")], capture_output=True, text=True, cwd=ROOT)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "not a run folder" in refused.stderr
