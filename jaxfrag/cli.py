@@ -26,6 +26,7 @@ JAX. Optional dependencies (torch, tensorflow_datasets) are imported where they 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import math
 import os
 import subprocess
@@ -123,6 +124,16 @@ def parse_dims(text: str) -> list[int]:
     if min(dims) < 2:
         raise UsageError(f"--d {text!r}: every d must be at least 2, got {min(dims)}")
     return sorted(set(dims))
+
+
+def require(command: str, extra: str, modules: tuple[str, ...]) -> None:
+    """UsageError naming the extra to install when a command's optional dependencies are missing."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(
+            f"jaxfrag {command} needs the {extra!r} extra ({', '.join(missing)} not installed): "
+            f"pip install 'jaxfrag[{extra}]'"
+        )
 
 
 def add_run_options(parser: argparse.ArgumentParser, command: str, seed: bool = True) -> None:

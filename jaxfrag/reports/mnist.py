@@ -47,7 +47,7 @@ def summarise(rows: pd.DataFrame) -> pd.DataFrame:
                 block = part[(part["mask_rule"] == rule) & (part["crossed"] == crossed)]
                 if needs_a1:
                     block = block[block["has_a1"]]
-                records += study.describe(block, KEYS, network=scope, mask_rule=rule, subset=subset)
+                records += study.describe(block, KEYS, group=scope, mask_rule=rule, subset=subset)
     return pd.DataFrame.from_records(records)
 
 
@@ -113,7 +113,7 @@ def _verdict(low: float, high: float, corr_low: float, n: int) -> str:
 
 def _cell(summary: pd.DataFrame, rule: str, metric: str, scope: str = "all", subset: str = "with_a1") -> str:
     row = summary[
-        (summary["network"] == scope)
+        (summary["group"] == scope)
         & (summary["mask_rule"] == rule)
         & (summary["subset"] == subset)
         & (summary["metric"] == metric)

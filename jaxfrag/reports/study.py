@@ -2,8 +2,10 @@
 
 Contract:
 * `numeric_columns(rows, keys)` -- the numeric (and boolean) columns that are not keys.
-* `describe(rows, keys, **where)` -- one summary.csv record per numeric column: `where`, the metric,
-  and `stats.describe` of its finite values (n, mean, se, median and its 95% interval).
+* `describe(rows, keys, group, mask_rule, subset)` -- one summary.csv record per numeric column, in
+  the layout both studies share: `group` ("all", or one network's index), `mask_rule` (MNIST's rule;
+  "" for ImageNet), `subset` ("all", or which 7s), the metric, and `stats.describe` of its finite
+  values (n, mean, se, median and its 95% interval).
 * `write(folder, summary, claims, figures)` -- summary.csv, claims.csv and each figure
   (name -> draw(path)), all atomically.
 """
@@ -22,7 +24,13 @@ def numeric_columns(rows: pd.DataFrame, keys: tuple[str, ...]) -> list[str]:
     return [c for c in rows.columns if c not in keys and pd.api.types.is_numeric_dtype(rows[c])]
 
 
-def describe(rows: pd.DataFrame, keys: tuple[str, ...], **where) -> list[dict]:
+SUMMARY_KEYS = ("group", "mask_rule", "subset", "metric")
+
+
+def describe(
+    rows: pd.DataFrame, keys: tuple[str, ...], group: str = "all", mask_rule: str = "", subset: str = "all"
+) -> list[dict]:
+    where = dict(zip(SUMMARY_KEYS, (group, mask_rule, subset), strict=False))
     return [
         {**where, "metric": column, **stats.describe(rows[column].to_numpy(dtype=float))}
         for column in numeric_columns(rows, keys)
