@@ -30,9 +30,11 @@ def test_the_readme_is_a_landing_page():
     first_table = next(k for k, line in enumerate(lines) if line.startswith("| claim |"))
     sections = [k for k, line in enumerate(lines) if line.startswith("## ")]
     assert sections[0] < first_table < sections[1] and first_table < 40  # the verdict table opens it
-    assert "| Theorem 1:" in text and "| Table 5: |cos θ_t|" in text and "Beyond the paper" in text
+    assert "| **Theorem 1**:" in text and "| **Table 5 (compression)**:" in text and "Beyond the paper" in text
     assert "pip install -e ." in text and "python -m pytest -q" in text
-    for image in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text):
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text) + re.findall(r'<img src="([^"]+)"', text)
+    assert len(images) >= 2  # the scaling law and the MNIST gallery
+    for image in images:
         assert (ROOT / image).is_file(), image
     for link in re.findall(r"\]\((docs/[^)#]+)", text):
         assert (ROOT / link).is_file(), link

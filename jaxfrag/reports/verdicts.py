@@ -40,6 +40,7 @@ HOLDS, FAILS, UNTESTED = "holds", "fails", "untested: too few samples"
 CONDITIONAL = "holds only under stated conditions"
 VERDICTS = (HOLDS, CONDITIONAL, FAILS, UNTESTED)
 RELATIONS = ("=", "<=", ">=")
+LISTED = 8  # cases a claim's conditions name one by one (verdict_cases.csv has them all)
 CSV_COLUMNS = (
     "order", "claim", "statement", "paper", "statistic", "relation", "target", "tolerance",
     "estimate", "low", "high", "n", "verdict", "conditions", "command", "run",
@@ -94,9 +95,13 @@ def verdict(claim: Claim) -> tuple[str, str]:
     untested = [case.where for case, v in judged if v == UNTESTED]
     notes = []
     if held and failed:
-        notes.append("holds at " + "; ".join(held) + "; fails at " + "; ".join(failed))
+        # The shorter list is named case by case (up to LISTED), the longer one counted.
+        tested = len(held) + len(failed)
+        (few_word, few), (many_word, many) = sorted((("holds", held), ("fails", failed)), key=lambda p: len(p[1]))
+        named = "; ".join(few[:LISTED]) + (f"; and {len(few) - LISTED} more" if len(few) > LISTED else "")
+        notes.append(f"{few_word} at {len(few)} of {tested} cases ({named}); {many_word} at the other {len(many)}")
     if untested and (held or failed):
-        notes.append("untested at " + "; ".join(untested))
+        notes.append(f"untested at {len(untested)} (too few samples)")
     if not held and not failed:
         return UNTESTED, ""
     if held and failed:
@@ -136,6 +141,18 @@ def proportion_case(where: str, hits: int, n: int) -> Case:
         return Case(where, math.nan, math.nan, math.nan, 0)
     ci = sps.binomtest(int(hits), int(n)).proportion_ci(0.95, method="exact")
     return Case(where, hits / n, float(ci.low), float(ci.high), int(n))
+
+
+def difference_case(where: str, first, second) -> Case:
+    """mean(first) - mean(second) for two independent groups, with Welch's t-interval; n is the
+    smaller group (the one the interval rests on)."""
+    first, second = (np.asarray(v, float) for v in (first, second))
+    first, second = first[np.isfinite(first)], second[np.isfinite(second)]
+    n = min(len(first), len(second))
+    if n < 2:
+        return Case(where, math.nan, math.nan, math.nan, n)
+    ci = sps.ttest_ind(first, second, equal_var=False).confidence_interval(0.95)
+    return Case(where, float(first.mean() - second.mean()), float(ci.low), float(ci.high), n)
 
 
 def slope_case(where: str, d, means, n: int) -> Case:
@@ -409,14 +426,39 @@ def _per_d_slope(part: pd.DataFrame, column: str, where: str) -> Case:
     return slope_case(where + f" (d = {_span(per_d.index)})", per_d.index, per_d.to_numpy(), len(part))
 
 
+def width_cases(rows: pd.DataFrame, axes: list[str], fitted) -> tuple[Case, ...]:
+    """The gap at each other width minus the gap at the grid's first width, paired by trial (the same
+    data) at the same other options and d, over the trials whose nets fit under both."""
+    if "width" not in axes:
+        return ()
+    widths = list(dict.fromkeys(rows["width"]))
+    others = [axis for axis in axes if axis != "width"]
+    keys = [*others, "d", "trial"]
+    reference = rows[(rows["width"] == widths[0]) & fitted(rows)].set_index(keys)["gap"]
+    cases = []
+    for width in widths[1:]:
+        other = rows[(rows["width"] == width) & fitted(rows)].set_index(keys)["gap"]
+        both = (other - reference).dropna().reset_index()
+        for label, part in configurations(both, others):
+            for d, part_d in part.groupby("d"):
+                where = _where(f"width={width} vs {widths[0]}", label, f"d = {int(d)}")
+                cases.append(mean_case(where, part_d["gap"]))
+    return tuple(cases)
+
+
 def grid_linear_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str) -> list[Claim]:
-    slopes, tracking = [], []
+    slopes, tracking, selection = [], [], []
     for label, part in configurations(rows, axes):
-        fit = part[linear.successes(part)]
+        ok = linear.successes(part)
+        fit = part[ok]
         slopes.append(_per_d_slope(fit, "gap", label))
         for d, part_d in fit.groupby("d"):
             tracking.append(mean_case(_where(label, f"d = {int(d)}"), part_d["cos_theta1"].abs() - part_d["phi"]))
-    return [
+        for d, part_d in part.groupby("d"):
+            fitted = linear.successes(part_d)
+            where = _where(label, f"d = {int(d)}")
+            selection.append(difference_case(where, part_d["phi"][fitted], part_d["phi"][~fitted]))
+    out = [
         Claim(
             60.1,
             "Beyond the paper: trained linear gap",
@@ -433,7 +475,28 @@ def grid_linear_claims(rows: pd.DataFrame, axes: list[str], command: str, run: s
             "mean of |cos θ1| − φ per configuration and d, nets with training accuracy 1",
             "=", 0.0, APPROX_TOLERANCE, tuple(tracking), command, run,
         ),
+        Claim(
+            60.5,
+            "Beyond the paper: no selection by training success",
+            "the linear nets that fit their data are a fair sample of the matrices: φ is the same over them",
+            "Table 2 averages over the 18 of 50 runs that fit",
+            "mean φ over nets that fit − over nets that did not (Welch), per configuration and d",
+            "=", 0.0, APPROX_TOLERANCE, tuple(selection), command, run,
+        ),
     ]
+    widths = width_cases(rows, axes, linear.successes)
+    if widths:
+        out.append(
+            Claim(
+                60.6,
+                "Beyond the paper: width",
+                "a linear net's width does not change its gap (every width is the same function class)",
+                "not addressed (one width, 3000)",
+                "mean change of the gap against the grid's first width, paired by trial, nets that fit under both",
+                "=", 0.0, APPROX_TOLERANCE, widths, command, run,
+            )
+        )
+    return out
 
 
 def grid_relu_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str) -> list[Claim]:
@@ -469,22 +532,24 @@ def mnist_claims(rows: pd.DataFrame, command: str, run: str) -> list[Claim]:
     paper5 = mnist_experiment.PAPER_TABLE5
     out = []
     relations = (
-        (40.1, "Table 5: |cos θ_t| ≈ Q/(0.5L)", "cos_theta_t", paper5["cos_theta_t"]),
-        (40.2, "Table 5: |M/(0.5L)| ≈ Q/(0.5L)", "M_ratio", paper5["M/(0.5L)"]),
+        (40.1, "Table 5 (compression)", "|cos θ_t| ≈ Q/(0.5L): the compression at I_7 is the attack's share of L/2",
+         "cos_theta_t", paper5["cos_theta_t"]),
+        (40.2, "Table 5 (path length)", "|M/(0.5L)| ≈ Q/(0.5L): eq. (8)'s length along I_7 → A_1 predicts the attack",
+         "M_ratio", paper5["M/(0.5L)"]),
     )
-    for order, title, column, paper_side in relations:
+    for order, title, statement, column, paper_side in relations:
         cases = []
         for rule in mnist_experiment.MASK_RULES:
             block = usable[usable["mask_rule"] == rule]
             for q, q_column in (("FGSM", "Q_fgsm_ratio"), ("min L2", "Q_l2_ratio")):
                 cases.append(mean_case(f"{rule} rule, Q {q}", block[column].abs() - block[q_column]))
         paper_diff = np.abs(paper_side) - np.asarray(paper5["Q/(0.5L)"])
+        difference = statement.split(":")[0].replace(" ≈ ", " − ")
         out.append(
             Claim(
-                order, title,
-                f"{title.split(': ', 1)[1]} on the paper's CNN, test 7s made into artificial 1s",
+                order, title, statement + " (the paper's CNN, test 7s made into 1s)",
                 f"differences {paper_diff.min():+.2f} to {paper_diff.max():+.2f} over 5 images",
-                f"mean of {title.split(': ', 1)[1].replace(' ≈ ', ' − ')} over uncrossed test 7s with an A_1",
+                f"mean of {difference} over uncrossed test 7s with an A_1",
                 "=", 0.0, APPROX_TOLERANCE, tuple(cases), command, run,
             )
         )
@@ -517,8 +582,8 @@ def imagenet_claims(rows: pd.DataFrame, command: str, run: str) -> list[Claim]:
     paper7 = float(np.mean(np.abs(imagenet_experiment.PAPER_TABLE7_AVERAGE)))
     return [
         Claim(
-            50.1, "Table 8: |M/(0.5L)| ≈ Q/(0.5L)",
-            "|M/(0.5L)| ≈ Q/(0.5L) on an ImageNet classifier",
+            50.1, "Table 8",
+            "|M/(0.5L)| ≈ Q/(0.5L) on an ImageNet classifier: the path's length predicts the attack",
             f"differences {paper_diff.min():+.3f} to {paper_diff.max():+.3f} over 4 images",
             "mean of |M/(0.5L)| − Q/(0.5L) over pairs whose attack succeeded",
             "=", 0.0, APPROX_TOLERANCE, tuple(cases), command, run,
@@ -573,12 +638,15 @@ def markdown(table: pd.DataFrame, runs_text: bool = True) -> str:
         "| claim | the paper | ours [95% interval] | n | test | verdict |",
         "|---|---|---|---|---|---|",
     ]
+    def cell(text) -> str:  # a "|" inside a cell would end it: |cos θ| is written \|cos θ\|
+        return str(text).replace("|", "\\|")
+
     for _, row in table.iterrows():
         ours = stats.format_estimate(row["estimate"], low=row["low"], high=row["high"], spec="+.3f")
         verdict_text = f"**{row['verdict']}**" + (f": {row['conditions']}" if row["conditions"] else "")
         lines.append(
-            f"| {row['claim']}: {row['statement']} | {row['paper']} | {ours} ({row['statistic']}) | {int(row['n'])} "
-            f"| {band(row)} | {verdict_text} |"
+            f"| **{cell(row['claim'])}**: {cell(row['statement'])} | {cell(row['paper'])} "
+            f"| {ours} ({cell(row['statistic'])}) | {int(row['n'])} | {band(row)} | {cell(verdict_text)} |"
         )
     if runs_text:
         lines += ["", "Reproduce each row with its run's command:", ""]
