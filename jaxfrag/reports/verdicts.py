@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from jaxfrag import stats, store
+from jaxfrag import grid, stats, store
 from jaxfrag.experiments import imagenet as imagenet_experiment
 from jaxfrag.experiments import linear, relu
 from jaxfrag.experiments import mnist as mnist_experiment
@@ -247,7 +247,7 @@ def configurations(rows: pd.DataFrame, axes: list[str]):
         return
     for values, part in rows.groupby(axes, sort=False):
         values = values if isinstance(values, tuple) else (values,)
-        yield ", ".join(f"{a.replace('_', '-')}={v}" for a, v in zip(axes, values, strict=True)), part
+        yield grid.label(tuple(zip(axes, values, strict=True))).replace(",", ", "), part
 
 
 def _where(configuration: str, *parts: str) -> str:
