@@ -253,3 +253,26 @@ def test_grid_claims_pair_widths_by_trial_and_judge_each_configuration(tmp_path)
     assert (selection.low, selection.high) == pytest.approx((welch.low, welch.high))
     slopes = found["Beyond the paper: trained linear gap"]
     assert len(slopes.cases) == 2 and all(np.isfinite(case.low) for case in slopes.cases)
+
+
+def test_a_claim_two_runs_decide_is_one_row_judged_on_both(tmp_path):
+    rng = np.random.default_rng(6)
+    runs = []
+    for d, offset in ((12, 0.02), (17, 0.2)):
+        meta = {"config": {"experiments": ["linear"], "d": [d], "trials": 50}, "argv": ["--d", str(d)]}
+        runs.append(_write_run(tmp_path / f"d{d}", meta, _linear_rows(rng, d, 50, offset)))
+    found = [claim for claim in verdicts.ledger(runs) if claim.claim == "Figure 2"]
+    assert len(found) == 1 and [case.where for case in found[0].cases] == ["d = 12", "d = 17"]
+    assert found[0].command == "jaxfrag sweep --d 12; jaxfrag sweep --d 17"
+    assert verdicts.verdict(found[0])[0] == CONDITIONAL  # within the tolerance at d = 12, not at d = 17
+    table = verdicts.records(verdicts.ledger(runs))
+    assert table["claim"].is_unique
+
+
+def test_a_sweep_that_did_not_record_its_command_gets_it_rebuilt_from_its_config():
+    config = {"experiments": ["linear"], "d": [8, 16], "trials": 128, "max_points": 4096, "width": 3000,
+              "bias": True, "grid": {"width": [512, 64], "scale-columns": [5.0, 1.0]}}  # fmt: skip
+    command = verdicts.command_of({"config": config}, "sweep")
+    expected = "jaxfrag sweep --experiment linear --d 8,16 --trials 128 --bias --max-points 4096"
+    assert command == expected + " --grid width=512,64 scale-columns=5,1"
+    assert verdicts.command_of({"config": config, "argv": ["--d", "8"]}, "sweep") == "jaxfrag sweep --d 8"

@@ -30,6 +30,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from jaxfrag import grid, stats, store
+from jaxfrag.config import Config
 from jaxfrag.experiments import imagenet as imagenet_experiment
 from jaxfrag.experiments import linear, relu
 from jaxfrag.experiments import mnist as mnist_experiment
@@ -181,11 +182,20 @@ def command_of(meta: dict, study: str) -> str:
     command = meta.get("command")
     if isinstance(command, list) and command:
         return shlex.join(["jaxfrag", study, *command[1:]])
+    # A sweep that did not record its command: rebuilt from the config, every option off its default.
     config = meta.get("config", {})
+    axes = config.get("grid") or {}
     words = ["jaxfrag", "sweep", "--experiment", *config.get("experiments", [])]
-    words += ["--d", _span(config.get("d", [])).replace(", ", ","), "--trials", str(config.get("trials", ""))]
-    for axis, values in (config.get("grid") or {}).items():
-        words += ["--grid", f"{axis}={','.join(map(str, values))}"]
+    words += ["--d", _span(config.get("d", [])).replace(", ", ",")]
+    defaults = Config()
+    for field in Config._fields:
+        value = config.get(field, getattr(defaults, field))
+        if field.replace("_", "-") in axes or value == getattr(defaults, field):
+            continue
+        flag = "--" + field.replace("_", "-")
+        words += [flag] if value is True else [flag, grid.format_value(value)]
+    if axes:
+        words += ["--grid", *(f"{axis}={','.join(map(grid.format_value, values))}" for axis, values in axes.items())]
     return shlex.join(words)
 
 
@@ -222,8 +232,24 @@ def claims(path: str | Path) -> list[Claim]:
 
 
 def ledger(paths) -> list[Claim]:
-    found = [claim for path in paths for claim in claims(path)]
-    return sorted(found, key=lambda claim: claim.order)
+    """The claims of several run folders, one per claim: a claim two runs decide (Figure 2 from runs
+    at d = 12 and at d = 17) is judged on the cases of both, and names both runs and commands."""
+    merged: dict[str, Claim] = {}
+    for claim in (claim for path in paths for claim in claims(path)):
+        earlier = merged.get(claim.claim)
+        if earlier is None:
+            merged[claim.claim] = claim
+            continue
+        taken = {case.where for case in earlier.cases}
+        cases = tuple(
+            case._replace(where=f"{claim.run}: {case.where}") if case.where in taken else case for case in claim.cases
+        )
+        merged[claim.claim] = earlier._replace(
+            cases=earlier.cases + cases,
+            command=f"{earlier.command}; {claim.command}",
+            run=f"{earlier.run}; {claim.run}",
+        )
+    return sorted(merged.values(), key=lambda claim: claim.order)
 
 
 # ---- the sweep: Theorems 1, 4, 6, Lemma 3; Tables 1-4, Figure 2; the grid's findings -----------------
@@ -582,14 +608,14 @@ def imagenet_claims(rows: pd.DataFrame, command: str, run: str) -> list[Claim]:
     paper7 = float(np.mean(np.abs(imagenet_experiment.PAPER_TABLE7_AVERAGE)))
     return [
         Claim(
-            50.1, "Table 8",
+            50.2, "Table 8",
             "|M/(0.5L)| ≈ Q/(0.5L) on an ImageNet classifier: the path's length predicts the attack",
             f"differences {paper_diff.min():+.3f} to {paper_diff.max():+.3f} over 4 images",
             "mean of |M/(0.5L)| − Q/(0.5L) over pairs whose attack succeeded",
             "=", 0.0, APPROX_TOLERANCE, tuple(cases), command, run,
         ),
         Claim(
-            50.2, "Table 7 and Figure 6",
+            50.1, "Table 7 and Figure 6",
             "|cos θ_α| along the path between the two images is small",
             f"|average over α| {paper7:.4f} (mean of 4 experiments)",
             "mean over pairs of |mean of cos θ_α over the path| minus the paper's",
@@ -650,8 +676,10 @@ def markdown(table: pd.DataFrame, runs_text: bool = True) -> str:
         )
     if runs_text:
         lines += ["", "Reproduce each row with its run's command:", ""]
-        for run, command in dict(zip(table["run"], table["command"], strict=True)).items():
-            lines.append(f"- `{run}`: `{command}`")
+        commands = {}
+        for runs, joined in zip(table["run"], table["command"], strict=True):  # merged claims join with "; "
+            commands.update(zip(runs.split("; "), joined.split("; "), strict=True))
+        lines += [f"- `{run}`: `{command}`" for run, command in commands.items()]
     return "\n".join(lines) + "\n"
 
 
