@@ -55,6 +55,7 @@ _LONGEST_FIRST = (
     "test_distributed.py",
     "test_sweep.py",
     "test_cnn.py",
+    "test_docs.py",
     "test_experiments.py",
 )
 
