@@ -126,6 +126,16 @@ def parse_dims(text: str) -> list[int]:
     return sorted(set(dims))
 
 
+def parse_run_folders(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parse the arguments of a command that reads run folders (`args.runs`); UsageError for one that
+    is not a run folder."""
+    args = parser.parse_args(argv)
+    for run in args.runs:
+        if not (run / store.META).is_file():
+            raise UsageError(f"{run} is not a run folder (no {store.META})")
+    return args
+
+
 def require(command: str, extra: str, modules: tuple[str, ...]) -> None:
     """UsageError naming the extra to install when a command's optional dependencies are missing."""
     missing = [name for name in modules if importlib.util.find_spec(name) is None]

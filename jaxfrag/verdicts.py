@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from jaxfrag import cli, store
+from jaxfrag import cli
 
 EXAMPLES = (
     "jaxfrag verdicts runs/demo runs/tables runs/mnist runs/imagenet --ledger runs/verdicts",
@@ -36,12 +36,9 @@ def build_parser(prog: str) -> cli.Parser:
 def main(argv=None, prog: str = "python -m jaxfrag.verdicts") -> int:
     program = cli.program_name(prog)
     try:
-        args = build_parser(prog).parse_args(argv)
+        args = cli.parse_run_folders(build_parser(prog), argv)
     except cli.UsageError as error:
         return cli.fail(program, error)
-    for run in args.runs:
-        if not (run / store.META).is_file():
-            return cli.fail(program, f"{run} is not a run folder (no {store.META})")
     from jaxfrag.reports import verdicts  # loads JAX (the experiments' paper tables): after parsing
 
     try:
