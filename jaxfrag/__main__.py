@@ -7,6 +7,7 @@ this module only dispatches, so `jaxfrag --help` and `jaxfrag --version` answer 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import NamedTuple
 
@@ -71,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         return cli.fail("jaxfrag", f"unknown command {name!r}; choose from {', '.join(COMMANDS)}")
     command = COMMANDS[name]
     entry = getattr(importlib.import_module(command.module), command.function)
-    return entry(argv[1:], prog=f"jaxfrag {name}")
+    try:
+        return entry(argv[1:], prog=f"jaxfrag {name}")
+    except BrokenPipeError:  # `jaxfrag verdicts RUN | head`: the reader left early; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's documented remedy
+        return 1
 
 
 if __name__ == "__main__":
