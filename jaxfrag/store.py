@@ -232,11 +232,15 @@ class RunFolder:
         frames, stats = [], {}
         for experiment, d in sorted(self.done_cells()):
             table = pq.read_table(self.cell_path(experiment, d))
-            stats[(experiment, d)] = json.loads((table.schema.metadata or {}).get(_CELL_META_KEY, b"{}"))
+            stats[(experiment, d)] = _cell_stats(table.schema)
             frames.append(table.to_pandas())
         if not frames:
             return pd.DataFrame(columns=KEY_COLUMNS), stats
         return pd.concat(frames, ignore_index=True), stats
+
+    def read_cell_stats(self) -> dict[tuple[str, int], dict]:
+        """Every finished cell's statistics, read from the files' metadata alone (no rows)."""
+        return {cell: _cell_stats(pq.read_schema(self.cell_path(*cell))) for cell in sorted(self.done_cells())}
 
     # --- tables and figures -----------------------------------------------------------------
     def write_results(self, rows: pd.DataFrame) -> None:
@@ -262,6 +266,10 @@ def gaps(ranges: list[tuple[int, int]], trials: int) -> list[tuple[int, int]]:
             missing.append((position, start))
         position = max(position, stop)
     return missing + ([(position, trials)] if position < trials else [])
+
+
+def _cell_stats(schema) -> dict:
+    return json.loads((schema.metadata or {}).get(_CELL_META_KEY, b"{}"))
 
 
 def load(out_dir: str | Path) -> pd.DataFrame:

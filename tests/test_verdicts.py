@@ -276,3 +276,24 @@ def test_a_sweep_that_did_not_record_its_command_gets_it_rebuilt_from_its_config
     expected = "jaxfrag sweep --experiment linear --d 8,16 --trials 128 --bias --max-points 4096"
     assert command == expected + " --grid width=512,64 scale-columns=5,1"
     assert verdicts.command_of({"config": config, "argv": ["--d", "8"]}, "sweep") == "jaxfrag sweep --d 8"
+
+
+def test_lemma3_is_the_share_of_d_whose_corrected_ks_test_rejects(tmp_path):
+    from jaxfrag import store
+
+    rng = np.random.default_rng(7)
+    dims = list(range(8, 28))
+    config = {"experiments": ["thm4"], "d": dims, "trials": 40}
+    folder = store.RunFolder.open(tmp_path / "run", config, resume=False)
+    p_values = [0.01 if d in (9, 20, 21) else 0.5 for d in dims]  # 3 of 20 reject at 5%
+    frames = []
+    for d, p in zip(dims, p_values, strict=True):
+        rows = _sweep_rows(rng, "thm4", [d], -1.5)
+        folder.write_cell("thm4", d, rows, {"lemma3_ks_bonferroni_p": p})
+        frames.append(rows)
+    pd.concat(frames, ignore_index=True).to_parquet(tmp_path / "run" / "results.parquet")
+    (tmp_path / "run" / "meta.json").write_text(json.dumps({"config": config}))
+    lemma3 = next(claim for claim in verdicts.claims(tmp_path / "run") if claim.claim == "Lemma 3")
+    ci = stats.binomtest(3, 20).proportion_ci(0.95, method="exact")
+    assert lemma3.cases[0][1:] == pytest.approx((0.15, ci.low, ci.high, 20))
+    assert verdicts.verdict(lemma3)[0] == HOLDS  # the interval reaches 5%

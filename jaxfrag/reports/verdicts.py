@@ -211,7 +211,7 @@ def read_run(path: str | Path) -> tuple[dict, pd.DataFrame, dict]:
     folder = store.RunFolder(path)
     if (path / store.RESULTS).exists():
         rows = pd.read_parquet(path / store.RESULTS)
-        cell_stats = folder.read_cells()[1] if folder.done_cells() else {}
+        cell_stats = folder.read_cell_stats()  # results.parquet has the rows: the cells' metadata suffices
     elif folder.done_cells():
         rows, cell_stats = folder.read_cells()
     else:
