@@ -20,6 +20,18 @@ from jaxfrag.stats import median_ci
 
 DTYPES = [jnp.float32, jnp.float64]
 SMALL = Config(trials=8, seed=3, width=48, epochs=3)
+# How far minimal_l2's norm for one input moves between two compiled programs (alone, vmapped, in
+# blocks inside a larger program): XLA rounds the logits' last bits differently, and the lanes and
+# the walk can then settle in another, equally verified, local minimum. `python
+# benchmarks/attack_layouts.py` measured over 1200 inputs of nets shaped as these (relative
+# differences of the norm between layouts; benchmarks/results/attack_layouts-*.json): median 1e-7,
+# 99th percentile 1.0e-4 to 1.7e-4, maximum 1.3e-2 (one input of 400 at d = 13); two machines (with
+# and without AVX-512) have given 1.7e-3. So nearly every input agrees to LAYOUT_RTOL, a few may not
+# (at most LAYOUT_TAIL of them: with a 2% share above it, 3 or more of 16 happen with probability
+# 6e-4), and none by more than LAYOUT_MAX.
+LAYOUT_RTOL = 2e-4
+LAYOUT_TAIL = 1 / 8
+LAYOUT_MAX = 0.03
 
 
 class NumpyRelu:
@@ -156,6 +168,7 @@ def test_every_metric_matches_numpy(d):
     key = parallel.cell_key(config.seed, "relu", d)
     train = jax.jit(lambda k: linear.train_trial(k, d, config, "relu", relu_net))
     attack_of = jax.jit(lambda net, b, label: attacks.minimal_l2(functools.partial(relu_net.apply, net), b, label))
+    moved = []
     for trial in range(config.trials):
         key_train, _ = jax.random.split(parallel.trial_keys(key, jnp.asarray([trial]))[0])
         a, indices, net, *_ = train(key_train)
@@ -185,7 +198,9 @@ def test_every_metric_matches_numpy(d):
             )
             lead = network(b + delta)[1 - label] - network(b + delta)[label]
             assert 0 < lead <= 40 * rounding + 1e-5 * np.linalg.norm(network.grad_g(b + delta)) * np.linalg.norm(delta)
-            np.testing.assert_allclose(rows[f"delta_{name}"][trial], np.linalg.norm(delta), rtol=1e-4)
+            # The row comes from the sweep's program, the redone attack from one of its own: the
+            # same attack compiled two ways, whose norms agree to the layout tolerance (below).
+            moved.append(abs(rows[f"delta_{name}"][trial] / np.linalg.norm(delta) - 1))
             # The refined attack often ends on a ReLU kink, where the gradient jumps and rounding picks
             # the side: the row's cos must be that of one of the linear pieces that meet there.
             a_d = np.asarray(a, float)[:, -1]
@@ -201,6 +216,9 @@ def test_every_metric_matches_numpy(d):
         assert rows["opt_exact"][trial]
         gap = 0.5 * sum(rows[f"delta_{b}"][trial] / rows[f"opt_robustness_{b}"][trial] for b in ("b1", "b2"))
         np.testing.assert_allclose(rows["gap"][trial], gap, rtol=1e-6)
+    moved = np.asarray(moved)
+    assert moved.max() <= LAYOUT_MAX, moved
+    assert np.sum(moved > LAYOUT_RTOL) <= LAYOUT_TAIL * len(moved), moved
 
 
 def test_rows_do_not_depend_on_chunk_size_or_device_count(devices):
