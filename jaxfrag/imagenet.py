@@ -141,6 +141,12 @@ def build_parser(prog: str = "python -m jaxfrag.imagenet") -> argparse.ArgumentP
     attacks.add_argument(
         "--candidates", type=cli.number("--candidates"), default=10, help="DeepFool's classes, untargeted"
     )
+    attacks.add_argument(
+        "--walk-steps",
+        type=cli.number("--walk-steps", int, 0, True),
+        default=200,  # attacks.WALK_STEPS (not imported: the parser imports no jax)
+        help="minimal-L2: steps of the final walk (one forward and one backward pass each; 0: none)",
+    )
     cli.add_process_options(parser)
     return parser
 
@@ -229,6 +235,7 @@ def _prepare(args) -> cli.Prepared:
         "restarts": args.restarts,
         "refinements": args.refinements,
         "candidates": args.candidates,
+        "walk_steps": args.walk_steps,
     }
     return cli.Prepared(config, Setup(f, params, images, pairs, predictions, info))
 
@@ -368,7 +375,13 @@ def programs(f, args):
 
     from jaxfrag.experiments import imagenet as experiment
 
-    options = dict(restarts=args.restarts, rescue_starts=0, refinements=args.refinements, candidates=args.candidates)
+    options = dict(
+        restarts=args.restarts,
+        rescue_starts=0,
+        refinements=args.refinements,
+        candidates=args.candidates,
+        walk_steps=args.walk_steps,
+    )
 
     def model(params):
         return lambda x: f(params, x)

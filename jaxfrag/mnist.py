@@ -248,7 +248,9 @@ def order_pad(orders) -> int:
     return 16 * math.ceil(max(len(o.bar) for o in orders) / 16)
 
 
-def measure_program(n_alpha: int, eps_max: float):
+def measure_program(n_alpha: int, eps_max: float, l2_options: dict | None = None, batch_size: int = 2):
+    """The per-network program: every column of a chunk of images, `batch_size` images at a time
+    (Q_l2's attack with `l2_options`, default `experiments.mnist.L2_OPTIONS`)."""
     import jax
     import jax.numpy as jnp
 
@@ -258,7 +260,7 @@ def measure_program(n_alpha: int, eps_max: float):
     def one_image(params, image, rule_orders):
         f = lambda x: cnn.apply(params, x.reshape(cnn.IMAGE))
         f_ties = lambda x: cnn.apply(params, x.reshape(cnn.IMAGE), "split")
-        columns = experiment.attack_columns(f, f_ties, image, eps_max)
+        columns = experiment.attack_columns(f, f_ties, image, eps_max, l2_options)
         for r, rule in enumerate(experiment.MASK_RULES):
             blocked, found = experiment.first_one(f, image, rule_orders[r])
             a1 = experiment.block(image, rule_orders[r], blocked)
@@ -270,8 +272,8 @@ def measure_program(n_alpha: int, eps_max: float):
 
     @jax.jit
     def measure(params, images, rule_orders):
-        # Two images at a time: each one's prefixes are a batch of up to `pad` images already.
-        return jax.lax.map(lambda a: one_image(params, *a), (images, rule_orders), batch_size=2)
+        # A few images at a time: each one's prefixes are a batch of up to `pad` images already.
+        return jax.lax.map(lambda a: one_image(params, *a), (images, rule_orders), batch_size=batch_size)
 
     return measure
 

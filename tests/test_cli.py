@@ -123,3 +123,9 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flax" else real(name, *a))
     with pytest.raises(cli.UsageError, match=r"jaxfrag mnist needs the 'mnist' extra \(flax not installed\)"):
         mnist.parse_args(["--out", "x"])
+
+
+def test_imagenet_walk_steps_default_is_the_attacks():
+    from jaxfrag import attacks, imagenet
+
+    assert imagenet.build_parser().get_default("walk_steps") == attacks.WALK_STEPS

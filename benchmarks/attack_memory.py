@@ -1,0 +1,78 @@
+"""Measurement: peak memory of one call of the MNIST study's Q_l2 attack on many test 7s at once.
+
+    python benchmarks/attack_memory.py --networks runs/mnist/networks.npz --inputs 256
+
+`attacks.minimal_l2` with `experiments.mnist.L2_OPTIONS` (DeepFool's lane and the walk),
+vmapped over all inputs in ONE compiled call, in a fresh child process whose peak resident
+memory (getrusage's ru_maxrss, which includes Python, JAX and the data set) is reported beside
+the same child's peak before the call. Results go to benchmarks/results/attack_memory-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine, write_result  # noqa: E402
+
+
+def child(networks: str, inputs: int) -> dict:
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from jaxfrag import attacks, datasets
+    from jaxfrag.experiments import mnist as experiment
+    from jaxfrag.models import cnn
+
+    data = datasets.mnist()
+    one = cnn.select(cnn.load(Path(networks))[0], 0)
+    sevens = np.flatnonzero(data.y_test == experiment.SOURCE)
+    sevens = sevens[cnn.predict(one, data.x_test[sevens]) == experiment.SOURCE][:inputs]
+    x = jnp.asarray(data.x_test[sevens].reshape(len(sevens), -1) / 255, jnp.float32)
+    f = lambda point: cnn.apply(one, point.reshape(cnn.IMAGE))  # noqa: E731
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    attack = jax.jit(
+        jax.vmap(
+            lambda point: attacks.minimal_l2(f, point, experiment.SOURCE, experiment.TARGET, **experiment.L2_OPTIONS)
+        )
+    )
+    start = time.perf_counter()
+    result = jax.block_until_ready(attack(x))
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "inputs": len(sevens),
+        "success": float(np.mean(np.asarray(result.success))),
+        "peak_rss_gib": peak / 2**20,
+        "peak_rss_before_call_gib": before / 2**20,
+        "seconds_with_compile": seconds,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--networks", required=True)
+    parser.add_argument("--inputs", type=int, default=256)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(child(args.networks, args.inputs)))
+        return
+    command = [sys.executable, __file__, "--child", "--networks", args.networks, "--inputs", str(args.inputs)]
+    measured = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+    print(measured)
+    write_result(args.out, "attack_memory", machine(), measured, False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""Benchmark: the MNIST study's attack stage (every column of Tables 5-6) with Q_l2's attack as before and as now.
+
+    python benchmarks/bench_mnist_stage.py --networks runs/mnist/networks.npz            # 32 test 7s
+    python benchmarks/bench_mnist_stage.py --networks runs/mnist/networks.npz --quick    # 8
+
+`jaxfrag.mnist`'s measurement program (`mnist.measure_program`: both FGSM scans, Q_l2,
+both masking rules' A_1 searches and path columns) on the same correctly classified test 7s
+of one network, side by side in one process, compile time apart:
+* "before": Q_l2 from `attacks.minimal_l2` at its defaults without the walk (8 lanes, the
+  rescue's 256 starts, 20 boundary projections: the attack of the earlier MNIST runs),
+  two images at a time (the rescue's starts do not fit more);
+* "now": `experiments.mnist.L2_OPTIONS` (DeepFool's lane and a 300-step walk), at
+  several images per block.
+Reports seconds per image, the speed-up over "before", and Q_l2 now / before per image (median,
+p90, max). Results go to benchmarks/results/bench_mnist_stage-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+from common import machine, write_result  # noqa: E402
+
+from jaxfrag import datasets, mnist  # noqa: E402
+from jaxfrag.experiments import mnist as experiment  # noqa: E402
+from jaxfrag.models import cnn  # noqa: E402
+
+BEFORE = {"walk_steps": 0}  # minimal_l2's other defaults are the earlier attack's
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--networks", required=True, help="a `jaxfrag mnist` run's networks.npz (network 0)")
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--blocks", default="2,8", help="images per block for the new attack")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    args = parser.parse_args(argv)
+    count = 8 if args.quick else args.images
+    info = machine()
+    data = datasets.mnist()
+    params, _ = cnn.load(Path(args.networks))[:2]
+    one = cnn.select(params, 0)
+    sevens = np.flatnonzero(data.y_test == experiment.SOURCE)
+    chosen = sevens[cnn.predict(one, data.x_test[sevens]) == experiment.SOURCE][:count]
+    orders = {int(i): experiment.masking_orders(data.x_test[i]) for i in sevens}
+    pad = mnist.order_pad(orders.values())
+    images = data.x_test[chosen].reshape(count, -1).astype(np.float32) / 255
+    rule_orders = np.stack(
+        [experiment.padded([getattr(orders[int(i)], r) for i in chosen], pad) for r in experiment.MASK_RULES], axis=1
+    )
+    defaults = mnist.build_parser()
+    n_alpha, eps_max = defaults.get_default("n_alpha"), defaults.get_default("eps_max")
+    variants = {"before": (BEFORE, 2)}
+    variants.update({f"now, {b} per block": (None, int(b)) for b in args.blocks.split(",")})
+    rows, q = {}, {}
+    for name, (options, block) in variants.items():
+        program = mnist.measure_program(n_alpha, eps_max, options, block)
+        compiled = program.lower(one, images, rule_orders).compile()
+        start = time.perf_counter()
+        out = jax.block_until_ready(compiled(one, images, rule_orders))
+        seconds = time.perf_counter() - start
+        q[name] = np.asarray(out["Q_l2"], float)
+        found = float(np.mean(np.isfinite(q[name])))
+        rows[name] = {"seconds": seconds, "seconds_per_image": seconds / count, "q_l2_found": found}
+        print(f"{name}: {seconds / count:.3f} s per image", flush=True)
+    for name in rows:
+        ratio = q[name] / q["before"]
+        rows[name]["speedup_over_before"] = rows["before"]["seconds"] / rows[name]["seconds"]
+        rows[name]["q_l2_over_before"] = {
+            "median": float(np.nanmedian(ratio)),
+            "p90": float(np.nanquantile(ratio, 0.9)),
+            "max": float(np.nanmax(ratio)),
+        }
+        print(name, rows[name], flush=True)
+    write_result(args.out, "bench_mnist_stage", info, {"images": count, "n_alpha": n_alpha, "rows": rows}, args.quick)
+
+
+if __name__ == "__main__":
+    main()
