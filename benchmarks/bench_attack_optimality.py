@@ -472,6 +472,47 @@ def relu_suite(args) -> dict:
     return {"relu d=12": suite}
 
 
+def markdown(result: dict) -> str:
+    """The docs' tables from a result: per suite (MNIST networks pooled by mode), each attack's ratio
+    to the best of all per input, and ours against the best of the baselines alone."""
+    pooled: dict[str, dict[str, list]] = {}
+    seconds: dict[str, dict[str, float]] = {}
+    for key, suite in result["suites"].items():
+        group = key.split(" net ")[0] + (" " + key.rsplit(" ", 1)[-1] if " net " in key else "")
+        for name, values in suite["norms"].items():
+            pooled.setdefault(group, {}).setdefault(name, []).extend(np.inf if v is None else v for v in values)
+            seconds.setdefault(group, {}).setdefault(name, 0.0)
+            seconds[group][name] += suite["summary"][name]["seconds"]
+    lines = []
+    for group, norms in pooled.items():
+        table = {name: np.asarray(values, float) for name, values in norms.items()}
+        best = np.min(np.stack(list(table.values())), axis=0)
+        ours = [name for name in table if name.startswith("minimal_l2")]
+        best_baseline = np.min(np.stack([v for k, v in table.items() if k not in ours]), axis=0)
+        count = len(best)
+        lines += [
+            f"**{group}** ({count} inputs)",
+            "",
+            "| attack | ratio to best: median | p90 | max | share > 1.01 | inputs/s |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name, values in table.items():
+            ratio = values / best
+            lines.append(
+                f"| {name} | {np.median(ratio):.4f} | {np.quantile(ratio, 0.9):.4f} | {np.max(ratio):.4f} | "
+                f"{np.mean(ratio > 1.01):.0%} | {count / seconds[group][name]:.2f} |"
+            )
+        for name in ours:
+            mine = vs_best(table[name] / best_baseline)
+            lines.append(
+                f"\n{name} / best baseline: median {mine['median']:.4f}, p90 {mine['p90']:.4f}, max "
+                f"{mine['max']:.4f}; within 1.01 on {mine['share_within_1.01']:.0%}, within 1.05 on "
+                f"{mine['share_within_1.05']:.0%}, 1% shorter on {mine['share_shorter_by_1pct']:.0%}."
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -482,8 +523,12 @@ def main(argv=None):
     parser.add_argument("--suites", default="mnist,relu")
     parser.add_argument("--reuse", default=None, help="a previous result JSON: reuse its baselines, run only ours")
     parser.add_argument("--count-evaluations", action="store_true", help="count our attack's passes (slow)")
+    parser.add_argument("--table", default=None, help="print the Markdown tables of a result JSON and exit")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown(json.loads(Path(args.table).read_text())))
+        return
     global COUNT_EVALUATIONS
     COUNT_EVALUATIONS = args.count_evaluations
     args.reuse = json.loads(Path(args.reuse).read_text())["suites"] if args.reuse else {}
