@@ -69,7 +69,7 @@ STEPS = 1000  # AttackBench's budget for DDN, FMN and ALMA
 VERIFY_FACTORS = (1.0, 1 + 1e-6, 1 + 1e-5, 1 + 1e-4, 1 + 1e-3)
 SOURCE, TARGET = 7, 1
 # Our attack as the engine runs it: (minimal_l2's options, inputs per block). The defaults (the
-# relu experiment's and ImageNet's lanes, then the walk) two inputs at a time, as the rescue's 256
+# relu experiment's: lanes, DDN's lane, rescue, walks) two inputs at a time, as the rescue's 256
 # starts per input do not fit more; the MNIST study's DeepFool lane and 300-step walk 16 at a time.
 OURS = {
     "minimal_l2": ({}, 2),

@@ -32,7 +32,7 @@ from jaxfrag import datasets, mnist  # noqa: E402
 from jaxfrag.experiments import mnist as experiment  # noqa: E402
 from jaxfrag.models import cnn  # noqa: E402
 
-BEFORE = {"walk_steps": 0}  # minimal_l2's other defaults are the earlier attack's
+BEFORE = {"walk_steps": 0, "lane_walk_steps": 0, "ddn_steps": 0}  # minimal_l2's other defaults are the earlier attack's
 
 
 def main(argv=None):

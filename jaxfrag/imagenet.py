@@ -147,6 +147,18 @@ def build_parser(prog: str = "python -m jaxfrag.imagenet") -> argparse.ArgumentP
         default=200,  # attacks.WALK_STEPS (not imported: the parser imports no jax)
         help="minimal-L2: steps of the final walk (one forward and one backward pass each; 0: none)",
     )
+    attacks.add_argument(
+        "--lane-walk-steps",
+        type=cli.number("--lane-walk-steps", int, 0, True),
+        default=30,  # attacks.LANE_WALK_STEPS
+        help="minimal-L2: walk steps of every lane before the lanes are compared (0: none)",
+    )
+    attacks.add_argument(
+        "--ddn-steps",
+        type=cli.number("--ddn-steps", int, 0, True),
+        default=150,  # attacks.DDN_STEPS
+        help="minimal-L2: steps of DDN's lane from the image (0: no such lane)",
+    )
     cli.add_process_options(parser)
     return parser
 
@@ -236,6 +248,8 @@ def _prepare(args) -> cli.Prepared:
         "refinements": args.refinements,
         "candidates": args.candidates,
         "walk_steps": args.walk_steps,
+        "lane_walk_steps": args.lane_walk_steps,
+        "ddn_steps": args.ddn_steps,
     }
     return cli.Prepared(config, Setup(f, params, images, pairs, predictions, info))
 
@@ -381,6 +395,8 @@ def programs(f, args):
         refinements=args.refinements,
         candidates=args.candidates,
         walk_steps=args.walk_steps,
+        lane_walk_steps=args.lane_walk_steps,
+        ddn_steps=args.ddn_steps,
     )
 
     def model(params):

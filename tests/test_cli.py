@@ -125,7 +125,10 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch):
         mnist.parse_args(["--out", "x"])
 
 
-def test_imagenet_walk_steps_default_is_the_attacks():
+def test_imagenet_attack_step_defaults_are_the_attacks():
     from jaxfrag import attacks, imagenet
 
-    assert imagenet.build_parser().get_default("walk_steps") == attacks.WALK_STEPS
+    parser = imagenet.build_parser()
+    assert parser.get_default("walk_steps") == attacks.WALK_STEPS
+    assert parser.get_default("lane_walk_steps") == attacks.LANE_WALK_STEPS
+    assert parser.get_default("ddn_steps") == attacks.DDN_STEPS
