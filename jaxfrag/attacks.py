@@ -137,6 +137,9 @@ def is_minimal(
 RESTARTS = 8
 START_RADII = (1.0, 4.0, 16.0, 64.0, 2.0, 8.0, 32.0, 0.5)  # times lane 0's length, cycled
 RESCUE_STARTS = 256
+# The rescue's starts run this many at a time (one block after another), so that its memory is a
+# block's and not all the starts': 256 CNN Jacobians at once asked for gigabytes per input.
+RESCUE_BLOCK = 16
 RESCUE_RADII = (-4.0, 12.0)  # log2 of the rescue starts' distance over the linearised one
 # Boundary projections every lane gets before the shortest is refined to the end, and the step
 # below which a refinement has converged (it halves on every projection that does not help).
@@ -506,8 +509,9 @@ def _rescue(goal: Goal, key, active, starts: int, max_steps: int, overshoot: flo
 
     r is log-uniform over RESCUE_RADII times the linearised distance at x (DeepFool's first
     step; where the gradient is zero there, a scale of x's own). A start already past the boundary
-    is a crossing of its own. Runs only where `active`: inside a loop of at most one trip, so that
-    vmapped over inputs it costs nothing unless some input needs it. Returns (delta, DeepFool steps).
+    is a crossing of its own. The starts run RESCUE_BLOCK at a time. Runs only where `active`:
+    inside a loop of at most one trip, so that vmapped over inputs it costs nothing unless some
+    input needs it. Returns (delta, DeepFool steps).
     """
     x = goal.x
     if starts == 0:
@@ -523,7 +527,11 @@ def _rescue(goal: Goal, key, active, starts: int, max_steps: int, overshoot: flo
         scale = jnp.where(estimate > 0, estimate, 1e-3 * (1 + jnp.linalg.norm(x)))
         units = _unit_rows(jax.random.normal(key_units, (starts, *x.shape), x.dtype))
         radii = scale * 2.0 ** jax.random.uniform(key_radii, (starts,), x.dtype, *RESCUE_RADII)
-        found, steps = jax.vmap(lambda start: _deepfool(goal, start, max_steps, overshoot))(units * _column(radii, x))
+        found, steps = jax.lax.map(
+            lambda start: _deepfool(goal, start, max_steps, overshoot),
+            units * _column(radii, x),
+            batch_size=min(RESCUE_BLOCK, starts),
+        )
         crossed = jax.vmap(goal.reached)(found)
         best = jnp.argmin(jnp.where(crossed, jnp.linalg.norm(found.reshape(starts, -1), axis=1), jnp.inf))
         delta = jnp.where(crossed[best], found[best], jnp.zeros_like(x))

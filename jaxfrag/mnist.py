@@ -248,19 +248,30 @@ def order_pad(orders) -> int:
     return 16 * math.ceil(max(len(o.bar) for o in orders) / 16)
 
 
-def measure_program(n_alpha: int, eps_max: float, l2_options: dict | None = None, batch_size: int = 2):
-    """The per-network program: every column of a chunk of images, `batch_size` images at a time
-    (Q_l2's attack with `l2_options`, default `experiments.mnist.L2_OPTIONS`)."""
+def measure_program(n_alpha: int, eps_max: float, l2_options: dict | None = None, batch_size: int = CHUNK):
+    """The per-network program: every column of a chunk of images (Q_l2's attack with `l2_options`,
+    default `experiments.mnist.L2_OPTIONS`).
+
+    Q_l2's attack runs `batch_size` images at a time (vmapped: its passes are cheaper per input in
+    a batch). The FGSM scans, A_1's search and the path columns run one image at a time, not
+    vmapped, so that each stops where its image is done: a scan at its first hit, the search at its
+    first 1 or its order's end, and the path not at all without an A_1 (vmapped, every image would
+    wait for the slowest and compute both branches).
+    """
     import jax
     import jax.numpy as jnp
 
     from jaxfrag.experiments import mnist as experiment
     from jaxfrag.models import cnn
 
+    def networks(params):
+        f = lambda x: cnn.apply(params, x.reshape(cnn.IMAGE))  # noqa: E731
+        f_ties = lambda x: cnn.apply(params, x.reshape(cnn.IMAGE), "split")  # noqa: E731
+        return f, f_ties
+
     def one_image(params, image, rule_orders):
-        f = lambda x: cnn.apply(params, x.reshape(cnn.IMAGE))
-        f_ties = lambda x: cnn.apply(params, x.reshape(cnn.IMAGE), "split")
-        columns = experiment.attack_columns(f, f_ties, image, eps_max, l2_options)
+        f, f_ties = networks(params)
+        columns = experiment.fgsm_columns(f, f_ties, image, eps_max)
         for r, rule in enumerate(experiment.MASK_RULES):
             blocked, found = experiment.first_one(f, image, rule_orders[r])
             a1 = experiment.block(image, rule_orders[r], blocked)
@@ -272,8 +283,11 @@ def measure_program(n_alpha: int, eps_max: float, l2_options: dict | None = None
 
     @jax.jit
     def measure(params, images, rule_orders):
-        # A few images at a time: each one's prefixes are a batch of up to `pad` images already.
-        return jax.lax.map(lambda a: one_image(params, *a), (images, rule_orders), batch_size=batch_size)
+        f, _ = networks(params)
+        l2 = jax.lax.map(lambda image: experiment.l2_columns(f, image, l2_options), images, batch_size=batch_size)
+        # batch_size None: a plain loop over the images (batch_size=1 would still vmap them).
+        rest = jax.lax.map(lambda a: one_image(params, *a), (images, rule_orders))
+        return {**rest, **l2}
 
     return measure
 

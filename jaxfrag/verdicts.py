@@ -2,8 +2,10 @@
 
 Reads sweep, grid, mnist and imagenet run folders and writes verdicts.csv (one row per claim of the
 paper), verdict_cases.csv (one row per case a claim was judged on) and verdicts.md into --ledger, and
-prints the table. The rule that turns an interval into a verdict is `jaxfrag.reports.verdicts.judge`.
-Bad input exits 2 with one line.
+prints the table. With --update, the ledger already in --ledger keeps every claim the given runs do
+not decide and takes theirs from them: after one study is re-run, its rows change and the others stay.
+The rule that turns an interval into a verdict is `jaxfrag.reports.verdicts.judge`. Bad input exits 2
+with one line.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from jaxfrag import cli
 EXAMPLES = (
     "jaxfrag verdicts runs/demo runs/tables runs/mnist runs/imagenet --ledger runs/verdicts",
     "jaxfrag verdicts runs/ablations",
+    "jaxfrag verdicts runs/mnist --ledger docs/ledger --update",
 )
 
 
@@ -30,6 +33,11 @@ def build_parser(prog: str) -> cli.Parser:
     parser.add_argument(
         "--ledger", type=Path, default=Path("."), metavar="DIR", help="folder for verdicts.csv and verdicts.md"
     )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the claims of the ledger already in --ledger that these runs do not decide; replace the rest",
+    )
     return parser
 
 
@@ -43,6 +51,8 @@ def main(argv=None, prog: str = "python -m jaxfrag.verdicts") -> int:
 
     try:
         found = verdicts.ledger(args.runs)
+        if args.update:
+            found = verdicts.updated(verdicts.read(args.ledger), found)
         table = verdicts.write(args.ledger, found)
     except ValueError as error:
         return cli.fail(program, error)

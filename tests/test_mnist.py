@@ -75,6 +75,25 @@ def test_orders_are_ink_pixels_and_blocking_zeroes_exactly_a_prefix(data, sevens
     assert 0 < crossed < 0.4 * len(sevens)  # crossed 7s are common in MNIST, but a minority
 
 
+@pytest.mark.parametrize("length, pad", [(37, 48), (16, 16), (5, 160), (150, 160)])
+def test_first_one_finds_the_shortest_prefix_in_any_block_and_never_past_the_order(length, pad):
+    rng = np.random.default_rng(length)
+    image = jnp.asarray(rng.uniform(0.1, 1, experiment.PIXELS), jnp.float32)  # no zeros but the blocked pixels
+    order = jnp.asarray(experiment.padded([rng.permutation(experiment.PIXELS)[:length]], pad)[0])
+    # Prefix counts a model calls 1 (it counts the zeroed pixels): in the first block, in later blocks,
+    # only the whole order, only past it (unreachable: the padding blocks nothing more), or none.
+    for ones in ({1}, {17, 33}, {length - 1, length}, {length}, {length + 1}, set()):
+
+        def f(x, ones=jnp.asarray(sorted(ones) or [-1])):
+            is_one = jnp.any(jnp.sum(x == 0) == ones)
+            return jnp.zeros(10).at[experiment.SOURCE].set(1.0).at[experiment.TARGET].set(jnp.where(is_one, 2.0, 0.0))
+
+        reachable = [count for count in sorted(ones) if 1 <= count <= length]
+        blocked, found = jax.jit(lambda image, order, f=f: experiment.first_one(f, image, order))(image, order)
+        assert bool(found) == bool(reachable), ones
+        assert int(blocked) == (reachable[0] if reachable else 0), ones
+
+
 @pytest.fixture(scope="module")
 def network(data):
     keys = jax.random.split(jax.random.key(1), 1)

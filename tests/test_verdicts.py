@@ -225,6 +225,32 @@ def test_verdicts_command_writes_the_ledger_and_refuses_what_is_not_a_run(tmp_pa
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "not a run folder" in refused.stderr
 
 
+def test_a_ledger_reads_back_exactly_and_update_replaces_only_the_rerun_claims(tmp_path):
+    rng = np.random.default_rng(7)
+    dims = [8, 16, 32]
+    rows = pd.concat([_sweep_rows(rng, "thm1", dims, -0.8), _sweep_rows(rng, "thm6", dims, -0.55)])
+    config = {"config": {"experiments": ["thm1", "thm6"], "d": dims, "trials": 40}}
+    first = verdicts.ledger([_write_run(tmp_path / "first", config, rows)])
+    verdicts.write(tmp_path / "ledger", first)
+    assert verdicts.read(tmp_path / "ledger") == first  # every field, cases included
+    # A re-run of Theorem 1 alone, now failing its bound: its row changes, Theorem 6's stays.
+    rerun = _write_run(
+        tmp_path / "rerun", {"config": {"experiments": ["thm1"], "d": dims, "trials": 40}},
+        _sweep_rows(rng, "thm1", dims, 0.3),
+    )  # fmt: skip
+    command = [sys.executable, "-m", "jaxfrag", "verdicts", str(rerun), "--ledger", str(tmp_path / "ledger")]
+    result = subprocess.run(command + ["--update"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    table = pd.read_csv(tmp_path / "ledger" / "verdicts.csv")
+    assert list(table.claim) == ["Theorem 1", "Theorem 6"]
+    assert list(table.run) == [str(rerun), str(tmp_path / "first")]
+    assert list(table.verdict) == [FAILS, verdicts.verdict(first[1])[0]]
+    cases = pd.read_csv(tmp_path / "ledger" / "verdict_cases.csv")
+    assert list(cases.run) == [str(rerun), str(tmp_path / "first")]
+    empty = subprocess.run(command[:-1] + [str(tmp_path / "none"), "--update"], capture_output=True, text=True)
+    assert empty.returncode == 2 and empty.stderr.count("\n") == 1 and "holds no verdict ledger" in empty.stderr
+
+
 def test_grid_claims_pair_widths_by_trial_and_judge_each_configuration(tmp_path):
     rng = np.random.default_rng(5)
     frames = []

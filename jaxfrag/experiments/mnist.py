@@ -165,17 +165,35 @@ def block(image: jax.Array, order: jax.Array, count) -> jax.Array:
     return jnp.where(mask, 0, image)
 
 
+# Prefixes `first_one` classifies per block: it stops after the block with the first 1, or past
+# the order's own length (orders are padded to the longest 7's).
+PREFIX_BLOCK = 16
+
+
 def first_one(f: Callable, image: jax.Array, order: jax.Array) -> tuple[jax.Array, jax.Array]:
     """(pixels blocked, found): the shortest prefix of `order` that makes f classify the image as 1."""
     length = jnp.sum(order >= 0)
-    counts = jnp.arange(1, order.shape[0] + 1)
-    # Prefix p blocks order[:p]: a cumulative mask, one image per prefix, classified in one batch.
+    block = min(PREFIX_BLOCK, order.shape[0])
+    blocks = -(-order.shape[0] // block)
+    order = jnp.concatenate([order, jnp.full(blocks * block - order.shape[0], -1, order.dtype)])
+    # Prefix p blocks order[:p]: a cumulative mask, one image per prefix, classified a block at a time.
     onehots = jax.nn.one_hot(jnp.where(order >= 0, order, PIXELS), PIXELS, dtype=image.dtype)
-    masks = jnp.cumsum(onehots, axis=0)
-    labels = jnp.argmax(jax.vmap(f)(image * (1 - masks)), axis=-1)
-    is_one = (labels == TARGET) & (counts <= length)
-    found = jnp.any(is_one)
-    return jnp.where(found, counts[jnp.argmax(is_one)], 0), found
+    masks = jnp.cumsum(onehots, axis=0).reshape(blocks, block, PIXELS)
+    counts = jnp.arange(1, blocks * block + 1).reshape(blocks, block)
+
+    def unfinished(state):
+        k, hits = state
+        return (k < blocks) & (k * block < length) & ~jnp.any(hits)
+
+    def classify_block(state):
+        k, hits = state
+        labels = jnp.argmax(jax.vmap(f)(image * (1 - masks[k])), axis=-1)
+        return k + 1, hits.at[k].set((labels == TARGET) & (counts[k] <= length))
+
+    _, hits = jax.lax.while_loop(unfinished, classify_block, (jnp.int32(0), jnp.zeros((blocks, block), bool)))
+    hits, counts = hits.reshape(-1), counts.reshape(-1)
+    found = jnp.any(hits)
+    return jnp.where(found, counts[jnp.argmax(hits)], 0), found
 
 
 def _alpha_flip(f: Callable, x: jax.Array, direction: jax.Array, grid: int, bisections: int = 30) -> jax.Array:
@@ -217,46 +235,67 @@ def attack_columns(
 ) -> dict[str, jax.Array]:
     """The columns that do not depend on A_1: the two Qs, applied and verified (Q_l2 with `l2_options`,
     default L2_OPTIONS)."""
+    return {**fgsm_columns(f, f_ties, image, eps_max), **l2_columns(f, image, l2_options)}
+
+
+def fgsm_columns(f: Callable, f_ties: Callable, image: jax.Array, eps_max: float) -> dict[str, jax.Array]:
+    """Q_fgsm under both max-pool tie rules' gradients, applied and verified."""
     fgsm = attacks.fgsm_scan(f, image, SOURCE, TARGET, eps_max=eps_max)
     other_sign = -jnp.sign(jax.grad(lambda x: -jax.nn.log_softmax(f_ties(x))[TARGET])(image))
     fgsm_split = attacks.fgsm_scan(f, image, SOURCE, TARGET, eps_max=eps_max, direction=other_sign)
-    l2 = attacks.minimal_l2(f, image, SOURCE, TARGET, **(L2_OPTIONS if l2_options is None else l2_options))
-
-    def lands_on_one(result):
-        return result.success & (jnp.argmax(f(image + result.delta)) == TARGET)
-
     nan = jnp.asarray(jnp.nan, image.dtype)
     return {
         "Q_fgsm": jnp.where(fgsm.success, fgsm.norm, nan),
         "Q_fgsm_split": jnp.where(fgsm_split.success, fgsm_split.norm, nan),
-        "Q_l2": jnp.where(l2.success, l2.norm, nan),
-        "flips_fgsm": lands_on_one(fgsm),
-        "flips_fgsm_split": lands_on_one(fgsm_split),
-        "flips_l2": lands_on_one(l2),
+        "flips_fgsm": _lands_on_one(f, image, fgsm),
+        "flips_fgsm_split": _lands_on_one(f, image, fgsm_split),
         "box_fgsm": jnp.where(fgsm.success, _outside_box(image + fgsm.delta), nan),
+    }
+
+
+def l2_columns(f: Callable, image: jax.Array, l2_options: dict | None = None) -> dict[str, jax.Array]:
+    """Q_l2 (`attacks.minimal_l2` with `l2_options`, default L2_OPTIONS), applied and verified."""
+    l2 = attacks.minimal_l2(f, image, SOURCE, TARGET, **(L2_OPTIONS if l2_options is None else l2_options))
+    nan = jnp.asarray(jnp.nan, image.dtype)
+    return {
+        "Q_l2": jnp.where(l2.success, l2.norm, nan),
+        "flips_l2": _lands_on_one(f, image, l2),
         "box_l2": jnp.where(l2.success, _outside_box(image + l2.delta), nan),
     }
 
 
+def _lands_on_one(f: Callable, image: jax.Array, result: attacks.AttackResult) -> jax.Array:
+    return result.success & (jnp.argmax(f(image + result.delta)) == TARGET)
+
+
 def path_columns(f: Callable, image: jax.Array, a1: jax.Array, found, n_alpha: int) -> dict[str, jax.Array]:
-    """The columns along I_7 -> A_1 (NaN where there is no A_1)."""
+    """The columns along I_7 -> A_1 (NaN where there is no A_1: not computed there, unless vmapped)."""
     nan = jnp.asarray(jnp.nan, image.dtype)
-    # Without an A_1 the path is measured to a stand-in (the image with its first pixel dimmed)
-    # so that the vmapped program stays finite; its columns are then replaced by NaN.
+
+    def measured(end):
+        direction = end - image
+        path = compression.path_compression(f, image, end, (SOURCE, TARGET), n_alpha)
+        step = (n_alpha - 1) // (ALPHA_TABLE - 1)
+        return {
+            "L": jnp.linalg.norm(direction),
+            "cos_theta_t": path.cos[0],
+            "M": path.length[-1],
+            "alpha_flip": _alpha_flip(f, image, direction, n_alpha),
+            "ink_left": jnp.sum(end > 0) / jnp.maximum(jnp.sum(image > 0), 1),
+            "flips_a1": jnp.argmax(f(end)) == TARGET,
+            **{f"cos_theta_alpha_{i}": path.cos[i * step] for i in range(ALPHA_TABLE)},
+        }
+
+    def missing(end):
+        return jax.tree.map(
+            lambda leaf: jnp.zeros((), bool) if leaf.dtype == bool else nan, jax.eval_shape(measured, end)
+        )
+
+    # Without an A_1 (most 7s under the stroke rule) the path is skipped: under vmap both branches
+    # run, so the missing one measures a stand-in (the image with its first pixel dimmed) that keeps
+    # the program finite, and its columns are then replaced by NaN.
     end = jnp.where(found, a1, image.at[jnp.argmax(image)].set(0))
-    direction = end - image
-    path = compression.path_compression(f, image, end, (SOURCE, TARGET), n_alpha)
-    length = jnp.linalg.norm(direction)
-    step = (n_alpha - 1) // (ALPHA_TABLE - 1)
-    columns = {
-        "L": length,
-        "cos_theta_t": path.cos[0],
-        "M": path.length[-1],
-        "alpha_flip": _alpha_flip(f, image, direction, n_alpha),
-        "ink_left": jnp.sum(a1 > 0) / jnp.maximum(jnp.sum(image > 0), 1),
-        "flips_a1": jnp.argmax(f(a1)) == TARGET,
-        **{f"cos_theta_alpha_{i}": path.cos[i * step] for i in range(ALPHA_TABLE)},
-    }
+    columns = jax.lax.cond(found, measured, missing, end)
     return {k: (v & found if v.dtype == bool else jnp.where(found, v, nan)) for k, v in columns.items()}
 
 

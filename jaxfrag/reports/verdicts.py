@@ -693,6 +693,40 @@ RULE_TEXT = (
 )
 
 
+def read(out: str | Path) -> list[Claim]:
+    """The claims of a ledger `write` made in `out` (verdicts.csv and verdict_cases.csv), in its order.
+
+    ValueError when `out` holds no ledger. Verdicts and conditions are not read back: `judge`
+    decides them again from the cases."""
+    out = Path(out)
+    paths = [out / "verdicts.csv", out / "verdict_cases.csv"]
+    if not all(path.is_file() for path in paths):
+        raise ValueError(f"{out} holds no verdict ledger (verdicts.csv and verdict_cases.csv)")
+    table, cases = (pd.read_csv(path) for path in paths)
+    text = ["claim", "statement", "paper", "statistic", "relation", "command", "run"]
+    table[text] = table[text].fillna("")  # an empty cell reads back as NaN
+    found = []
+    for _, row in table.iterrows():
+        mine = cases[cases["claim"] == row["claim"]]
+        found.append(
+            Claim(
+                float(row["order"]), row["claim"], row["statement"], row["paper"], row["statistic"],
+                row["relation"], float(row["target"]), float(row["tolerance"]),
+                tuple(Case(str(c["where"]), float(c["estimate"]), float(c["low"]), float(c["high"]), int(c["n"]))
+                      for _, c in mine.iterrows()),
+                row["command"], row["run"],
+            )  # fmt: skip
+        )
+    return found
+
+
+def updated(earlier: list[Claim], found: list[Claim]) -> list[Claim]:
+    """`earlier`'s claims with those `found` decides replaced by them (a study re-run: the ledger's
+    other claims keep the runs that decided them), in the paper's order."""
+    fresh = {claim.claim for claim in found}
+    return sorted([c for c in earlier if c.claim not in fresh] + list(found), key=lambda claim: claim.order)
+
+
 def write(out: str | Path, found: list[Claim]) -> pd.DataFrame:
     """verdicts.csv, verdict_cases.csv and verdicts.md in `out` (atomically); returns verdicts.csv's table."""
     out = Path(out)
