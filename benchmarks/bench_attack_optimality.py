@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import os
 import sys
@@ -360,12 +361,28 @@ def vs_best(mine: np.ndarray) -> dict:
     }
 
 
-def compare(name: str, f_batch, f_one, model_torch, x, labels, targets, reuse: dict | None = None) -> dict:
+def models_digest(params, x) -> str:
+    """sha256 of a suite's networks and inputs: `--reuse` needs the very same ones (the relu suite's
+    nets are trained again on each run, and on another CPU they come out different)."""
+    digest = hashlib.sha256()
+    for leaf in [*jax.tree.leaves(params), x]:
+        digest.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
+    return digest.hexdigest()
+
+
+def compare(
+    name: str, f_batch, f_one, model_torch, x, labels, targets, reuse: dict | None = None, digest: str = ""
+) -> dict:
     """Every attack on one suite's inputs; per-input norms and the summary.
 
-    With `reuse` (a previous result's suite entry on the same inputs), the baselines' norms and
-    times are taken from it and only ours runs: for tuning, never for a reported comparison.
+    With `reuse` (a previous result's suite entry on the same networks and inputs, `digest`), the
+    baselines' norms and times are taken from it and only ours runs: for tuning, never for a
+    reported comparison.
     """
+    if reuse is not None and reuse.get("models_sha256", digest) != digest:
+        raise SystemExit(f"--reuse: {name}'s networks or inputs differ from the reused result's; run its baselines")
+    if reuse is not None and "models_sha256" not in reuse:
+        print(f"  {name}: the reused result has no digest of its networks; reusing it unchecked", flush=True)
     goals = labels if targets is None else targets
     wide = wide_for(x)
     rows, norms, factors = {}, {}, {}
@@ -396,6 +413,7 @@ def compare(name: str, f_batch, f_one, model_torch, x, labels, targets, reuse: d
             print(f"  {name} {attack_name} vs best baseline: {stats['vs_best_baseline']}", flush=True)
     return {
         "inputs": len(x),
+        "models_sha256": digest,
         "wide": wide,
         "summary": summary,
         "norms": {k: np.where(np.isfinite(v), v, None).tolist() for k, v in norms.items()},
@@ -431,7 +449,7 @@ def mnist_suite(args) -> dict:
             reuse = args.reuse.get(key)
             results[key] = {
                 "test_indices": sevens.tolist(),
-                **compare(key, f_batch, f_one, model_torch, x, labels, targets, reuse),
+                **compare(key, f_batch, f_one, model_torch, x, labels, targets, reuse, models_digest(one, x)),
             }
     return results
 
@@ -468,6 +486,7 @@ def relu_suite(args) -> dict:
         labels,
         None,
         args.reuse.get("relu d=12"),
+        models_digest(stacked, x),
     )
     return {"relu d=12": suite}
 

@@ -17,7 +17,6 @@ from jaxfrag import cli
 
 EXAMPLES = (
     "jaxfrag verdicts runs/demo runs/tables runs/mnist runs/imagenet --ledger runs/verdicts",
-    "jaxfrag verdicts runs/ablations",
     "jaxfrag verdicts runs/mnist --ledger docs/ledger --update",
 )
 
