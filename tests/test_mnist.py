@@ -83,9 +83,10 @@ def test_first_one_finds_the_shortest_prefix_in_any_block_and_never_past_the_ord
     # Prefix counts a model calls 1 (it counts the zeroed pixels): in the first block, in later blocks,
     # only the whole order, only past it (unreachable: the padding blocks nothing more), or none.
     for ones in ({1}, {17, 33}, {length - 1, length}, {length}, {length + 1}, set()):
+        counts = jnp.asarray(sorted(ones) or [-1])
 
-        def f(x, ones=jnp.asarray(sorted(ones) or [-1])):
-            is_one = jnp.any(jnp.sum(x == 0) == ones)
+        def f(x, counts=counts):
+            is_one = jnp.any(jnp.sum(x == 0) == counts)
             return jnp.zeros(10).at[experiment.SOURCE].set(1.0).at[experiment.TARGET].set(jnp.where(is_one, 2.0, 0.0))
 
         reachable = [count for count in sorted(ones) if 1 <= count <= length]
