@@ -4,6 +4,8 @@
     pip install --no-deps adv_lib==0.2.8                        # see below for why --no-deps
     python benchmarks/bench_attack_optimality.py --networks runs/mnist/networks.npz
     python benchmarks/bench_attack_optimality.py --quick        # a smoke run (trains one CNN briefly)
+    python benchmarks/bench_attack_optimality.py --networks runs/mnist/networks.npz --nets 1 \
+        --modes untargeted --variant '{"restarts": 16}' --variant '{"walk_steps": 1000}'
 
 The protocol is AttackBench's (Cinà et al. 2024): per input, the best verified
 norm over every attack, and each attack's ratio to it. On the same inputs, in
@@ -76,6 +78,9 @@ OURS = {
     "minimal_l2": ({}, 2),
     "minimal_l2 (MNIST study)": (experiment_mnist.L2_OPTIONS, 16),
 }
+# Inputs per block for the variants of `--variant` (options beside the defaults): the rescue runs its
+# starts in blocks, so 8 inputs fit.
+VARIANT_BLOCK = 8
 # Whether to count our attack's evaluations (`--count-evaluations`): a second run of the program with
 # host callbacks, which XLA compiles slowly for the CNN's lanes (minutes).
 COUNT_EVALUATIONS = False
@@ -443,7 +448,8 @@ def mnist_suite(args) -> dict:
         x = data.x_test[sevens].reshape(len(sevens), -1).astype(np.float64) / 255
         labels = np.full(len(x), SOURCE)
         model_torch = torch_cnn(one)
-        for mode, targets in (("untargeted", None), ("targeted", np.full(len(x), TARGET))):
+        modes = {"untargeted": None, "targeted": np.full(len(x), TARGET)}
+        for mode, targets in ((mode, modes[mode]) for mode in args.modes.split(",")):
             key = f"mnist net {k} {mode}"
             print(key, flush=True)
             reuse = args.reuse.get(key)
@@ -542,6 +548,14 @@ def main(argv=None):
     parser.add_argument("--suites", default="mnist,relu")
     parser.add_argument("--reuse", default=None, help="a previous result JSON: reuse its baselines, run only ours")
     parser.add_argument("--count-evaluations", action="store_true", help="count our attack's passes (slow)")
+    parser.add_argument("--modes", default="untargeted,targeted", help="the MNIST suites' modes")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help="also run minimal_l2 with these options beside the defaults, e.g. '{\"restarts\": 16}' (repeatable)",
+    )
     parser.add_argument("--table", default=None, help="print the Markdown tables of a result JSON and exit")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
@@ -550,6 +564,16 @@ def main(argv=None):
         return
     global COUNT_EVALUATIONS
     COUNT_EVALUATIONS = args.count_evaluations
+    for text in args.variant:
+        try:
+            options = json.loads(text)
+            assert isinstance(options, dict) and options
+        except (ValueError, AssertionError):
+            parser.error(f"--variant {text!r}: not a JSON object of minimal_l2's options")
+        name = ", ".join(f"{key}={value}" for key, value in options.items())
+        OURS[f"minimal_l2 ({name})"] = (options, VARIANT_BLOCK)
+    if not set(args.modes.split(",")) <= {"untargeted", "targeted"}:
+        parser.error(f"--modes {args.modes!r}: untargeted, targeted or both")
     args.reuse = json.loads(Path(args.reuse).read_text())["suites"] if args.reuse else {}
     if args.quick:
         args.nets, args.inputs, args.relu_nets = 1, 8, 2
