@@ -449,7 +449,8 @@ def mnist_suite(args) -> dict:
         labels = np.full(len(x), SOURCE)
         model_torch = torch_cnn(one)
         modes = {"untargeted": None, "targeted": np.full(len(x), TARGET)}
-        for mode, targets in ((mode, modes[mode]) for mode in args.modes.split(",")):
+        for mode in args.modes.split(","):
+            targets = modes[mode]
             key = f"mnist net {k} {mode}"
             print(key, flush=True)
             reuse = args.reuse.get(key)
@@ -567,8 +568,9 @@ def main(argv=None):
     for text in args.variant:
         try:
             options = json.loads(text)
-            assert isinstance(options, dict) and options
-        except (ValueError, AssertionError):
+        except ValueError:
+            options = None
+        if not isinstance(options, dict) or not options:
             parser.error(f"--variant {text!r}: not a JSON object of minimal_l2's options")
         name = ", ".join(f"{key}={value}" for key, value in options.items())
         OURS[f"minimal_l2 ({name})"] = (options, VARIANT_BLOCK)
