@@ -25,7 +25,8 @@ wherever the model is evaluated.
   uncrossed, DeepFool from `rescue_starts` random points at log-uniform
   distances rescues it. The other lanes restart DeepFool from random points
   at several multiples of lane 0's distance, and one more lane is DDN's walk
-  from x (Rony et al. 2019). Each lane's crossing is bisected back to the
+  from x (Rony et al. 2019); optionally, more lanes are ALMA's (Rony et al.
+  2021) from x and from random points (`alma_lanes`). Each lane's crossing is bisected back to the
   boundary along its ray (on an affine model that is the exact minimal
   perturbation, times 1 + what rounding needs), then shrunk by boundary
   projections (SuperDeepFool-style), each candidate bisected and verified
@@ -168,6 +169,23 @@ LANE_WALK_STEPS = 30
 DDN_STEPS = 150
 DDN_ALPHA = 40.0
 DDN_GAMMA = 0.05
+# ALMA's lanes (Rony et al. 2021: gradient steps on |delta| plus a penalty-Lagrangian of the
+# difference-of-logits ratio, with RMSProp and momentum, the multiplier and penalty adapting as the
+# attack goes): their steps, and their learning rates per coordinate in units of lane 0's length over
+# sqrt(d) (ALMA's own 0.1 and 0.03 on [0, 1] pixels at a typical MNIST robustness of 1.4), cycled;
+# lanes past the first len(ALMA_LRS) start from random points at ALMA_START_RADIUS times lane 0's
+# length. Each lane costs one forward and one backward pass per step, and lanes from different
+# starts and rates reach different local minima: on the paper's MNIST CNN they found the shortest
+# perturbations more often per pass than DeepFool's restarts (docs/results/attacks.md).
+ALMA_STEPS = 200
+ALMA_LRS = (2.0, 0.6)
+ALMA_START_RADIUS = 0.5
+ALMA_PENALTY_GROWTH = 1.2  # the penalty parameter's growth when the constraint stalls (ALMA's gamma)
+ALMA_IMPROVEMENT = 0.95  # the constraint's improvement rate that counts as progress (ALMA's tau)
+ALMA_CHECK = 10  # steps between those checks (ALMA's M)
+ALMA_AVERAGING = 0.9  # RMSProp's and the momentum's averaging weight, and the multiplier's (ALMA's alpha)
+ALMA_LR_REDUCTION = 0.01  # the learning rate decays by this factor from the first success to the last step
+ALMA_LOGIT_TOLERANCE = 1e-4
 # Classes whose linearised constraints a targeted step projects onto at once (the rest are
 # farther from the target).
 TARGET_COMPETITORS = 4
@@ -333,6 +351,8 @@ def minimal_l2(
     walk_steps: int = WALK_STEPS,
     lane_walk_steps: int = LANE_WALK_STEPS,
     ddn_steps: int = DDN_STEPS,
+    alma_lanes: int = 0,
+    alma_steps: int = ALMA_STEPS,
 ) -> AttackResult:
     """The shortest verified perturbation over `restarts` lanes, each a crossing shrunk to a local minimum, then walked.
 
@@ -341,8 +361,10 @@ def minimal_l2(
     run from `rescue_starts` random points (`_rescue`; it costs nothing where DeepFool crossed).
     Lanes 1.. are DeepFool restarted from x + r u, u random, r = START_RADII times lane 0's
     length, so that other boundary pieces, near and far, are reached. With `ddn_steps`, one more
-    lane is DDN's walk from x (`_ddn`). Every lane's crossing is brought back to the boundary
-    along its ray (`_boundary_scale`, at most `bisections` evaluations), refined by
+    lane is DDN's walk from x (`_ddn`). With `alma_lanes`, that many more are ALMA's (`_alma`,
+    `alma_steps` steps each), from x at the rates ALMA_LRS and then from random points. Every
+    lane's crossing is brought back to the boundary along its ray (`_boundary_scale`, at most
+    `bisections` evaluations), refined by
     LANE_REFINEMENTS boundary projections (`_refine`) and walked `lane_walk_steps` steps (`_walk`);
     the shortest lane and lane 0 are then refined up to `refinements` projections, and the shorter
     wins.
@@ -359,7 +381,7 @@ def minimal_l2(
     goal = Goal.at(model, x, label, target, candidates)
     first, steps = _deepfool(goal, jnp.zeros_like(x), max_steps, overshoot)
     first_crossed = goal.reached(first)
-    key_starts, key_rescue = jax.random.split(jax.random.key(0) if key is None else key)
+    key_starts, key_rescue, key_alma = jax.random.split(jax.random.key(0) if key is None else key, 3)
     rescued, rescue_steps = _rescue(goal, key_rescue, ~first_crossed, rescue_starts, max_steps, overshoot)
     lane0 = jnp.where(first_crossed, first, rescued)
     units = _unit_rows(jax.random.normal(key_starts, (restarts - 1, *x.shape), x.dtype))
@@ -370,6 +392,8 @@ def minimal_l2(
     lanes = jnp.concatenate([lane0[None], others])
     if ddn_steps:
         lanes = jnp.concatenate([lanes, _ddn(goal, jnp.linalg.norm(lane0), ddn_steps)[None]])
+    if alma_lanes:
+        lanes = jnp.concatenate([lanes, _alma_lanes(goal, key_alma, jnp.linalg.norm(lane0), alma_lanes, alma_steps)])
     lane_refinements = min(refinements, LANE_REFINEMENTS)
     lane_bisections = min(bisections, LANE_BISECTIONS)
 
@@ -384,13 +408,14 @@ def minimal_l2(
     reached = jax.vmap(goal.reached)(deltas)
     norms = jnp.linalg.norm(deltas.reshape(len(lanes), -1), axis=1)
     # With one lane, lane 0 is the shortest: one finalist.
-    finalists = jnp.stack([0, jnp.argmin(jnp.where(reached, norms, jnp.inf))][: min(restarts, 2)])
+    finalists = jnp.stack([0, jnp.argmin(jnp.where(reached, norms, jnp.inf))][: min(len(lanes), 2)])
     deltas, reached = deltas[finalists], reached[finalists]
     if refinements > lane_refinements or bisections > LANE_BISECTIONS:
         deltas = jax.vmap(lambda delta, ok: _shrink(goal, delta, ok, bisections, refinements))(deltas, reached)
     norms = jnp.linalg.norm(deltas.reshape(len(finalists), -1), axis=1)
     delta = deltas[jnp.argmin(jnp.where(reached, norms, jnp.inf))]
-    steps = steps + rescue_steps + jnp.sum(other_steps) + ddn_steps + len(lanes) * (lane_refinements + lane_walk_steps)
+    steps = steps + rescue_steps + jnp.sum(other_steps) + ddn_steps + alma_lanes * alma_steps
+    steps = steps + len(lanes) * (lane_refinements + lane_walk_steps)
     steps = steps + len(finalists) * refinements
     if walk_steps:
         delta = _walked(goal, delta, walk_steps, bisections)
@@ -447,6 +472,86 @@ def _ddn(goal: Goal, scale, steps: int) -> jax.Array:
     inf = jnp.asarray(jnp.inf, x.dtype)
     _, _, best, _ = jax.lax.fori_loop(0, steps, body, (zero, scale.astype(x.dtype), zero, inf))
     return best
+
+
+def _alma_lanes(goal: Goal, key, scale, lanes: int, steps: int) -> jax.Array:
+    """`lanes` of ALMA's walk (`_alma`), vmapped: from x at the rates ALMA_LRS, then from random points.
+
+    Returns (lanes, *x.shape): each lane's shortest iterate that reaches the goal, or zeros.
+    """
+    x = goal.x
+    scale = jnp.where(scale > 0, scale, 1e-3 * (1 + jnp.linalg.norm(x)))
+    index = jnp.arange(lanes)
+    rates = jnp.asarray(ALMA_LRS, x.dtype)[index % len(ALMA_LRS)] * scale / math.sqrt(x.size)
+    radii = jnp.where(index < len(ALMA_LRS), 0, ALMA_START_RADIUS * scale).astype(x.dtype)
+    starts = _unit_rows(jax.random.normal(key, (lanes, *x.shape), x.dtype)) * _column(radii, x)
+    return jax.vmap(lambda start, rate: _alma(goal, start, rate, steps))(starts, rates)
+
+
+def _alma_penalty(y, rho, mu):
+    """ALMA's penalty-Lagrangian P2 of the constraint y <= 0, with multiplier mu and penalty parameter rho."""
+    positive = mu * y + mu * rho * y**2 + rho**2 * y**3 / 6
+    return jnp.where(y >= 0, positive, mu * y / (1 - rho * jnp.minimum(y, 0)))
+
+
+def _difference_of_logits_ratio(goal: Goal, logits) -> jax.Array:
+    """ALMA's constraint: > 0 until the goal is reached; the logits' margin over a spread of the top logits.
+
+    Untargeted, (f_label - max_other + tol) / (top1 - top3); targeted,
+    -(f_target - max_other + tol) / (top1 - (top3 + top4) / 2) (Croce and Hein's DLR, as ALMA uses it):
+    dividing by the spread makes the constraint invariant to the logits' scale.
+    """
+    classes = jnp.arange(logits.shape[0])
+    chosen = goal.label if goal.target is None else goal.target
+    margin = logits[chosen] - jnp.max(jnp.where(classes == chosen, -jnp.inf, logits)) + ALMA_LOGIT_TOLERANCE
+    top = jax.lax.top_k(logits, min(4, logits.shape[0]))[0]
+    if goal.target is None:
+        return margin / (top[0] - top[min(2, len(top) - 1)] + 1e-8)
+    return -margin / (top[0] - (top[min(2, len(top) - 1)] + top[-1]) / 2 + 1e-8)
+
+
+def _alma(goal: Goal, start, rate, steps: int) -> jax.Array:
+    """ALMA's L2 lane (Rony et al. 2021) from x + start: the shortest iterate that reaches the goal, or zeros.
+
+    Each step is one forward and one backward pass on |delta| + P(y; rho, mu), y the difference of
+    logits ratio (`_difference_of_logits_ratio`), P ALMA's penalty P2: an RMSProp step with
+    momentum at `rate`, decaying by ALMA_LR_REDUCTION from the step the constraint is first met to
+    the last; mu follows P's derivative (an exponential average) and rho grows by
+    ALMA_PENALTY_GROWTH every ALMA_CHECK steps in which y has not improved by ALMA_IMPROVEMENT
+    (until the constraint is first met). Hand-written after adv_lib's `alma`: in the engine's
+    unboxed input space, for one input, in JAX.
+    """
+    x = goal.x
+    dtype, tiny, average = x.dtype, jnp.finfo(x.dtype).tiny, ALMA_AVERAGING
+    constraint = jax.value_and_grad(lambda logits: _difference_of_logits_ratio(goal, logits))
+    penalty_slope = jax.grad(_alma_penalty)
+
+    def body(i, state):
+        delta, square, momentum, mu, rho, previous, best, best_norm, met, met_at = state
+        point = jax.lax.optimization_barrier(x + delta)
+        logits, pullback = jax.vjp(goal.model, point)
+        y, y_gradient = constraint(logits)
+        norm = jnp.linalg.norm(delta)
+        better = (goal.lead_at(point, logits) > 0) & (norm < best_norm)
+        best, best_norm = jnp.where(better, delta, best), jnp.where(better, norm, best_norm)
+        checking = (i > 0) & ((i + 1) % ALMA_CHECK == 0)
+        rho = jnp.where(checking & ~met & (y >= ALMA_IMPROVEMENT * previous), ALMA_PENALTY_GROWTH * rho, rho)
+        previous = jnp.where((i == 0) | checking, y, previous)
+        mu = jnp.where(i > 0, jnp.clip(average * mu + (1 - average) * penalty_slope(y, rho, mu), 1e-6, 1e12), mu)
+        met_at = jnp.where(~met & (y < 0), i, met_at)
+        met = met | (y < 0)
+        # The first step follows the penalty alone (|delta| has no gradient at 0).
+        (gradient,) = pullback(penalty_slope(y, rho, mu) * y_gradient)
+        gradient = gradient + jnp.where(i > 0, delta / jnp.maximum(norm, tiny), 0)
+        decay = ALMA_LR_REDUCTION ** (jnp.maximum(i - met_at, 0) / (steps - met_at))
+        square = average * square + (1 - average) * gradient**2
+        momentum = average * momentum + gradient / (jnp.sqrt(square) + 1e-8)
+        return delta - rate * decay * momentum, square, momentum, mu, rho, previous, best, best_norm, met, met_at
+
+    one, zero = jnp.ones((), dtype), jnp.zeros_like(x)
+    state = (start, jnp.ones_like(x), zero, one, one, one, zero, jnp.asarray(jnp.inf, dtype), jnp.bool_(False))
+    state = jax.lax.fori_loop(0, steps, body, (*state, jnp.asarray(steps + 1, dtype)))
+    return state[6]
 
 
 def _walk(goal: Goal, start, steps: int) -> jax.Array:
