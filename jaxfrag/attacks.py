@@ -445,7 +445,7 @@ def _ddn(goal: Goal, scale, steps: int) -> jax.Array:
     """
     x = goal.x
     tiny = jnp.finfo(x.dtype).tiny
-    scale = jnp.where(scale > 0, scale, 1e-3 * (1 + jnp.linalg.norm(x)))
+    scale = _usable_scale(scale, x)
 
     def loss(logits):
         log_p = jax.nn.log_softmax(logits)
@@ -480,7 +480,7 @@ def _alma_lanes(goal: Goal, key, scale, lanes: int, steps: int) -> jax.Array:
     Returns (lanes, *x.shape): each lane's shortest iterate that reaches the goal, or zeros.
     """
     x = goal.x
-    scale = jnp.where(scale > 0, scale, 1e-3 * (1 + jnp.linalg.norm(x)))
+    scale = _usable_scale(scale, x)
     index = jnp.arange(lanes)
     rates = jnp.asarray(ALMA_LRS, x.dtype)[index % len(ALMA_LRS)] * scale / math.sqrt(x.size)
     radii = jnp.where(index < len(ALMA_LRS), 0, ALMA_START_RADIUS * scale).astype(x.dtype)
@@ -598,6 +598,11 @@ def _walk(goal: Goal, start, steps: int) -> jax.Array:
     return best
 
 
+def _usable_scale(scale: jax.Array, x: jax.Array) -> jax.Array:
+    """A lane's length scale: `scale` where positive, else one of x's own (a zero gradient at x gives none)."""
+    return jnp.where(scale > 0, scale, 1e-3 * (1 + jnp.linalg.norm(x)))
+
+
 def _column(values: jax.Array, like: jax.Array) -> jax.Array:
     """values (n,) shaped to broadcast against a stack of n arrays shaped like `like`."""
     return values.reshape(-1, *([1] * like.ndim))
@@ -629,7 +634,7 @@ def _rescue(goal: Goal, key, active, starts: int, max_steps: int, overshoot: flo
         _, _, carried_steps = state
         key_units, key_radii = jax.random.split(jax.random.fold_in(key, carried_steps))
         estimate = jnp.linalg.norm(_deepfool(goal, jnp.zeros_like(x), 1, 0.0)[0])
-        scale = jnp.where(estimate > 0, estimate, 1e-3 * (1 + jnp.linalg.norm(x)))
+        scale = _usable_scale(estimate, x)
         units = _unit_rows(jax.random.normal(key_units, (starts, *x.shape), x.dtype))
         radii = scale * 2.0 ** jax.random.uniform(key_radii, (starts,), x.dtype, *RESCUE_RADII)
         found, steps = jax.lax.map(
