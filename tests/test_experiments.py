@@ -190,20 +190,26 @@ def test_constructed_attacks_flip_labels(name):
 @pytest.mark.parametrize("name,d", [("thm1", 5), ("thm4", 11), ("thm6", 13), ("thm6", 7)])
 def test_padded_program_agrees_with_unpadded(name, d):
     """A trial embedded in its bucket's size gives the unpadded trial's numbers: every count and flag
-    exactly, floats to float32 rounding (1e-4; thm4's ill-conditioned robustness to 5e-3)."""
+    exactly, floats to float32 rounding (1e-4).
+
+    thm4's robustness is a margin of ~1e-4 left after cancelling terms of ~1e-1, so float32 rounding
+    alone moves it by up to ~1% between two compilations (measured 0.7%); thm4 is compared in
+    float64 instead, where the same cancellation leaves ~1e-9 and 1e-6 still catches any padding leak.
+    """
     experiment = registry()[name]
-    config = Config(trials=64, seed=25)
-    size = experiment.size(d, config)
-    assert size > d
-    keys = trial_keys(name, d, config, 64)
-    run = jax.jit(experiment.run_chunk, static_argnums=(2, 3))
-    padded = jax.device_get(run(keys, jnp.int32(d), size, config))
-    plain = jax.device_get(run(keys, jnp.int32(d), d, config))
-    loose = {"nn_robustness": 5e-3, "gap": 5e-3} if name == "thm4" else {}
+    float64 = name == "thm4"
+    with jax.enable_x64(float64):
+        config = Config(trials=64, seed=25, x64=float64)
+        size = experiment.size(d, config)
+        assert size > d
+        keys = trial_keys(name, d, config, 64)
+        run = jax.jit(experiment.run_chunk, static_argnums=(2, 3))
+        padded = jax.device_get(run(keys, jnp.int32(d), size, config))
+        plain = jax.device_get(run(keys, jnp.int32(d), d, config))
     for column in experiment.columns:
-        if name == "thm4" and column == "nn_min_flips":
-            continue  # float32 cannot resolve thm4's tiny robustness to 1e-4 (it can with --x64)
         if padded[column].dtype == bool or np.issubdtype(padded[column].dtype, np.integer):
             np.testing.assert_array_equal(padded[column], plain[column], err_msg=column)
         else:
-            np.testing.assert_allclose(padded[column], plain[column], rtol=loose.get(column, 1e-4), err_msg=column)
+            if float64:
+                assert padded[column].dtype == np.float64, column
+            np.testing.assert_allclose(padded[column], plain[column], rtol=1e-6 if float64 else 1e-4, err_msg=column)
