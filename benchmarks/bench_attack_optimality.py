@@ -439,7 +439,7 @@ def mnist_suite(args) -> dict:
         count = 1
         params = cnn.train(jax.random.split(jax.random.key(0), 1), data.x_train[:16384], data.y_train[:16384])
     results = {}
-    for k in range(min(count, args.nets)):
+    for k in range(args.first_net, min(count, args.first_net + args.nets)):
         one = cnn.select(params, k)
         f_one = lambda x, one=one: cnn.apply(one, x.reshape(28, 28))  # noqa: E731
         f_batch = jax.jit(lambda xs, one=one: cnn.apply(one, xs.reshape(-1, 28, 28)))
@@ -544,6 +544,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--networks", default=None, help="a `jaxfrag mnist` run's networks.npz")
     parser.add_argument("--nets", type=int, default=3, help="MNIST networks attacked")
+    parser.add_argument("--first-net", type=int, default=0, help="the first of them (networks.npz's index)")
     parser.add_argument("--inputs", type=int, default=100, help="test 7s per MNIST network")
     parser.add_argument("--relu-nets", type=int, default=50, help="relu nets at d = 12 (two inputs each)")
     parser.add_argument("--suites", default="mnist,relu")
