@@ -460,8 +460,7 @@ def _ddn(goal: Goal, scale, steps: int) -> jax.Array:
         logits, pullback = jax.vjp(goal.model, point)
         reached = goal.lead_at(point, logits) > 0
         norm = jnp.linalg.norm(delta)
-        better = reached & (norm < best_norm)
-        best, best_norm = jnp.where(better, delta, best), jnp.where(better, norm, best_norm)
+        best, best_norm = _kept_if_shorter(reached, delta, norm, best, best_norm)
         (gradient,) = pullback(jax.grad(loss)(logits))
         delta = delta + alpha * gradient / jnp.maximum(jnp.linalg.norm(gradient), tiny)
         eps = eps * jnp.where(reached, 1 - DDN_GAMMA, 1 + DDN_GAMMA)
@@ -532,8 +531,7 @@ def _alma(goal: Goal, start, rate, steps: int) -> jax.Array:
         logits, pullback = jax.vjp(goal.model, point)
         y, y_gradient = constraint(logits)
         norm = jnp.linalg.norm(delta)
-        better = (goal.lead_at(point, logits) > 0) & (norm < best_norm)
-        best, best_norm = jnp.where(better, delta, best), jnp.where(better, norm, best_norm)
+        best, best_norm = _kept_if_shorter(goal.lead_at(point, logits) > 0, delta, norm, best, best_norm)
         checking = (i > 0) & ((i + 1) % ALMA_CHECK == 0)
         rho = jnp.where(checking & ~met & (y >= ALMA_IMPROVEMENT * previous), ALMA_PENALTY_GROWTH * rho, rho)
         previous = jnp.where((i == 0) | checking, y, previous)
@@ -580,8 +578,7 @@ def _walk(goal: Goal, start, steps: int) -> jax.Array:
         lead, gradient = lead_and_gradient(delta)
         norm = jnp.linalg.norm(delta)
         reached = lead > 0
-        better = reached & (norm < best_norm)
-        best, best_norm = jnp.where(better, delta, best), jnp.where(better, norm, best_norm)
+        best, best_norm = _kept_if_shorter(reached, delta, norm, best, best_norm)
         gradient_norm = jnp.maximum(jnp.linalg.norm(gradient), tiny)
         found = jnp.isfinite(best_norm)
         eps = jnp.where(
@@ -596,6 +593,12 @@ def _walk(goal: Goal, start, steps: int) -> jax.Array:
     inf = jnp.asarray(jnp.inf, goal.x.dtype)
     _, _, best, _ = jax.lax.fori_loop(0, steps, body, (start, inf, start, inf))
     return best
+
+
+def _kept_if_shorter(reached, delta, norm, best, best_norm) -> tuple[jax.Array, jax.Array]:
+    """A walk's shortest iterate so far that reaches the goal: `delta` where it does and is shorter, else `best`."""
+    better = reached & (norm < best_norm)
+    return jnp.where(better, delta, best), jnp.where(better, norm, best_norm)
 
 
 def _usable_scale(scale: jax.Array, x: jax.Array) -> jax.Array:
