@@ -194,7 +194,7 @@ def test_padded_program_agrees_with_unpadded(name, d):
 
     thm4's robustness is a margin of ~1e-4 left after cancelling terms of ~1e-1, so float32 rounding
     alone moves it by up to ~1% between two compilations (measured 0.7%); thm4 is compared in
-    float64 instead, where the same cancellation leaves ~1e-9 and 1e-6 still catches any padding leak.
+    float64 instead, where that cancellation costs far less than 1e-6 and 1e-6 still catches a padding leak.
     """
     experiment = registry()[name]
     float64 = name == "thm4"
