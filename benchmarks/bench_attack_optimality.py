@@ -498,17 +498,29 @@ def relu_suite(args) -> dict:
     return {"relu d=12": suite}
 
 
-def markdown(result: dict) -> str:
-    """The docs' tables from a result: per suite (MNIST networks pooled by mode), each attack's ratio
-    to the best of all per input, and ours against the best of the baselines alone."""
+def markdown(results: list[dict]) -> str:
+    """The docs' tables from one or more results: per suite (MNIST networks pooled by mode), each
+    attack's ratio to the best of all per input, and ours against the best of the baselines alone.
+
+    Several results pool their suites (a suite measured in more than one keeps the last file's), each
+    group over the attacks that every one of its suites ran; inputs/s then mixes runs, whose timings
+    are comparable only within one run.
+    """
+    suites = {key: suite for result in results for key, suite in result["suites"].items()}
+    groups: dict[str, list[dict]] = {}
+    for key, suite in suites.items():
+        group = key.split(" net ")[0] + (" " + key.rsplit(" ", 1)[-1] if " net " in key else "")
+        groups.setdefault(group, []).append(suite)
     pooled: dict[str, dict[str, list]] = {}
     seconds: dict[str, dict[str, float]] = {}
-    for key, suite in result["suites"].items():
-        group = key.split(" net ")[0] + (" " + key.rsplit(" ", 1)[-1] if " net " in key else "")
-        for name, values in suite["norms"].items():
-            pooled.setdefault(group, {}).setdefault(name, []).extend(np.inf if v is None else v for v in values)
-            seconds.setdefault(group, {}).setdefault(name, 0.0)
-            seconds[group][name] += suite["summary"][name]["seconds"]
+    for group, members in groups.items():
+        common = [name for name in members[0]["norms"] if all(name in suite["norms"] for suite in members)]
+        for suite in members:
+            for name in common:
+                values = suite["norms"][name]
+                pooled.setdefault(group, {}).setdefault(name, []).extend(np.inf if v is None else v for v in values)
+                seconds.setdefault(group, {}).setdefault(name, 0.0)
+                seconds[group][name] += suite["summary"][name]["seconds"]
     lines = []
     for group, norms in pooled.items():
         table = {name: np.asarray(values, float) for name, values in norms.items()}
@@ -558,11 +570,13 @@ def main(argv=None):
         metavar="JSON",
         help="also run minimal_l2 with these options beside the defaults, e.g. '{\"restarts\": 16}' (repeatable)",
     )
-    parser.add_argument("--table", default=None, help="print the Markdown tables of a result JSON and exit")
+    parser.add_argument(
+        "--table", nargs="+", default=None, help="print the Markdown tables of result JSONs (pooled) and exit"
+    )
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
     if args.table:
-        print(markdown(json.loads(Path(args.table).read_text())))
+        print(markdown([json.loads(Path(path).read_text()) for path in args.table]))
         return
     global COUNT_EVALUATIONS
     COUNT_EVALUATIONS = args.count_evaluations
