@@ -544,8 +544,8 @@ def markdown(results: list[dict]) -> str:
             mine = vs_best(table[name] / best_baseline)
             lines.append(
                 f"\n{name} / best baseline: median {mine['median']:.4f}, p90 {mine['p90']:.4f}, max "
-                f"{mine['max']:.4f}; within 1.01 on {mine['share_within_1.01']:.0%}, within 1.05 on "
-                f"{mine['share_within_1.05']:.0%}, 1% shorter on {mine['share_shorter_by_1pct']:.0%}."
+                f"{mine['max']:.4f}; within 1.01 on {mine['share_within_1.01']:.1%}, within 1.05 on "
+                f"{mine['share_within_1.05']:.1%}, 1% shorter on {mine['share_shorter_by_1pct']:.1%}."
             )
         lines.append("")
     return "\n".join(lines)
