@@ -196,6 +196,15 @@ CROSSING_ULPS = 16
 # excess it then adds, at least 1e-6, is larger).
 BRACKET = 2.0**-24
 
+# `minimal_l2`'s options by name, as the trained experiments' `Config.attack` names them. quick:
+# DeepFool from x alone, brought back to the boundary along its ray; no restarts, rescue, DDN lane,
+# walks or projections along the boundary. An upper bound like the full attack's, only looser; its
+# program is a fraction of the full attack's to compile.
+PRESETS = {
+    "full": {},
+    "quick": dict(restarts=1, rescue_starts=0, ddn_steps=0, lane_walk_steps=0, refinements=0, walk_steps=0),
+}
+
 
 class AttackResult(NamedTuple):
     delta: jax.Array  # (d,), the perturbation

@@ -42,6 +42,7 @@ _TRAINED_FIELDS = (
     "max_points",
     "protocol",
     "max_epochs",
+    "attack",
 )
 # The sweep's experiments, in report order. A new experiment is a module under jaxfrag/experiments
 # exposing EXPERIMENT, plus a row here.
@@ -74,6 +75,10 @@ INITS = ("torch", "glorot", "lecun")
 # How long a trained network trains: the paper's fixed `epochs`, or at least `epochs` and then on
 # until every training point is classified correctly, `max_epochs` in all at most.
 PROTOCOLS = ("epochs", "until-fit")
+# The trained experiments' minimal-L2 attack (`jaxfrag.attacks.PRESETS`): full, the numbers the
+# docs report; quick, one DeepFool lane brought to the boundary, a looser upper bound whose program
+# compiles several times faster (for trying options out, and the tests of the run plumbing).
+ATTACKS = ("full", "quick")
 # The trained experiments' largest d: a training point's index is two uint32 words (`jaxfrag.data`).
 MAX_TRAINED_D = 64
 
@@ -101,6 +106,7 @@ class Config(NamedTuple):
     max_points: int = 65536  # train on all 2^d points while 2^d <= this, else on this many sampled
     protocol: str = "epochs"  # one of PROTOCOLS
     max_epochs: int = 200  # until-fit: the cap on epochs (epochs_run records what each net used)
+    attack: str = "full"  # one of ATTACKS: linear's robustness_attack, relu's delta_b1 and delta_b2
 
     def depth_for(self, experiment: str) -> int:
         return self.depth if self.depth is not None else EXPERIMENTS[experiment].default_depth

@@ -92,7 +92,21 @@ def test_two_configurations_see_the_same_data_for_the_same_trial():
     assert net1.weights[0].shape != net2.weights[0].shape
 
 
-GRID_ARGS = ["--experiment", "linear", "--d", "6", "--trials", "8", "--width", "8", "--epochs", "2"]
+# The quick attack: these tests are about the grid's plumbing, and its programs compile faster.
+GRID_ARGS = [
+    "--experiment",
+    "linear",
+    "--d",
+    "6",
+    "--trials",
+    "8",
+    "--width",
+    "8",
+    "--epochs",
+    "2",
+    "--attack",
+    "quick",
+]
 
 
 def test_a_grid_writes_rows_per_configuration_and_its_default_point_is_a_plain_run(tmp_path):

@@ -230,6 +230,24 @@ def test_rows_do_not_depend_on_chunk_size_or_device_count(devices):
             np.testing.assert_array_equal(other[column], values, err_msg=f"{column}: {num_devices} devices, {chunk}")
 
 
+def test_the_quick_attack_changes_only_the_attack_columns_and_is_never_shorter():
+    # The chunking test's reference cell, whose program the session's compilation cache holds.
+    config = SMALL._replace(trials=16, width=32, epochs=2)
+    full = run_cell("relu", 7, config, num_devices=1, chunk=16).columns
+    quick = run_cell("relu", 7, config._replace(attack="quick"), num_devices=1, chunk=16).columns
+    attacked = {f"{column}_{b}" for column in ("delta", "flips", "cos_theta_t") for b in relu.INPUTS} | {"gap"}
+    for column, values in full.items():
+        if column not in attacked:  # the nets, the pairs and the optimum do not depend on the attack
+            np.testing.assert_array_equal(quick[column], values, err_msg=column)
+    for b in relu.INPUTS:
+        assert quick[f"flips_{b}"].all() and full[f"flips_{b}"].all()
+        # Both are verified crossings; the full attack's lanes, projections and walk only shorten lane 0.
+        ratio = quick[f"delta_{b}"] / full[f"delta_{b}"]
+        assert ratio.min() >= 1 - LAYOUT_MAX, ratio
+        # DeepFool's first crossing, brought back to the boundary, is not a local minimum on most nets.
+        assert np.mean(ratio > 1 + LAYOUT_RTOL) >= 0.5, ratio
+
+
 def test_random_direction_law_of_rho():
     # rho for a uniformly random gradient direction: |cos| with a fixed vector, mean Gamma(d/2) /
     # (sqrt(pi) Gamma((d+1)/2)) and median from Beta(1/2, (d-1)/2). Monte Carlo, 4 sigma.

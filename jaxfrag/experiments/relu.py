@@ -130,7 +130,7 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
     grad_g = compression.margin_gradient(model, 0, 1)
     for name, b, true_class in (("b1", b1, 1), ("b2", b2, 0)):
         label = jnp.argmax(model(b))
-        attack = attacks.minimal_l2(model, b, label)
+        attack = attacks.minimal_l2(model, b, label, **attacks.PRESETS[config.attack])
         metrics[f"delta_{name}"] = attack.norm
         metrics[f"flips_{name}"] = attack.success
         metrics[f"cos_theta_t_{name}"] = linear.cosine(grad_g(b + attack.delta), a_d)
@@ -287,7 +287,7 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
         f"relu (section 6, Theorem 7): d -> {config.width} x{config.hidden_layers} -> 2 ReLU nets, "
         f"{config.optimizer} lr {config.lr:g}, {linear.epochs_text(config)} of batches of {config.batch_size}, "
         f"init {config.init}, bias {'on' if config.bias else 'off'}, columns 1..d-1 of A "
-        f"x{config.scale_for('relu'):g}; accurate = training accuracy 1"
+        f"x{config.scale_for('relu'):g}; accurate = training accuracy 1{linear.attack_text(config)}"
     ]
     for _, c in cells.iterrows():
         d = int(c["d"])
