@@ -164,6 +164,11 @@ def test_deepfool_candidates_on_affine_models():
             assert int(np.argmax(moved)) != label
 
 
+# The entry point's tests are about its plumbing; the attack is tested in test_attacks*.py. DeepFool's
+# lane alone (no walks, no DDN lane) is a fraction of the default attack's program to compile.
+PLAIN_ATTACK = ["--walk-steps", 0, "--lane-walk-steps", 0, "--ddn-steps", 0]
+
+
 def _imagenet(*args, timeout=600):
     command = [sys.executable, "-m", "jaxfrag.imagenet", "--no-progress", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
@@ -173,7 +178,7 @@ def test_entry_point_resumes_and_its_notebook_executes(tiny, tmp_path):
     model, _, _ = tiny
     run = tmp_path / "run"
     options = ["--model", model, "--size", SIZE, "--mean", "0.5", "--std", "0.25", "--confidence", "0"]
-    options += ["--pairs", 2, "--n-alpha", 11, "--refinements", 2, "--out", run]
+    options += ["--pairs", 2, "--n-alpha", 11, "--refinements", 2, *PLAIN_ATTACK, "--out", run]
     first = _imagenet(*options)
     assert first.returncode == 0, first.stderr
     assert "Table 7" in first.stdout and "Table 8" in first.stdout and "NOT the paper's" in first.stdout
@@ -230,7 +235,7 @@ def test_user_folders_pair_each_source_with_its_nearest_target(tiny, tmp_path):
     result = _imagenet(
         "--model", model, "--size", SIZE, "--mean", "0.5", "--std", "0.25", "--image-dirs", folders["src"],
         folders["tgt"], "--classes", source_class, target_class, "--n-alpha", 11, "--refinements", 2,
-        "--out", run,
+        *PLAIN_ATTACK, "--out", run,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = pd.read_parquet(run / "results.parquet")
