@@ -133,6 +133,13 @@ def build_parser(prog: str = "python -m jaxfrag.imagenet") -> argparse.ArgumentP
     )
     attacks.add_argument("--restarts", type=cli.number("--restarts"), default=1, help="minimal-L2 lanes")
     attacks.add_argument(
+        "--rescue-starts",
+        type=cli.number("--rescue-starts", int, 0, True),
+        default=0,
+        help="minimal-L2: random DeepFool starts (in blocks of 16) where DeepFool from the image does not cross "
+        "(0: none)",
+    )
+    attacks.add_argument(
         "--refinements",
         type=cli.number("--refinements", int, 0, True),
         default=20,
@@ -245,6 +252,7 @@ def _prepare(args) -> cli.Prepared:
         "eps_max": args.eps_max,
         "step": args.step,
         "restarts": args.restarts,
+        "rescue_starts": args.rescue_starts,
         "refinements": args.refinements,
         "candidates": args.candidates,
         "walk_steps": args.walk_steps,
@@ -391,7 +399,7 @@ def programs(f, args):
 
     options = dict(
         restarts=args.restarts,
-        rescue_starts=0,
+        rescue_starts=args.rescue_starts,
         refinements=args.refinements,
         candidates=args.candidates,
         walk_steps=args.walk_steps,

@@ -259,6 +259,7 @@ def test_user_folders_pair_each_source_with_its_nearest_target(tiny, tmp_path):
         (["--image-dirs", "absent-a", "absent-b"], "is not a folder"),
         (["--kurakin-eps-max", "-1"], "--kurakin-eps-max must be > 0"),
         (["--candidates", "1"], "--candidates must be at least 2"),
+        (["--rescue-starts", "-16"], "--rescue-starts must be >= 0"),
         (["--mean", "1,2"], "--mean must be one or three"),
     ],
 )
