@@ -77,7 +77,7 @@ INITS = ("torch", "glorot", "lecun")
 PROTOCOLS = ("epochs", "until-fit")
 # The trained experiments' minimal-L2 attack (`jaxfrag.attacks.PRESETS`): full, the numbers the
 # docs report; quick, one DeepFool lane brought to the boundary, a looser upper bound whose program
-# compiles several times faster (for trying options out, and the tests of the run plumbing).
+# compiles in well under half the time (for trying options out, and the tests of the run plumbing).
 ATTACKS = ("full", "quick")
 # The trained experiments' largest d: a training point's index is two uint32 words (`jaxfrag.data`).
 MAX_TRAINED_D = 64

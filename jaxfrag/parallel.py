@@ -75,9 +75,10 @@ def compiler_options(mesh: Mesh) -> dict:
     """
     if not all(device.platform == "cpu" for device in mesh.devices.flat):
         return {}
-    if "xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", ""):
-        return {"xla_cpu_experimental_ynn_fusion_type": ""}
-    return {"xla_backend_optimization_level": 1, "xla_cpu_experimental_ynn_fusion_type": ""}
+    options = {"xla_cpu_experimental_ynn_fusion_type": ""}
+    if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+        options["xla_backend_optimization_level"] = 1
+    return options
 
 
 def cell_key(seed: int, experiment: str, d: int) -> jax.Array:

@@ -183,7 +183,7 @@ def _add_training_options(train) -> None:
         choices=ATTACKS,
         default="full",
         help="the minimal-L2 attack: full (lanes, rescue, walks: the numbers the docs report) or quick (one "
-        "DeepFool lane brought to the boundary: a looser upper bound, several times faster to compile)",
+        "DeepFool lane brought to the boundary: a looser upper bound, compiled in well under half the time)",
     )
     train.add_argument("--init", choices=INITS, default="torch", help="torch: U(+-1/sqrt(fan_in)), nn.Linear's")
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="with PyTorch's defaults")

@@ -94,19 +94,8 @@ def test_two_configurations_see_the_same_data_for_the_same_trial():
 
 # The quick attack: these tests are about the grid's plumbing, and its programs compile faster.
 GRID_ARGS = [
-    "--experiment",
-    "linear",
-    "--d",
-    "6",
-    "--trials",
-    "8",
-    "--width",
-    "8",
-    "--epochs",
-    "2",
-    "--attack",
-    "quick",
-]
+    "--experiment", "linear", "--d", "6", "--trials", "8", "--width", "8", "--epochs", "2", "--attack", "quick",
+]  # fmt: skip
 
 
 def test_a_grid_writes_rows_per_configuration_and_its_default_point_is_a_plain_run(tmp_path):

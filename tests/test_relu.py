@@ -12,7 +12,7 @@ from helpers import numpy_signs, run_cell
 from scipy import stats
 
 from jaxfrag import attacks, data, parallel, rmt
-from jaxfrag.config import Config
+from jaxfrag.config import ATTACKS, Config
 from jaxfrag.experiments import linear, relu
 from jaxfrag.models import linear as linear_net
 from jaxfrag.models import relu as relu_net
@@ -235,6 +235,7 @@ def test_the_quick_attack_changes_only_the_attack_columns_and_is_never_shorter()
     config = SMALL._replace(trials=16, width=32, epochs=2)
     full = run_cell("relu", 7, config, num_devices=1, chunk=16).columns
     quick = run_cell("relu", 7, config._replace(attack="quick"), num_devices=1, chunk=16).columns
+    assert set(attacks.PRESETS) == set(ATTACKS)  # every --attack choice names a preset
     attacked = {f"{column}_{b}" for column in ("delta", "flips", "cos_theta_t") for b in relu.INPUTS} | {"gap"}
     for column, values in full.items():
         if column not in attacked:  # the nets, the pairs and the optimum do not depend on the attack
