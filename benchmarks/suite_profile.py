@@ -120,6 +120,7 @@ def main(argv=None):
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
     body = profile(args.pytest_args)
+    body["xla_flags"] = os.environ.get("XLA_FLAGS", "")  # the suite's conftest adds its defaults to these
     print(body["pytest_summary"])
     print(
         f"wall {body['wall_s']:.0f} s; tests {body['test_seconds']:.0f} worker-s, of which XLA compile "

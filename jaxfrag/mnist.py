@@ -258,11 +258,14 @@ def measure_program(n_alpha: int, eps_max: float, l2_options: dict | None = None
     first 1 or its order's end, and the path not at all without an A_1 (vmapped, every image would
     wait for the slowest and compute both branches).
     """
+    import functools
+
     import jax
     import jax.numpy as jnp
 
     from jaxfrag.experiments import mnist as experiment
     from jaxfrag.models import cnn
+    from jaxfrag.xla_options import runtime_bound
 
     def networks(params):
         f = lambda x: cnn.apply(params, x.reshape(cnn.IMAGE))  # noqa: E731
@@ -281,7 +284,7 @@ def measure_program(n_alpha: int, eps_max: float, l2_options: dict | None = None
             columns.update({f"{rule}/{name}": value for name, value in path.items()})
         return columns
 
-    @jax.jit
+    @functools.partial(jax.jit, compiler_options=runtime_bound())
     def measure(params, images, rule_orders):
         f, _ = networks(params)
         l2 = jax.lax.map(lambda image: experiment.l2_columns(f, image, l2_options), images, batch_size=batch_size)

@@ -1,5 +1,6 @@
 """The MNIST experiment: masking rules, A_1, every column recomputed independently, and the entry point."""
 
+import functools
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from helpers import ROOT, check_report_page
 from test_cnn import numpy_forward
 from test_notebook import execute
 
-from jaxfrag import attacks, datasets
+from jaxfrag import attacks, datasets, xla_options
 from jaxfrag import mnist as entry
 from jaxfrag.experiments import mnist as experiment
 from jaxfrag.models import cnn
@@ -123,14 +124,18 @@ def measured(data, network, sevens):
     return chosen, images, chosen_orders, {k: np.asarray(v) for k, v in out.items()}
 
 
-@jax.jit
+# The network's own passes over many images, which run long: compiled as the CNN's programs are.
+_cnn_jit = functools.partial(jax.jit, compiler_options=xla_options.runtime_bound())
+
+
+@_cnn_jit
 def _first_ones(network, images, orders):
     # The network is an argument, not a closed-over constant: 1.2 M constants slow the compiler.
     f = lambda v: cnn.apply(network, v.reshape(28, 28))  # noqa: E731
     return jax.lax.map(lambda a: experiment.first_one(f, *a), (images, orders), batch_size=8)
 
 
-@jax.jit
+@_cnn_jit
 def _labels(network, images):
     return jnp.argmax(cnn.apply(network, images), -1)
 
@@ -181,7 +186,7 @@ def _directional(network, x, u, h=1e-6):
     return (g[0] - g[1]) / (2 * h)
 
 
-@jax.jit
+@_cnn_jit
 def _jacobian(network, x):
     return jax.jacfwd(lambda v: cnn.apply(network, v.reshape(28, 28)))(x)
 

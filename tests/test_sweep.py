@@ -168,7 +168,8 @@ def test_resume_of_a_finished_run_recomputes_nothing(small_run):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), rows)
 
 
-KILL_ARGS = ["--d", "26..31", "--experiment", "thm1", "--trials", "1500", "--seed", "5"]
+KILL_TRIALS = 500  # a second or so per cell in the suite: time to kill the run between its cells
+KILL_ARGS = ["--d", "26..31", "--experiment", "thm1", "--trials", str(KILL_TRIALS), "--seed", "5"]
 
 
 def _start(out):
@@ -203,7 +204,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_rows(tmp_path):
     assert 2 <= done < 6
     # What the kill left is complete: every cell file reads, meta.json parses.
     for cell in (out / "cells").glob("*.parquet"):
-        assert len(pd.read_parquet(cell)) == 1500
+        assert len(pd.read_parquet(cell)) == KILL_TRIALS
     json.loads((out / "meta.json").read_text())
     sweep(*KILL_ARGS, "--out", out, "--resume")
     pd.testing.assert_frame_equal(

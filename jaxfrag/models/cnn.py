@@ -27,6 +27,7 @@ Contract: everything is about ONE network; vmap over networks outside.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -40,6 +41,7 @@ import numpy as np
 import optax
 
 from jaxfrag import store
+from jaxfrag.xla_options import runtime_bound
 
 # MNIST's training-set pixel mean and std (the PyTorch example's Normalize((0.1307,), (0.3081,))).
 MEAN, STD = 0.1307, 0.3081
@@ -209,7 +211,9 @@ def train_steps(config: CNNConfig, steps_per_epoch: int):
 
         return jax.lax.scan(step, state, order)[0]
 
-    return jax.jit(jax.vmap(one_network, in_axes=(0, 0, None, None, 0)), donate_argnums=0)
+    return jax.jit(
+        jax.vmap(one_network, in_axes=(0, 0, None, None, 0)), donate_argnums=0, compiler_options=runtime_bound()
+    )
 
 
 def _epoch_order(key, epoch: int, n: int) -> jax.Array:
@@ -253,7 +257,7 @@ def train(
     return states.params
 
 
-@jax.jit
+@functools.partial(jax.jit, compiler_options=runtime_bound())
 def _predict(params, images):
     return jnp.argmax(apply(params, _images(images)), axis=-1)
 
