@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxfrag import xla_options
 from jaxfrag.config import EXPERIMENTS, Config
 from jaxfrag.experiments.base import Experiment, trial_group
 
@@ -76,7 +77,7 @@ def compiler_options(mesh: Mesh) -> dict:
     if not all(device.platform == "cpu" for device in mesh.devices.flat):
         return {}
     options = {"xla_cpu_experimental_ynn_fusion_type": ""}
-    if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    if xla_options.flag("xla_backend_optimization_level") is None:
         options["xla_backend_optimization_level"] = 1
     return options
 

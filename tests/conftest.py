@@ -15,11 +15,11 @@ import pytest
 
 # XLA's CPU backend without LLVM's optimisation passes (level 0) and with its older emitters for fused
 # loops (the fusion emitters off): the suite compiles hundreds of programs and runs most for a second or
-# less, and the two together take a compile down by about half (the full minimal-L2 attack's 7.3 -> 4.3 s;
-# the whole suite's XLA compile seconds 1635 -> 831, benchmarks/suite_profile.py). The CNN's programs,
-# which run long, restore both for themselves (jaxfrag.xla_options). The CLI subprocesses inherit the
-# flags, and a flag set in XLA_FLAGS wins (`XLA_FLAGS=--xla_backend_optimization_level=2 python -m pytest
-# -q` runs the suite optimised).
+# less, and the two together take a compile down by about half (the full minimal-L2 attack's 6.0 -> 3.8 s,
+# benchmarks/compile_flags.py; the suite's XLA compile seconds 1635 -> 831, benchmarks/suite_profile.py).
+# The CNN's programs, which run long, restore both for themselves (jaxfrag.xla_options). The CLI
+# subprocesses inherit the flags, and a flag set in XLA_FLAGS wins
+# (`XLA_FLAGS=--xla_backend_optimization_level=2 python -m pytest -q` runs the suite optimised).
 _FLAGS = os.environ.get("XLA_FLAGS", "")
 for _flag, _value in (("xla_backend_optimization_level", "0"), ("xla_cpu_use_fusion_emitters", "false")):
     if _flag not in _FLAGS:

@@ -32,3 +32,17 @@ def test_runtime_bound_restores_only_what_xla_flags_lowered(monkeypatch, flags, 
     else:
         monkeypatch.setenv("XLA_FLAGS", flags)
     assert xla_options.runtime_bound() == expected
+
+
+@pytest.mark.parametrize(
+    "flags,expected",
+    [
+        ("", None),
+        ("--xla_dump_to=/tmp/x", None),
+        ("--xla_backend_optimization_level=2", "2"),
+        ("--xla_backend_optimization_level=0 --xla_dump_to=/tmp/x --xla_backend_optimization_level=3", "3"),
+    ],
+)
+def test_flag_is_the_last_setting_in_xla_flags(monkeypatch, flags, expected):
+    monkeypatch.setenv("XLA_FLAGS", flags)
+    assert xla_options.flag("xla_backend_optimization_level") == expected
