@@ -3,8 +3,8 @@
     python benchmarks/attack_memory.py --networks runs/mnist/networks.npz --inputs 256
     python benchmarks/attack_memory.py --networks runs/mnist/networks.npz --inputs 256 --attack full --block 8
 
-`--attack study` (the default): the MNIST study's Q_l2 attack (`experiments.mnist.L2_OPTIONS`:
-DeepFool's lane and the walk), vmapped over all inputs. `--attack full`: minimal_l2 at its
+`--attack study` (the default): the `walk` preset (`attacks.PRESETS`: DeepFool's lane and the
+walk, the MNIST study's Q_l2 attack until it took `strong`), vmapped over all inputs. `--attack full`: minimal_l2 at its
 defaults (8 lanes, DDN's lane, the rescue's 256 starts, the walks), `--block` inputs at a time
 (`jax.lax.map`). Either way ONE compiled call on every input, targeted 7 -> 1, in a fresh child
 process whose peak resident memory (getrusage's ru_maxrss, which includes Python, JAX and the
@@ -44,7 +44,7 @@ def child(networks: str, inputs: int, attack_name: str, block: int) -> dict:
     x = jnp.asarray(data.x_test[sevens].reshape(len(sevens), -1) / 255, jnp.float32)
     f = lambda point: cnn.apply(one, point.reshape(cnn.IMAGE))  # noqa: E731
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    options = experiment.L2_OPTIONS if attack_name == "study" else {}
+    options = attacks.PRESETS["walk"] if attack_name == "study" else {}
     one_input = lambda point: attacks.minimal_l2(f, point, experiment.SOURCE, experiment.TARGET, **options)  # noqa: E731
     if attack_name == "study":
         attack = jax.jit(jax.vmap(one_input))

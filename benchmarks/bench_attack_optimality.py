@@ -63,7 +63,6 @@ from common import machine, write_result  # noqa: E402
 from jaxfrag import attacks, datasets, parallel  # noqa: E402
 from jaxfrag.config import Config  # noqa: E402
 from jaxfrag.experiments import linear, relu  # noqa: E402
-from jaxfrag.experiments import mnist as experiment_mnist  # noqa: E402
 from jaxfrag.models import cnn  # noqa: E402
 from jaxfrag.models import relu as relu_net  # noqa: E402
 
@@ -73,10 +72,12 @@ VERIFY_FACTORS = (1.0, 1 + 1e-6, 1 + 1e-5, 1 + 1e-4, 1 + 1e-3)
 SOURCE, TARGET = 7, 1
 # Our attack as the engine runs it: (minimal_l2's options, inputs per block). The defaults (the
 # relu experiment's: lanes, DDN's lane, rescue, walks) two inputs at a time, as the rescue's 256
-# starts per input do not fit more; the MNIST study's DeepFool lane and 300-step walk 16 at a time.
+# starts per input do not fit more; the `walk` preset (DeepFool's lane and a 300-step walk, the MNIST
+# study's attack until it took `strong`, the defaults and four ALMA lanes: `--variant alma_lanes=4`)
+# 16 at a time.
 OURS = {
     "minimal_l2": ({}, 2),
-    "minimal_l2 (MNIST study)": (experiment_mnist.L2_OPTIONS, 16),
+    "minimal_l2 (MNIST study)": (attacks.PRESETS["walk"], 16),
 }
 # Inputs per block for the variants of `--variant` (options beside the defaults): the rescue runs its
 # starts in blocks, so 8 inputs fit.

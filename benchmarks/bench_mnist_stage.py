@@ -11,9 +11,10 @@ compile time apart:
   boundary projections), and every column vmapped over two images at a time (the rescue's
   starts did not fit more): all of an order's prefixes classified at once, the path columns
   computed (on a stand-in) even where there is no A_1;
-* "now": `jaxfrag.mnist`'s own program (`mnist.measure_program`): Q_l2 from
-  `experiments.mnist.L2_OPTIONS` (DeepFool's lane and a 300-step walk), several images per
-  block, and the rest one image at a time, each part stopping where its image is done.
+* "now": `jaxfrag.mnist`'s own program (`mnist.measure_program`): Q_l2 from the preset
+  `--attack` (default `walk`: DeepFool's lane and a 300-step walk; `jaxfrag mnist` runs `strong`
+  by default), several images per block, and the rest one image at a time, each part stopping
+  where its image is done.
 Reports seconds per image, the speed-up over "before", and Q_l2 now / before per image (median,
 p90, max). Results go to benchmarks/results/bench_mnist_stage-<time>.json.
 """
@@ -32,7 +33,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from common import machine, write_result  # noqa: E402
 
-from jaxfrag import datasets, mnist  # noqa: E402
+from jaxfrag import attacks, datasets, mnist  # noqa: E402
 from jaxfrag.experiments import mnist as experiment  # noqa: E402
 from jaxfrag.models import cnn  # noqa: E402
 
@@ -76,6 +77,7 @@ def main(argv=None):
     parser.add_argument("--networks", required=True, help="a `jaxfrag mnist` run's networks.npz (network 0)")
     parser.add_argument("--images", type=int, default=32)
     parser.add_argument("--blocks", default="8,16", help="images per block for Q_l2's attack now")
+    parser.add_argument("--attack", choices=tuple(attacks.PRESETS), default="walk", help="Q_l2's preset now")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
@@ -97,7 +99,7 @@ def main(argv=None):
     variants = {"before, 2 per block": before_program(n_alpha, eps_max)}
     variants.update(
         {
-            f"now, {b} per block": mnist.measure_program(n_alpha, eps_max, batch_size=int(b))
+            f"now, {b} per block": mnist.measure_program(n_alpha, eps_max, args.attack, batch_size=int(b))
             for b in args.blocks.split(",")
         }
     )
@@ -121,7 +123,8 @@ def main(argv=None):
             "max": float(np.nanmax(ratio)),
         }
         print(name, rows[name], flush=True)
-    write_result(args.out, "bench_mnist_stage", info, {"images": count, "n_alpha": n_alpha, "rows": rows}, args.quick)
+    results = {"images": count, "n_alpha": n_alpha, "attack": args.attack, "rows": rows}
+    write_result(args.out, "bench_mnist_stage", info, results, args.quick)
 
 
 if __name__ == "__main__":

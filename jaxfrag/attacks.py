@@ -196,12 +196,18 @@ CROSSING_ULPS = 16
 # excess it then adds, at least 1e-6, is larger).
 BRACKET = 2.0**-24
 
-# `minimal_l2`'s options by name, as the trained experiments' `Config.attack` names them. quick:
-# DeepFool from x alone, brought back to the boundary along its ray; no restarts, rescue, DDN lane,
-# walks or projections along the boundary. An upper bound like the full attack's, only looser; its
-# program is a fraction of the full attack's to compile.
+# `minimal_l2`'s options by name, as `--attack` names them (`config.ATTACKS`). full: the defaults.
+# strong: the defaults and four ALMA lanes, the shortest on the MNIST CNN against the field's
+# attacks at 1000 steps (benchmarks/bench_attack_optimality.py, docs/results/attacks.md), at 1.3-1.7x
+# the defaults' time; on the relu nets it finds what full finds. walk: DeepFool's lane and a
+# 300-step walk, a few percent longer on the CNN at a sixth of the time. quick: DeepFool from x
+# alone, brought back to the boundary along its ray; no restarts, rescue, DDN lane, walks or
+# projections along the boundary. An upper bound like the others, only looser; its program is a
+# fraction of the full attack's to compile.
 PRESETS = {
     "full": {},
+    "strong": dict(alma_lanes=4),
+    "walk": dict(restarts=1, rescue_starts=0, ddn_steps=0, lane_walk_steps=0, refinements=0, walk_steps=300),
     "quick": dict(restarts=1, rescue_starts=0, ddn_steps=0, lane_walk_steps=0, refinements=0, walk_steps=0),
 }
 

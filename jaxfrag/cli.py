@@ -173,6 +173,21 @@ def add_run_options(parser: argparse.ArgumentParser, command: str, seed: bool = 
     )
 
 
+def add_attack_option(parser, default: str) -> None:
+    """--attack: the minimal-L2 attack's preset (`config.ATTACKS`, `attacks.PRESETS`), with each
+    command's default: one help in every command."""
+    from jaxfrag.config import ATTACKS
+
+    parser.add_argument(
+        "--attack",
+        choices=ATTACKS,
+        default=default,
+        help="the minimal-L2 attack: full (lanes, rescue, walks), strong (full and four ALMA lanes: the "
+        "shortest on real networks, at 1.3-1.7x full's time), walk (DeepFool's lane and a 300-step walk) or "
+        "quick (DeepFool's lane alone: a looser upper bound, compiled in well under half full's time)",
+    )
+
+
 def show_progress(args: argparse.Namespace, processes: distributed.Processes | None = None) -> bool:
     """Whether this process draws a progress bar: asked for (--progress) or on a terminal, never off process 0."""
     if processes is not None and not processes.leader:

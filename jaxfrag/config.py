@@ -75,10 +75,12 @@ INITS = ("torch", "glorot", "lecun")
 # How long a trained network trains: the paper's fixed `epochs`, or at least `epochs` and then on
 # until every training point is classified correctly, `max_epochs` in all at most.
 PROTOCOLS = ("epochs", "until-fit")
-# The trained experiments' minimal-L2 attack (`jaxfrag.attacks.PRESETS`): full, the numbers the
-# docs report; quick, one DeepFool lane brought to the boundary, a looser upper bound whose program
-# compiles in well under half the time (for trying options out, and the tests of the run plumbing).
-ATTACKS = ("full", "quick")
+# The minimal-L2 attack's presets (`jaxfrag.attacks.PRESETS`), as `--attack` names them: full, what
+# the sweep's docs report; strong, full and four ALMA lanes, what the MNIST study's docs report;
+# walk, DeepFool's lane and a 300-step walk; quick, one DeepFool lane brought to the boundary, a
+# looser upper bound whose program compiles in well under half the time (for trying options out,
+# and the tests of the run plumbing).
+ATTACKS = ("full", "strong", "walk", "quick")
 # The trained experiments' largest d: a training point's index is two uint32 words (`jaxfrag.data`).
 MAX_TRAINED_D = 64
 

@@ -37,6 +37,7 @@ EXPERIMENT_ID = 300  # folded into the seed's key, beside the sweep's experiment
 CHUNK = 8  # images per compiled measurement call
 DEFAULT_NETWORKS = 3  # about 6 minutes of training on 2 CPU cores
 MIN_ACCURACY = 0.985  # what the paper's network should reach; a network below it is flagged
+DEFAULT_ATTACK = "strong"  # experiments.mnist.ATTACK (not imported: the parser imports no jax)
 DEFAULT_IMAGES = 150  # correctly classified test 7s per network: about 1.2 s each on 2 CPU cores
 
 
@@ -79,6 +80,7 @@ def build_parser(prog: str = "python -m jaxfrag.mnist") -> argparse.ArgumentPars
     parser.add_argument(
         "--train-images", type=cli.number("--train-images"), default=None, help="train on the first N only"
     )
+    cli.add_attack_option(parser, DEFAULT_ATTACK)
     parser.add_argument("--mnist", type=Path, default=None, help="IDX folder or .npz of MNIST")
     parser.add_argument(
         "--mnist-source",
@@ -118,6 +120,7 @@ def run_config(args, data_digest: str) -> dict:
         "n_alpha": args.n_alpha,
         "eps_max": args.eps_max,
         "train_images": args.train_images,
+        "attack": args.attack,
         "mnist_sha256": data_digest,
     }
 
@@ -218,7 +221,7 @@ def measure_stage(args, data, params, accuracies, folder, processes: distributed
         correct = sevens[cnn.predict(cnn.select(params, k), data.x_test[sevens]) == experiment.SOURCE]
         plans[k] = (correct if args.images is None else correct[: args.images], len(correct))
     total = sum(len(chosen) for chosen, _ in plans.values())
-    measure = measure_program(args.n_alpha, args.eps_max)
+    measure = measure_program(args.n_alpha, args.eps_max, args.attack)
     with tqdm(total=total, unit="7", desc="attacking", disable=not cli.show_progress(args, processes)) as bar:
         for k, (chosen, n_correct) in plans.items():
             one = cnn.select(params, k)
@@ -248,9 +251,9 @@ def order_pad(orders) -> int:
     return 16 * math.ceil(max(len(o.bar) for o in orders) / 16)
 
 
-def measure_program(n_alpha: int, eps_max: float, l2_options: dict | None = None, batch_size: int = CHUNK):
-    """The per-network program: every column of a chunk of images (Q_l2's attack with `l2_options`,
-    default `experiments.mnist.L2_OPTIONS`).
+def measure_program(n_alpha: int, eps_max: float, attack: str, batch_size: int = CHUNK):
+    """The per-network program: every column of a chunk of images (Q_l2's attack the preset `attack`
+    of `attacks.PRESETS`).
 
     Q_l2's attack runs `batch_size` images at a time (vmapped: its passes are cheaper per input in
     a batch). The FGSM scans, A_1's search and the path columns run one image at a time, not
@@ -263,6 +266,7 @@ def measure_program(n_alpha: int, eps_max: float, l2_options: dict | None = None
     import jax
     import jax.numpy as jnp
 
+    from jaxfrag import attacks
     from jaxfrag.experiments import mnist as experiment
     from jaxfrag.models import cnn
     from jaxfrag.xla_options import runtime_bound
@@ -287,7 +291,8 @@ def measure_program(n_alpha: int, eps_max: float, l2_options: dict | None = None
     @functools.partial(jax.jit, compiler_options=runtime_bound())
     def measure(params, images, rule_orders):
         f, _ = networks(params)
-        l2 = jax.lax.map(lambda image: experiment.l2_columns(f, image, l2_options), images, batch_size=batch_size)
+        options = attacks.PRESETS[attack]
+        l2 = jax.lax.map(lambda image: experiment.l2_columns(f, image, options), images, batch_size=batch_size)
         # batch_size None: a plain loop over the images (batch_size=1 would still vmap them).
         rest = jax.lax.map(lambda a: one_image(params, *a), (images, rule_orders))
         return {**rest, **l2}

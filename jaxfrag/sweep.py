@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from jaxfrag import cli, distributed, grid
 from jaxfrag.cli import UsageError
-from jaxfrag.config import ATTACKS, EXPERIMENTS, INITS, MAX_TRAINED_D, OPTIMIZERS, PROTOCOLS, Config
+from jaxfrag.config import EXPERIMENTS, INITS, MAX_TRAINED_D, OPTIMIZERS, PROTOCOLS, Config
 
 DEFAULT_TRIALS = 500
 DEFAULT_TRIALS_TRAINED = 256  # when linear or relu is run: ~3 s of training per network at d = 16
@@ -178,13 +178,7 @@ def _add_training_options(train) -> None:
     train.add_argument(
         "--max-epochs", type=cli.number("--max-epochs"), default=200, help="until-fit: the cap on epochs in all"
     )
-    train.add_argument(
-        "--attack",
-        choices=ATTACKS,
-        default="full",
-        help="the minimal-L2 attack: full (lanes, rescue, walks: the numbers the docs report) or quick (one "
-        "DeepFool lane brought to the boundary: a looser upper bound, compiled in well under half the time)",
-    )
+    cli.add_attack_option(train, "full")
     train.add_argument("--init", choices=INITS, default="torch", help="torch: U(+-1/sqrt(fan_in)), nn.Linear's")
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="with PyTorch's defaults")
     train.add_argument(

@@ -25,7 +25,7 @@ from jaxfrag import attacks
 from jaxfrag.models import linear as linear_net
 from jaxfrag.models import relu as relu_net
 
-SEEDS = int(os.environ.get("JAXFRAG_EXACT_SEEDS", 4))
+SEEDS = int(os.environ.get("JAXFRAG_EXACT_SEEDS", 3))
 NETS = 60
 WIDTH = 16
 DTYPES = [jnp.float64, jnp.float32]

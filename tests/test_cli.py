@@ -10,6 +10,7 @@ import pytest
 import jaxfrag
 from jaxfrag import __main__ as command_line
 from jaxfrag import cli, imagenet, mnist, report, sweep, verdicts
+from jaxfrag.config import ATTACKS
 from jaxfrag.models import __main__ as models_main
 
 RUNS = {"sweep": sweep.build_parser, "mnist": mnist.build_parser, "imagenet": imagenet.build_parser}
@@ -18,9 +19,11 @@ OTHERS = {"export": models_main.build_parser, "verdicts": verdicts.build_parser,
 SHARED = ("--out", "--resume", "--progress", "--cache-dir", "--coordinator", "--num-processes", "--process-id")
 SHARED += ("--peer-timeout",)
 SEEDED = ("sweep", "mnist")  # imagenet draws nothing at random, so it has no --seed
-# The one exception to "one name, one help, one default": the training of each command's own model
-# (the sweep's small nets with --optimizer, mnist's CNN with Adadelta) has its own defaults and help.
+# The one exception to "one name, one help, one default": each command's own model has its own
+# training (the sweep's small nets with --optimizer, mnist's CNN with Adadelta) and default attack
+# (the small nets: full, which strong does not shorten there; the CNN: strong), so its own defaults.
 MODEL_OPTIONS = ("--epochs", "--lr")
+DEFAULT_DIFFERS = ("--attack",)
 
 
 def parsers(builders) -> dict[str, argparse.ArgumentParser]:
@@ -45,9 +48,12 @@ def mismatches(found: dict[str, argparse.ArgumentParser]) -> list[str]:
         for flag, action in options(parser).items():
             if flag == "--help" or flag in MODEL_OPTIONS:
                 continue
-            if flag in seen and seen[flag][1] != _described(action):
-                problems.append(f"{flag}: {seen[flag][0]} {seen[flag][1]} vs {name} {_described(action)}")
-            seen.setdefault(flag, (name, _described(action)))
+            described = _described(action)
+            if flag in DEFAULT_DIFFERS:  # the same help, type and choices; its own default
+                described = (*described[:1], *described[2:], tuple(action.choices))
+            if flag in seen and seen[flag][1] != described:
+                problems.append(f"{flag}: {seen[flag][0]} {seen[flag][1]} vs {name} {described}")
+            seen.setdefault(flag, (name, described))
     return problems
 
 
@@ -123,6 +129,16 @@ def test_a_missing_extra_is_one_line_naming_it(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flax" else real(name, *a))
     with pytest.raises(cli.UsageError, match=r"jaxfrag mnist needs the 'mnist' extra \(flax not installed\)"):
         mnist.parse_args(["--out", "x"])
+
+
+def test_mnist_attack_default_is_the_experiments_and_is_recorded():
+    from jaxfrag import attacks
+    from jaxfrag.experiments import mnist as experiment
+
+    args = mnist.parse_args(["--out", "x"])
+    assert args.attack == experiment.ATTACK == "strong" and set(attacks.PRESETS) == set(ATTACKS)
+    assert mnist.run_config(args, "digest")["attack"] == "strong"  # resuming with another attack is refused
+    assert mnist.run_config(mnist.parse_args(["--out", "x", "--attack", "walk"]), "digest")["attack"] == "walk"
 
 
 def test_imagenet_attack_step_defaults_are_the_attacks():

@@ -31,7 +31,8 @@ def phi_samples(d: int, scale_columns: float, n: int = SAMPLES, seed: int = 0) -
     return np.asarray(jax.jit(jax.vmap(one))(keys), np.float64)
 
 
-@pytest.mark.parametrize("d,scale", [(2, 1.0), (5, 1.0), (12, 1.0), (12, 5.0), (40, 1.0)])
+# d = 40 is in the law's test below, which tests the whole distribution, the mean included.
+@pytest.mark.parametrize("d,scale", [(2, 1.0), (5, 1.0), (12, 1.0), (12, 5.0)])
 def test_mean_of_phi_matches_closed_form(d, scale):
     phi = phi_samples(d, scale)
     se = math.sqrt(rmt.phi_variance(d) / len(phi))
