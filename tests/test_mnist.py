@@ -1,6 +1,7 @@
 """The MNIST experiment: masking rules, A_1, every column recomputed independently, and the entry point."""
 
 import functools
+import os
 import subprocess
 import sys
 
@@ -301,7 +302,10 @@ def test_mnist_entry_point_resumes_and_its_notebook_executes(tmp_path):
     command = [sys.executable, "-m", "jaxfrag.mnist", "--out", str(run), "--no-progress", "--networks", "1"]
     command += ["--epochs", "1", "--train-images", "3200", "--images", "8", "--n-alpha", "11"]
     command += ["--attack", PLUMBING_ATTACK]
-    first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    # As many CPU devices as this worker has (conftest): the device count is part of a program's key
+    # in the compilation cache, and the entry point's programs run on one device either way.
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(jax.device_count())}
+    first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900, env=env)
     assert first.returncode == 0, first.stderr
     assert "Table 5" in first.stdout and "Table 6" in first.stdout and "The paper's claims" in first.stdout
     assert "-0.2255" in first.stdout  # the paper's numbers beside ours
@@ -313,10 +317,10 @@ def test_mnist_entry_point_resumes_and_its_notebook_executes(tmp_path):
     assert len(rows) == 8 * 2 and set(rows.mask_rule) == {"stroke", "bar"}
     check_report_page(run, min_verdict_rows=3)  # Table 5's two relations and Table 6
     # Without --resume the folder is refused; with it, nothing is retrained and the rows are the same.
-    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
     assert refused.returncode == 2 and "--resume" in refused.stderr
     (run / "results.parquet").unlink()
-    again = subprocess.run(command + ["--resume"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    again = subprocess.run(command + ["--resume"], capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)
     assert again.returncode == 0, again.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(run / "results.parquet"), rows)
     text, images = execute(ROOT / "notebooks" / "mnist.ipynb", run)
