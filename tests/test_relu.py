@@ -249,6 +249,14 @@ def test_the_quick_attack_changes_only_the_attack_columns_and_is_never_shorter()
         assert np.mean(ratio > 1 + LAYOUT_RTOL) >= 0.5, ratio
 
 
+def test_the_report_header_names_an_attack_other_than_the_full_one():
+    assert linear.attack_text(Config()) == ""  # the full attack, what the docs report
+    for name in ("quick", "walk"):
+        assert linear.attack_text(Config(attack=name)) == f"; the {name} minimal-L2 attack (a looser upper bound)"
+    strong = linear.attack_text(Config(attack="strong"))
+    assert "ALMA" in strong and "looser" not in strong  # strong adds lanes to the full attack
+
+
 def test_random_direction_law_of_rho():
     # rho for a uniformly random gradient direction: |cos| with a fixed vector, mean Gamma(d/2) /
     # (sqrt(pi) Gamma((d+1)/2)) and median from Beta(1/2, (d-1)/2). Monte Carlo, 4 sigma.

@@ -264,8 +264,12 @@ def epochs_text(config: Config) -> str:
 
 
 def attack_text(config: Config) -> str:
-    """The reports' note on a run whose attack is not the full one (its norms are looser upper bounds)."""
-    return "" if config.attack == "full" else f"; the {config.attack} minimal-L2 attack (a looser upper bound)"
+    """The reports' note on a run whose attack is not the full one: strong adds ALMA's lanes to it,
+    the others' norms are looser upper bounds."""
+    if config.attack == "full":
+        return ""
+    bound = "the full attack and ALMA's lanes" if config.attack == "strong" else "a looser upper bound"
+    return f"; the {config.attack} minimal-L2 attack ({bound})"
 
 
 def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
