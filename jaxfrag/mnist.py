@@ -288,10 +288,11 @@ def measure_program(n_alpha: int, eps_max: float, attack: str, batch_size: int =
             columns.update({f"{rule}/{name}": value for name, value in path.items()})
         return columns
 
+    options = attacks.PRESETS[attack]
+
     @functools.partial(jax.jit, compiler_options=runtime_bound())
     def measure(params, images, rule_orders):
         f, _ = networks(params)
-        options = attacks.PRESETS[attack]
         l2 = jax.lax.map(lambda image: experiment.l2_columns(f, image, options), images, batch_size=batch_size)
         # batch_size None: a plain loop over the images (batch_size=1 would still vmap them).
         rest = jax.lax.map(lambda a: one_image(params, *a), (images, rule_orders))
