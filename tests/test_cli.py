@@ -145,6 +145,8 @@ def test_imagenet_attack_step_defaults_are_the_attacks():
     from jaxfrag import attacks, imagenet
 
     parser = imagenet.build_parser()
+    assert parser.get_default("restarts") == attacks.RESTARTS  # the full attack by default
+    assert parser.get_default("rescue_starts") == attacks.RESCUE_STARTS
     assert parser.get_default("walk_steps") == attacks.WALK_STEPS
     assert parser.get_default("lane_walk_steps") == attacks.LANE_WALK_STEPS
     assert parser.get_default("ddn_steps") == attacks.DDN_STEPS

@@ -165,8 +165,8 @@ def test_deepfool_candidates_on_affine_models():
 
 
 # The entry point's tests are about its plumbing; the attack is tested in test_attacks*.py. DeepFool's
-# lane alone (no walks, no DDN lane) is a fraction of the default attack's program to compile.
-PLAIN_ATTACK = ["--walk-steps", 0, "--lane-walk-steps", 0, "--ddn-steps", 0]
+# lane alone (no other lanes, rescue, walks or DDN lane) is a fraction of the default attack's program to compile.
+PLAIN_ATTACK = ["--restarts", 1, "--rescue-starts", 0, "--walk-steps", 0, "--lane-walk-steps", 0, "--ddn-steps", 0]
 
 
 def _imagenet(*args, timeout=600):
