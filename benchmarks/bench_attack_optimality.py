@@ -73,8 +73,8 @@ SOURCE, TARGET = 7, 1
 # Our attack as the engine runs it: (minimal_l2's options, inputs per block). The defaults (the
 # relu experiment's: lanes, DDN's lane, rescue, walks) two inputs at a time, as the rescue's 256
 # starts per input do not fit more; the `walk` preset (DeepFool's lane and a 300-step walk, the MNIST
-# study's attack until it took `strong`, the defaults and four ALMA lanes: `--variant alma_lanes=4`)
-# 16 at a time.
+# study's attack until it took `strong`, the defaults and ALMA's lanes: `--variant '{"alma_lanes": 8}'`)
+# 16 at a time. The names stay as they were so that `--table` pools old and new results.
 OURS = {
     "minimal_l2": ({}, 2),
     "minimal_l2 (MNIST study)": (attacks.PRESETS["walk"], 16),
@@ -503,11 +503,22 @@ def markdown(results: list[dict]) -> str:
     """The docs' tables from one or more results: per suite (MNIST networks pooled by mode), each
     attack's ratio to the best of all per input, and ours against the best of the baselines alone.
 
-    Several results pool their suites (a suite measured in more than one keeps the last file's), each
-    group over the attacks that every one of its suites ran; inputs/s then mixes runs, whose timings
-    are comparable only within one run.
+    Several results pool their suites, each group over the attacks that every one of its suites ran;
+    a suite measured in more than one file gains the later files' attacks where its networks and inputs
+    are the same (`models_sha256`; a `--reuse` run's file adds its variants to the run it reused), and
+    is the last file's otherwise. inputs/s then mixes runs, whose timings are comparable only within one run.
     """
-    suites = {key: suite for result in results for key, suite in result["suites"].items()}
+    suites: dict[str, dict] = {}
+    for result in results:
+        for key, suite in result["suites"].items():
+            earlier = suites.get(key)
+            if earlier is not None and earlier.get("models_sha256") == suite.get("models_sha256") is not None:
+                suite = {
+                    **suite,
+                    "norms": {**earlier["norms"], **suite["norms"]},
+                    "summary": {**earlier["summary"], **suite["summary"]},
+                }
+            suites[key] = suite
     groups: dict[str, list[dict]] = {}
     for key, suite in suites.items():
         group = key.split(" net ")[0] + (" " + key.rsplit(" ", 1)[-1] if " net " in key else "")
@@ -572,6 +583,11 @@ def main(argv=None):
         help="also run minimal_l2 with these options beside the defaults, e.g. '{\"restarts\": 16}' (repeatable)",
     )
     parser.add_argument(
+        "--variants-only",
+        action="store_true",
+        help="run only the --variant attacks, not the defaults and the MNIST study's (for tuning with --reuse)",
+    )
+    parser.add_argument(
         "--table", nargs="+", default=None, help="print the Markdown tables of result JSONs (pooled) and exit"
     )
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
@@ -581,6 +597,10 @@ def main(argv=None):
         return
     global COUNT_EVALUATIONS
     COUNT_EVALUATIONS = args.count_evaluations
+    if args.variants_only:
+        if not args.variant:
+            parser.error("--variants-only needs at least one --variant")
+        OURS.clear()
     for text in args.variant:
         try:
             options = json.loads(text)

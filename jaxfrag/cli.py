@@ -182,8 +182,8 @@ def add_attack_option(parser, default: str) -> None:
         "--attack",
         choices=ATTACKS,
         default=default,
-        help="the minimal-L2 attack: full (lanes, rescue, walks), strong (full and four ALMA lanes: the "
-        "shortest on real networks, at 1.3-1.7x full's time), walk (DeepFool's lane and a 300-step walk) or "
+        help="the minimal-L2 attack: full (lanes, rescue, walks), strong (full and eight ALMA lanes: the "
+        "shortest on real networks, at about 2.2x full's time), walk (DeepFool's lane and a 300-step walk) or "
         "quick (DeepFool's lane alone: a looser upper bound, compiled in well under half full's time)",
     )
 

@@ -76,7 +76,7 @@ INITS = ("torch", "glorot", "lecun")
 # until every training point is classified correctly, `max_epochs` in all at most.
 PROTOCOLS = ("epochs", "until-fit")
 # The minimal-L2 attack's presets (`jaxfrag.attacks.PRESETS`), as `--attack` names them: full, what
-# the sweep's docs report; strong, full and four ALMA lanes, what the MNIST study's docs report;
+# the sweep's docs report; strong, full and eight ALMA lanes, what the MNIST study's docs report;
 # walk, DeepFool's lane and a 300-step walk; quick, one DeepFool lane brought to the boundary, a
 # looser upper bound whose program compiles in well under half the time (for trying options out,
 # and the tests of the run plumbing).

@@ -135,7 +135,10 @@ def build_parser(prog: str = "python -m jaxfrag.imagenet") -> argparse.ArgumentP
     # jax): on the demo's pairs it moved no mean against one lane and no rescue, at 1.5x the time, but a
     # model of one's own is where the lanes can pay, and the rescue runs only where DeepFool does not cross.
     attacks.add_argument(
-        "--restarts", type=cli.number("--restarts"), default=8, help="minimal-L2: DeepFool lanes (1: from the image only)"
+        "--restarts",
+        type=cli.number("--restarts"),
+        default=8,
+        help="minimal-L2: DeepFool lanes (1: from the image only)",
     )
     attacks.add_argument(
         "--rescue-starts",

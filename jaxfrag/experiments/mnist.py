@@ -217,8 +217,8 @@ def _outside_box(point: jax.Array) -> jax.Array:
 
 
 # Q_l2's attack on the CNN by default (`attacks.PRESETS`, `jaxfrag mnist --attack`): the full attack
-# and four ALMA lanes. Against the field's attacks at 1000 steps on the paper's CNN it is within 1%
-# of the best of them on about 96% of test 7s targeted to 1; DeepFool's lane and a 300-step walk
+# and eight ALMA lanes. Against the field's attacks at 1000 steps on the paper's CNN it is within 1%
+# of the best of them on about 97% of test 7s targeted to 1; DeepFool's lane and a 300-step walk
 # ("walk") are 1-2% longer at the median and up to 8% (benchmarks/bench_attack_optimality.py).
 ATTACK = "strong"
 
