@@ -200,7 +200,8 @@ BRACKET = 2.0**-24
 # strong: the defaults and eight ALMA lanes, the shortest on the MNIST CNN against the field's
 # attacks at 1000 steps (benchmarks/bench_attack_optimality.py, docs/results/attacks.md), at about
 # 2.2x the defaults' time; four lanes left it more than 1% longer than the best of them on 5.3% of
-# the inputs untargeted, eight on 2.7%. On the relu nets four lanes found what full finds.
+# the inputs untargeted, eight on 2.7%. On the relu nets it finds what full finds,
+# at 2.1x the time.
 # walk: DeepFool's lane and a 300-step walk, a few percent longer on the CNN at a sixth of the
 # time. quick: DeepFool from x alone, brought back to the boundary along its ray; no restarts,
 # rescue, DDN lane, walks or projections along the boundary. An upper bound like the others, only
