@@ -512,7 +512,8 @@ def markdown(results: list[dict]) -> str:
     for result in results:
         for key, suite in result["suites"].items():
             earlier = suites.get(key)
-            if earlier is not None and earlier.get("models_sha256") == suite.get("models_sha256") is not None:
+            same_inputs = earlier is not None and suite.get("models_sha256") is not None
+            if same_inputs and earlier.get("models_sha256") == suite["models_sha256"]:
                 suite = {
                     **suite,
                     "norms": {**earlier["norms"], **suite["norms"]},
