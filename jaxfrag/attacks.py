@@ -50,6 +50,7 @@ eager operation at a time; these compile and vmap over trials.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -212,6 +213,18 @@ PRESETS = {
     "walk": dict(restarts=1, rescue_starts=0, ddn_steps=0, lane_walk_steps=0, refinements=0, walk_steps=300),
     "quick": dict(restarts=1, rescue_starts=0, ddn_steps=0, lane_walk_steps=0, refinements=0, walk_steps=0),
 }
+
+
+def preset_options(*names: str) -> dict[str, dict]:
+    """{name: every keyword option of `minimal_l2` under that preset}: its defaults with the preset's changes.
+
+    A run records these, not only the names, so that it resumes only with the attack it started
+    with, even where a preset or a default has changed since (`strong` had four ALMA lanes before
+    eight).
+    """
+    parameters = inspect.signature(minimal_l2).parameters.values()
+    defaults = {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY and p.name != "key"}
+    return {name: {**defaults, **PRESETS[name]} for name in names}
 
 
 class AttackResult(NamedTuple):

@@ -108,6 +108,8 @@ def parse_args(argv=None, prog: str = "python -m jaxfrag.mnist") -> argparse.Nam
 
 def run_config(args, data_digest: str) -> dict:
     """Every option that can change a row (the run folder refuses to resume with others)."""
+    from jaxfrag import attacks  # loads JAX: after --help
+
     return {
         "experiment": "mnist",
         "seed": args.seed,
@@ -121,6 +123,7 @@ def run_config(args, data_digest: str) -> dict:
         "eps_max": args.eps_max,
         "train_images": args.train_images,
         "attack": args.attack,
+        "attack_options": attacks.preset_options(args.attack),  # every option, not only the name
         "mnist_sha256": data_digest,
     }
 

@@ -226,16 +226,24 @@ def parse_args(argv: list[str] | None = None, prog: str = "python -m jaxfrag.swe
 def run_config(args: argparse.Namespace) -> dict:
     """Everything that determines the rows: the resume fingerprint."""
     config = make_config(args)._asdict()
+    training = bool(set(trained()) & set(args.experiments))
+    if training:
+        from jaxfrag import attacks  # loads JAX: after --help
+
     return {
         "experiments": args.experiments,
         **({"grid": args.grid.describe()} if args.grid.axes else {}),
         "d": args.dims,
-        **{
-            field: config[field]
-            for field in Config._fields
-            if field not in _training_only_fields() or set(trained()) & set(args.experiments)
-        },
+        **{field: config[field] for field in Config._fields if field not in _training_only_fields() or training},
+        # The attacks' every option, not only their presets' names: a preset or default may change.
+        **({"attack_options": attacks.preset_options(*_attacks_used(args))} if training else {}),
     }
+
+
+def _attacks_used(args: argparse.Namespace) -> list[str]:
+    """--attack's preset and those of an `attack` grid axis."""
+    on_grid = [value for axis in args.grid.axes if axis.field == "attack" for value in axis.values]
+    return list(dict.fromkeys([args.attack, *on_grid]))
 
 
 def _training_only_fields() -> set[str]:

@@ -141,6 +141,31 @@ def test_mnist_attack_default_is_the_experiments_and_is_recorded():
     assert mnist.run_config(mnist.parse_args(["--out", "x", "--attack", "walk"]), "digest")["attack"] == "walk"
 
 
+@pytest.mark.parametrize("command", ["mnist", "sweep", "grid"])
+def test_a_run_records_its_attacks_options_so_a_changed_preset_cannot_resume_it(command, monkeypatch):
+    from jaxfrag import attacks
+
+    if command == "mnist":
+        config = lambda: mnist.run_config(mnist.parse_args(["--out", "x", "--attack", "strong"]), "digest")  # noqa: E731
+    else:
+        argv = ["--out", "x", "--experiment", "relu", "--d", "7"]
+        argv += ["--attack", "strong"] if command == "sweep" else ["--grid", "attack=quick,strong"]
+        config = lambda: sweep.run_config(sweep.parse_args(argv))  # noqa: E731
+    now = config()
+    strong = now["attack_options"]["strong"]
+    assert strong == {**strong, **attacks.PRESETS["strong"]} and strong["restarts"] == attacks.RESTARTS
+    # The same preset's name with other options (as `strong` had four ALMA lanes) is another config,
+    # which the run folder refuses to resume.
+    monkeypatch.setitem(attacks.PRESETS, "strong", dict(alma_lanes=4))
+    earlier = config()
+    assert earlier["attack_options"]["strong"]["alma_lanes"] == 4 and earlier != now
+
+
+def test_a_sweep_without_trained_experiments_records_no_attack():
+    args = sweep.parse_args(["--out", "x", "--experiment", "thm1", "--d", "7"])
+    assert "attack_options" not in sweep.run_config(args)
+
+
 def test_imagenet_attack_step_defaults_are_the_attacks():
     from jaxfrag import attacks, imagenet
 
