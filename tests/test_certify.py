@@ -1,0 +1,107 @@
+"""`certify.certified_radius` against the exact minimal perturbation of 2-D ReLU nets, affine models and attacks.
+
+Soundness is what a certificate promises: on the exact oracle's nets (tests/exact_relu2d.py,
+SEEDS seeds of NETS nets, untargeted and targeted) no certified radius exceeds the exact minimum
+beyond the rounding of the bounds (BELOW). The same tests with the ReLU's upper line dropped from
+the relaxation fail (an unsound bound certifies past the exact minimum on many nets).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from exact_relu2d import exact_min_perturbation, family
+
+from jaxfrag import attacks, certify
+
+SEEDS = 3
+NETS = 40
+WIDTH = 12
+DTYPES = [jnp.float64, jnp.float32]
+# The certified radius over the exact minimum: never above 1 beyond the bounds' rounding.
+BELOW = {jnp.float64: 1e-9, jnp.float32: 1e-5}
+
+
+@functools.cache
+def oracle(classes: int, targeted: bool):
+    """(nets, inputs, labels, targets or None, exact minima) of the family, every seed; targeted: both other classes."""
+    parts = [family(700 + 10 * classes + seed, NETS, WIDTH, classes) for seed in range(SEEDS)]
+    nets = [net for part in parts for net in part.nets]
+    x = np.concatenate([part.x for part in parts])
+    labels = np.concatenate([part.labels for part in parts])
+    if not targeted:
+        return nets, x, labels, None, np.concatenate([part.exact for part in parts])
+    pairs = [(n, p, y, t) for n, p, y in zip(nets, x, labels, strict=True) for t in range(classes) if t != y]
+    exact = np.array([exact_min_perturbation(n, p, y, target=t).distance for n, p, y, t in pairs])
+    nets, x, labels, targets = zip(*pairs, strict=True)
+    return list(nets), np.array(x), np.array(labels), np.array(targets), exact
+
+
+def stacked(nets, dtype) -> certify.Chain:
+    """The nets as one Chain with a leading net axis, rounded to dtype."""
+    stack = lambda name: jnp.asarray(np.stack([getattr(net, name) for net in nets]), dtype)  # noqa: E731
+    return certify.chain((stack("h1"), stack("h2")), (stack("c1"), stack("c2")))
+
+
+@functools.cache
+def radius_program(method: str, targeted: bool, dtype):
+    del dtype  # part of the cache key: x64 must be on when a float64 program compiles
+    if targeted:
+        one = lambda net, x, y, t: certify.certified_radius(net, x, y, t, method=method)  # noqa: E731
+    else:
+        one = lambda net, x, y: certify.certified_radius(net, x, y, method=method)  # noqa: E731
+    return jax.jit(jax.vmap(one))
+
+
+def radii(method, classes, targeted, dtype):
+    nets, x, labels, targets, exact = oracle(classes, targeted)
+    with jax.enable_x64(dtype == jnp.float64):
+        arguments = [stacked(nets, dtype), jnp.asarray(x, dtype), jnp.asarray(labels)]
+        if targeted:
+            arguments.append(jnp.asarray(targets))
+        out = radius_program(method, targeted, dtype)(*arguments)
+        return np.asarray(out.radius, float), np.asarray(out.certified), exact
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", certify.METHODS)
+@pytest.mark.parametrize(("classes", "targeted"), [(2, False), (3, False), (3, True)])
+def test_no_certified_radius_exceeds_the_exact_minimum(classes, targeted, method, dtype):
+    radius, certified, exact = radii(method, classes, targeted, dtype)
+    reachable = np.isfinite(exact)
+    assert reachable.sum() >= 0.8 * len(exact)
+    ratio = radius[reachable] / exact[reachable]
+    assert np.all(ratio <= 1 + BELOW[dtype]), f"certified past the exact minimum: max ratio {ratio.max()}"
+    # Not vacuous: the inputs are correctly classified, so almost every one gets a positive radius.
+    assert certified.mean() > 0.95 and np.median(ratio) > 0.05
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_alpha_crown_is_never_looser_than_crown_and_closes_most_brackets(dtype):
+    crown, _, exact = radii("crown", 3, False, dtype)
+    alpha, _, _ = radii("alpha", 3, False, dtype)
+    assert np.all(alpha >= crown)
+    reachable = np.isfinite(exact)
+    # On one hidden layer of 12 neurons most balls at the minimum cross few unstable neurons.
+    assert np.median(alpha[reachable] / exact[reachable]) > np.median(crown[reachable] / exact[reachable])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", certify.METHODS)
+@pytest.mark.parametrize("d", [3, 17])
+def test_an_affine_model_is_certified_to_its_exact_minimum(d, method, dtype):
+    """No ReLU: the bound is the model itself, so the radius is the distance to the nearest facet."""
+    with jax.enable_x64(dtype == jnp.float64):
+        keys = jax.random.split(jax.random.key(d), 3)
+        weight = jax.random.normal(keys[0], (5, d), dtype)
+        bias = jax.random.normal(keys[1], (5,), dtype)
+        x = jax.random.normal(keys[2], (d,), dtype)
+        network = (certify.Dense(weight, bias),)
+        label = int(jnp.argmax(weight @ x + bias))
+        exact = attacks.linear_min_perturbation(lambda v: weight @ v + bias, x, label).norm
+        radius = jax.jit(lambda x: certify.certified_radius(network, x, label, method=method).radius)(x)
+        # Bisected to 2^-BISECTIONS of a bracket at most twice the radius, and rounded.
+        slack = max(2.0 ** (1 - certify.BISECTIONS), BELOW[dtype])
+        assert exact * (1 - slack) <= radius <= exact * (1 + BELOW[dtype])
