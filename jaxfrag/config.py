@@ -65,7 +65,7 @@ _ROWS = (
         default_scale=1.0,
     ),
     ExperimentSpec("linear", 100, "jaxfrag.experiments.linear", True, _TRAINED_FIELDS, default_scale=5.0),
-    ExperimentSpec("relu", 200, "jaxfrag.experiments.relu", True, _TRAINED_FIELDS, default_scale=5.0),
+    ExperimentSpec("relu", 200, "jaxfrag.experiments.relu", True, (*_TRAINED_FIELDS, "certify"), default_scale=5.0),
 )
 EXPERIMENTS: dict[str, ExperimentSpec] = {spec.name: spec for spec in _ROWS}
 
@@ -81,6 +81,9 @@ PROTOCOLS = ("epochs", "until-fit")
 # looser upper bound whose program compiles in well under half the time (for trying options out,
 # and the tests of the run plumbing).
 ATTACKS = ("full", "strong", "walk", "quick")
+# The relu experiment's certified lower bound (`jaxfrag.certify.METHODS`), or off: interval bounds,
+# CROWN, or CROWN with optimised slopes (the tightest).
+CERTIFY = ("off", "ibp", "crown", "alpha")
 # The trained experiments' largest d: a training point's index is two uint32 words (`jaxfrag.data`).
 MAX_TRAINED_D = 64
 
@@ -109,6 +112,7 @@ class Config(NamedTuple):
     protocol: str = "epochs"  # one of PROTOCOLS
     max_epochs: int = 200  # until-fit: the cap on epochs (epochs_run records what each net used)
     attack: str = "full"  # one of ATTACKS: linear's robustness_attack, relu's delta_b1 and delta_b2
+    certify: str = "off"  # one of CERTIFY: relu's certified lower bound on the nets' robustness at b1, b2
 
     def depth_for(self, experiment: str) -> int:
         return self.depth if self.depth is not None else EXPERIMENTS[experiment].default_depth

@@ -249,6 +249,28 @@ def test_the_quick_attack_changes_only_the_attack_columns_and_is_never_shorter()
         assert np.mean(ratio > 1 + LAYOUT_RTOL) >= 0.5, ratio
 
 
+@pytest.mark.parametrize("method", ["alpha"])
+def test_certify_adds_a_sound_lower_bound_and_changes_no_other_column(method):
+    # The chunking test's reference cell, whose program the session's compilation cache holds.
+    config = SMALL._replace(trials=16, width=32, epochs=2)
+    plain = run_cell("relu", 7, config, num_devices=1, chunk=16).columns
+    certified = run_cell("relu", 7, config._replace(certify=method), num_devices=1, chunk=16).columns
+    added = {f"robustness_certified_{b}" for b in relu.INPUTS} | {"gap_certified"}
+    for column, values in plain.items():
+        if column in added:
+            assert np.isnan(values).all(), column  # off: NaN
+        else:
+            np.testing.assert_array_equal(certified[column], values, err_msg=column)
+    for b in relu.INPUTS:
+        radius, attacked = certified[f"robustness_certified_{b}"], plain[f"delta_{b}"]
+        assert plain[f"flips_{b}"].all()
+        # Found without the attack: the net's robustness is at least the one and at most the other.
+        assert np.all(radius > 0) and np.all(radius <= attacked * (1 + 1e-5)), radius / attacked
+        # Not vacuous: on these small nets (width 32) the bracket is narrow on most inputs.
+        assert np.median(attacked / radius) < 1.5, attacked / radius
+    assert np.all(certified["gap_certified"] <= plain["gap"] * (1 + 1e-5))
+
+
 def test_the_report_header_names_an_attack_other_than_the_full_one():
     assert linear.attack_text(Config()) == ""  # the full attack, what the docs report
     for name in ("quick", "walk"):

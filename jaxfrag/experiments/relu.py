@@ -15,6 +15,9 @@ b1 = A z+ (class 1) and b2 = A z- (class 0), so that b1 - b2 = 2 a_d, and measur
   the class the network gives b) with its norm delta and whether applying it
   changes the label; cos theta_t = cos(grad(f1 - f2)(b + delta), a_d), signed; m =
   ||a_d||. The paper's claim is |cos theta_t| ~ delta / m.
+* With --certify, a certified lower bound on the net's robustness at b1 and b2
+  (`certify.certified_radius`, found without the attack): the net's true robustness lies
+  between it and the attack's norm, and the gap between gap_certified and gap.
 * The optimal (minimum-distance) classifier's exact robustness at b1 and at b2,
   half the distance to the nearest opposite-class point among all 2^d (brute
   force or sphere decoder, as thm6), at most m (the last-bit flip).
@@ -37,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from jaxfrag import attacks, compression, data, linalg, plots, rmt
+from jaxfrag import attacks, certify, compression, data, linalg, plots, rmt
 from jaxfrag.config import Config
 from jaxfrag.experiments import linear, thm6
 from jaxfrag.experiments.base import Ablation, Experiment, map_trials
@@ -70,6 +73,9 @@ COLUMNS = {
     "correct_b1": "the network classifies b1 as class 1 (z_d = +1)",
     "correct_b2": "the network classifies b2 as class 0 (z_d = -1)",
     "gap": "mean over b1, b2 of delta_b / opt_robustness_b",
+    "robustness_certified_b1": "a certified lower bound on the net's robustness at b1 (--certify; NaN when off)",
+    "robustness_certified_b2": "a certified lower bound on the net's robustness at b2 (--certify; NaN when off)",
+    "gap_certified": "mean over b1, b2 of robustness_certified_b / opt_robustness_b: the gap is in [this, gap]",
     "pair_index": "index i of z-: z_j = 2 bit_j(i) - 1; z+ is i + 2^(d-1) (uint64)",
     "n_points": "distinct training points used",
     "points_sampled": "the training points are a sample of the 2^d (2^d > max_points)",
@@ -135,6 +141,7 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
         metrics[f"flips_{name}"] = attack.success
         metrics[f"cos_theta_t_{name}"] = linear.cosine(grad_g(b + attack.delta), a_d)
         metrics[f"correct_{name}"] = label == true_class
+        metrics[f"robustness_certified_{name}"] = certified(net, b, label, config.certify)
     metrics.update(
         m=m,
         phi=linalg.qr(a).r[-1, -1] / m,
@@ -144,6 +151,17 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
     )
     problems = tuple(thm6.opposite_point_problem(a, z, d, d, config) for z in (z_plus, z_minus))
     return metrics, a, z_plus, z_minus, problems
+
+
+def certified(net, b, label, method: str) -> jax.Array:
+    """`certify.certified_radius` of the net at b (NaN when `method` is off).
+
+    Found without the attack's norm, so that the two bounds are independent: every row's certified
+    radius at most its attack's verified norm is then a check on both.
+    """
+    if method == "off":
+        return jnp.full((), jnp.nan, b.dtype)
+    return certify.certified_radius(certify.chain(net.weights, net.biases), b, label, method=method).radius
 
 
 def run_chunk(keys: jax.Array, d, size: int, config: Config, lanes: int | None = None) -> dict[str, jax.Array]:
@@ -158,6 +176,9 @@ def run_chunk(keys: jax.Array, d, size: int, config: Config, lanes: int | None =
         exact = exact & optimum["opt_exact"]
     metrics["opt_exact"] = exact
     metrics["gap"] = 0.5 * sum(metrics[f"delta_{b}"] / metrics[f"opt_robustness_{b}"] for b in INPUTS)
+    metrics["gap_certified"] = 0.5 * sum(
+        metrics[f"robustness_certified_{b}"] / metrics[f"opt_robustness_{b}"] for b in INPUTS
+    )
     return {name: metrics[name] for name in COLUMNS}
 
 
@@ -223,6 +244,22 @@ ABLATION = Ablation(
 )
 
 
+def certified_summary(rows: pd.DataFrame) -> dict[str, float]:
+    """With --certify: the certified gap's mean, and the bracket attacked / certified per input (median, p90, max)."""
+    if "gap_certified" not in rows or not np.isfinite(rows["gap_certified"].to_numpy(float)).any():
+        return {}
+    out = {}
+    out["accurate_gap_certified_mean"], out["accurate_gap_certified_se"] = mean_se(
+        rows["gap_certified"].to_numpy(float)
+    )
+    brackets = np.concatenate(
+        [(rows[f"delta_{b}"] / rows[f"robustness_certified_{b}"]).to_numpy(float) for b in INPUTS]
+    )
+    for name, value in (("median", np.median), ("p90", lambda v: np.percentile(v, 90)), ("max", np.max)):
+        out[f"bracket_{name}"] = float(value(brackets)) if len(brackets) else math.nan
+    return out
+
+
 def cell_summary(rows: pd.DataFrame, d: int, config: Config) -> dict[str, float]:
     """Table 3 per alpha and Table 4 per input, over accurate networks (and Table 4 over all trials);
     per net (both inputs pooled, `per_net`), |cos theta_t|, delta/m and the gap over accurate nets."""
@@ -241,6 +278,7 @@ def cell_summary(rows: pd.DataFrame, d: int, config: Config) -> dict[str, float]
         out[f"table3_rho_{k}_median_low"], out[f"table3_rho_{k}_median_high"] = median_ci(rho)
     out["accurate_phi_mean"], out["accurate_phi_se"] = mean_se(good["phi"].to_numpy(float))
     out["accurate_gap_mean"], out["accurate_gap_se"] = mean_se(good["gap"].to_numpy(float))
+    out.update(certified_summary(good))
     nets = per_net(good)
     for name in ("abs_cos_theta_t", "delta_over_m"):
         values = nets[name].to_numpy(float)
@@ -335,6 +373,13 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
                 f"  {b}: (delta/m) / |cos theta_t| mean {format_estimate(c[f'{p}_ratio_mean'], c[f'{p}_ratio_se'])} "
                 f"[{c[f'{p}_ratio_low']:.4f}, {c[f'{p}_ratio_high']:.4f}], median {c[f'{p}_ratio_median']:.4f}; "
                 f"optimal robustness / m {format_estimate(c[f'{p}_opt_over_m_mean'], c[f'{p}_opt_over_m_se'])}"
+            )
+        if np.isfinite(c.get("accurate_gap_certified_mean", math.nan)):
+            lines.append(
+                f"  certified ({config.certify}): the gap delta/opt, accurate nets, lies in "
+                f"[{format_estimate(c['accurate_gap_certified_mean'], c['accurate_gap_certified_se'])}, "
+                f"{format_estimate(c['accurate_gap_mean'], c['accurate_gap_se'])}]; bracket attacked / certified "
+                f"median {c['bracket_median']:.4f}, p90 {c['bracket_p90']:.4f}, max {c['bracket_max']:.4f}"
             )
     for d, paper in PAPER_TABLE4.items():
         lines.append(f"the paper's Table 4 (d = {d}, one network, averages over 10 inputs b1 and 10 inputs b2):")
