@@ -319,6 +319,6 @@ class CellRunner:
             if on_chunk:
                 on_chunk(piece.stop - piece.start)
         merged = {name: np.concatenate([p.arrays[name] for p in pieces]) for name in pieces[0].arrays}
-        columns = {name: merged[name] for name in experiment.columns}
+        columns = {name: merged[name] for name in experiment.columns if name in merged}  # some are optional
         aux = {name: value for name, value in merged.items() if name.startswith("_")}
         return CellResult(columns, aux, pieces[0].compile_s, pieces[0].compile_wait_s, sum(p.run_s for p in pieces))

@@ -156,7 +156,8 @@ def merge(
         experiment, point = experiments[name], points[point_label]
         point_config = grid.config_for(config, point)
         arrays, infos = folder.read_parts(cell, d, trials)
-        columns = {column: arrays[column] for column in experiment.columns}
+        # An experiment may leave out columns an option turns off (relu's certified ones without --certify).
+        columns = {column: arrays[column] for column in experiment.columns if column in arrays}
         rows = pd.DataFrame(
             {
                 "experiment": name,

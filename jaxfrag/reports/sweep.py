@@ -55,7 +55,7 @@ def summarise(
                     "experiment": name,
                     **dict(point),
                     "d": d,
-                    **summarise_cell(rows_d, list(experiment.columns)),
+                    **summarise_cell(rows_d, [column for column in experiment.columns if column in rows_d]),
                     **experiment.theory(d, point_config),
                     **cell_stats.get((cell, d), {}),
                     **experiment.cell_summary(rows_d, d, point_config),
