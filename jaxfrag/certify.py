@@ -22,8 +22,9 @@ How (Zhang et al. 2018, CROWN; Xu et al. 2021, alpha-CROWN):
 * `alpha`: the lower line of every unstable ReLU has a free slope in [0, 1], one per margin and
   neuron, chosen by projected gradient ascent on the bound (optax's Adam) -- any slope is sound,
   so the optimiser can only tighten;
-* `certified_radius` bisects eps between 0 and an upper bound (an attack's norm, or found by
-  doubling): the bounds loosen as eps grows, so the certified set of radii is an interval.
+* `certified_radius` bisects eps between 0 and an upper bound (an attack's norm), or within a
+  factor-2 bracket found by bisection on eps's exponent: the bounds loosen as eps grows, so the
+  certified set of radii is an interval.
 Hand-written: the maintained verifiers (auto_LiRPA, alpha-beta-CROWN) are PyTorch, one network at a
 time, and do not install beside torch 2.13; this compiles and vmaps over networks and inputs.
 """
@@ -127,9 +128,20 @@ def _relaxation(lower: jax.Array, upper: jax.Array, alpha: jax.Array | None, row
     upper_slope = jnp.where(active, 1.0, jnp.where(unstable, upper / width, 0.0)).astype(lower.dtype)
     upper_intercept = jnp.where(unstable, -upper * lower / width, 0.0).astype(lower.dtype)
     if alpha is None:
-        alpha = jnp.broadcast_to((upper >= -lower).astype(lower.dtype), (rows, lower.shape[0]))
+        alpha = _crown_slopes(lower, upper, rows)
     lower_slope = jnp.where(active, 1.0, jnp.where(unstable, jnp.clip(alpha, 0, 1), 0.0)).astype(lower.dtype)
     return _Relaxation(lower_slope, upper_slope, upper_intercept)
+
+
+def _crown_slopes(lower: jax.Array, upper: jax.Array, rows: int) -> jax.Array:
+    """CROWN's lower slopes (rows, n): 1 where u >= -l, else 0 (the line nearer relu on the wider side)."""
+    return jnp.broadcast_to((upper >= -lower).astype(lower.dtype), (rows, lower.shape[0]))
+
+
+def _first_layer_bounds(layer: Dense, x, eps) -> tuple[jax.Array, jax.Array]:
+    """Exact bounds of an affine layer over the L2 ball: W x + b -+ eps ||W_i||."""
+    center, radius = layer.forward(x), eps * layer.row_norms()
+    return center - radius, center + radius
 
 
 def _backward(network: Chain, coefficients, bounds, alphas, x, eps) -> jax.Array:
@@ -156,25 +168,19 @@ def _backward(network: Chain, coefficients, bounds, alphas, x, eps) -> jax.Array
     return coefficients @ x + constant - eps * jnp.linalg.norm(coefficients, axis=1)
 
 
-def _interval(network: Chain, x, eps) -> tuple[list, jax.Array, jax.Array]:
-    """Interval arithmetic: (lower, upper) of every Relu's input, and the output's (lower, upper).
+def _interval(network: Chain, x, eps) -> tuple[jax.Array, jax.Array]:
+    """Interval arithmetic: the output's (lower, upper) over the ball.
 
-    The first layer's interval is exact over the L2 ball (W x + b -+ eps ||W_i||); later ones are
-    boxes pushed through |W|.
+    The first layer's interval is exact over the L2 ball; later ones are boxes pushed through |W|.
     """
-    bounds = []
-    lower = upper = None
-    for k, layer in enumerate(network):
+    lower, upper = _first_layer_bounds(network[0], x, eps)
+    for layer in network[1:]:
         if isinstance(layer, Relu):
-            bounds.append((lower, upper))
             lower, upper = jax.nn.relu(lower), jax.nn.relu(upper)
-        elif k == 0:
-            center, radius = layer.forward(x), eps * layer.row_norms()
-            lower, upper = center - radius, center + radius
         else:
             center, radius = layer.forward((lower + upper) / 2), layer.magnitude((upper - lower) / 2)
             lower, upper = center - radius, center + radius
-    return bounds, lower, upper
+    return lower, upper
 
 
 def _crown_bounds(network: Chain, x, eps) -> list[tuple[jax.Array, jax.Array]]:
@@ -185,8 +191,7 @@ def _crown_bounds(network: Chain, x, eps) -> list[tuple[jax.Array, jax.Array]]:
             continue
         prefix = network[:k]
         if not bounds:  # one affine layer: exact
-            center, radius = prefix[0].forward(x), eps * prefix[0].row_norms()
-            bounds.append((center - radius, center + radius))
+            bounds.append(_first_layer_bounds(prefix[0], x, eps))
             continue
         identity = jnp.eye(prefix[-1].bias.shape[0], dtype=x.dtype)
         slopes = [None] * len(bounds)
@@ -206,14 +211,11 @@ def margin_bounds(network: Chain, x, eps, rows, method: str = "alpha", steps: in
     if method == "ibp":
         # The margins folded into the last layer (as Gowal et al. do): one interval per margin, not per logit.
         last = network[-1]
-        _, lower, _ = _interval((*network[:-1], Dense(rows @ last.weight, rows @ last.bias)), x, eps)
+        lower, _ = _interval((*network[:-1], Dense(rows @ last.weight, rows @ last.bias)), x, eps)
         return lower, alphas
     bounds = _crown_bounds(network, x, eps)
     if alphas is None:
-        alphas = [
-            jnp.broadcast_to((upper >= -lower).astype(x.dtype), (rows.shape[0], lower.shape[0]))
-            for lower, upper in bounds
-        ]
+        alphas = [_crown_slopes(lower, upper, rows.shape[0]) for lower, upper in bounds]
     if method == "crown" or not bounds:
         return _backward(network, rows, bounds, alphas, x, eps), alphas
 
