@@ -24,7 +24,13 @@ How (Zhang et al. 2018, CROWN; Xu et al. 2021, alpha-CROWN):
   so the optimiser can only tighten;
 * `certified_radius` bisects eps between 0 and an upper bound (an attack's norm), or within a
   factor-2 bracket found by bisection on eps's exponent: the bounds loosen as eps grows, so the
-  certified set of radii is an interval.
+  certified set of radii is an interval;
+* `bab` (Wang et al. 2021, beta-CROWN; Bunel et al. 2020, branching): where alpha-CROWN stops,
+  `branch_and_bound` splits the ball into domains by the signs of unstable neurons, bounds each by
+  alpha-CROWN with the splits' constraints as optimised Lagrange multipliers, and closes a domain
+  its bounds prove or that is empty; targeted, each domain's rows also mix convexly. A point
+  of the ball that reaches the goal, met on the way, ends the search: `Certificate.crossing`.
+  The radius is bisected between alpha-CROWN's and the upper end within a `Budget`.
 Hand-written: the maintained verifiers (auto_LiRPA, alpha-beta-CROWN) are PyTorch, one network at a
 time, and do not install beside torch 2.13; this compiles and vmaps over networks and inputs.
 """
@@ -37,10 +43,27 @@ import jax
 import jax.numpy as jnp
 import optax
 
-METHODS = ("ibp", "crown", "alpha")
+BOUNDS = ("ibp", "crown", "alpha")  # the rungs of `margin_bounds`
+METHODS = (*BOUNDS, "bab")  # and alpha-CROWN's radius tightened by branch and bound
 BISECTIONS = 24  # the radius to 2^-24 of its bracket: below float32's resolution of the bounds
 ALPHA_STEPS = 40
 ALPHA_LR = 0.1
+
+
+class Budget(NamedTuple):
+    """Branch and bound's budget, per radius tried: at most `rounds` rounds, each splitting the `batch`
+    open domains with the lowest bounds on one neuron each; `domains` open at once; every child's
+    slopes and multipliers warm-started from its parent's and optimised for `steps` steps; and
+    `bisections` of the radius between alpha-CROWN's and the upper end (resolution 2^-bisections of it)."""
+
+    domains: int = 256
+    batch: int = 16
+    rounds: int = 32
+    steps: int = 20
+    bisections: int = 8
+
+
+BAB_BUDGET = Budget()
 
 
 class Dense(NamedTuple):
@@ -73,6 +96,9 @@ Chain = tuple  # of Dense and Relu, starting and ending with Dense
 class Certificate(NamedTuple):
     radius: jax.Array  # (), no perturbation this short reaches the goal
     certified: jax.Array  # bool (), the radius is positive (the input is not already at the goal)
+    # (), bab only: the shortest radius at which branch and bound met a point of the ball that
+    # reaches the goal, an upper bound on the true minimum found without any attack (inf: none)
+    crossing: jax.Array = jnp.inf
 
 
 def chain(weights, biases=()) -> Chain:
@@ -144,28 +170,45 @@ def _first_layer_bounds(layer: Dense, x, eps) -> tuple[jax.Array, jax.Array]:
     return center - radius, center + radius
 
 
-def _backward(network: Chain, coefficients, bounds, alphas, x, eps) -> jax.Array:
+def _split_bounds(lower, upper, split):
+    """A Relu input's bounds inside a domain of branch and bound: split +1 (z >= 0) or -1 (z <= 0), or 0 (free)."""
+    if split is None:
+        return lower, upper
+    return jnp.where(split > 0, jnp.maximum(lower, 0), lower), jnp.where(split < 0, jnp.minimum(upper, 0), upper)
+
+
+def _backward(network: Chain, coefficients, bounds, alphas, x, eps, betas=None, splits=None):
     """Lower bounds (m,) over the ball on the margins `coefficients` (m, out) of the chain's output.
 
     `bounds` holds (lower, upper) of every Relu's input, `alphas` its lower slopes (m, n) or None.
+    Branch and bound's domains add `splits` (n,) per Relu, each neuron's sign constraint s z >= 0
+    (s = 0: none), and `betas` (m, n) >= 0, their Lagrange multipliers (beta-CROWN, Wang et al.
+    2021): on the domain the margin is at least its bound minus sum beta s z, for any beta >= 0.
+    Also returns every Relu's output coefficients (m, n), from which branching scores come, and the
+    input's coefficients a (m, d): the ball's point x - eps a / ||a|| attains each row's bound.
     """
     constant = jnp.zeros(coefficients.shape[0], coefficients.dtype)
     relu = len(bounds)
+    influence = [None] * relu
     for layer in reversed(network):
         if isinstance(layer, Relu):
             relu -= 1
-            lower, upper = bounds[relu]
+            split = None if splits is None else splits[relu]
+            lower, upper = _split_bounds(*bounds[relu], split)
             relaxed = _relaxation(lower, upper, alphas[relu], coefficients.shape[0])
+            influence[relu] = coefficients
             positive = coefficients >= 0
             # Below a positive coefficient the lower line bounds from below, below a negative one the upper line.
             slope = jnp.where(positive, relaxed.lower_slope, relaxed.upper_slope)
             constant = constant + jnp.where(positive, 0.0, coefficients * relaxed.upper_intercept).sum(1)
             coefficients = coefficients * slope
+            if betas is not None:
+                coefficients = coefficients - betas[relu] * split
         else:
             coefficients, added = layer.pull_back(coefficients)
             constant = constant + added
     # a . (x + delta) + b over ||delta|| <= eps: its minimum is a . x + b - eps ||a||.
-    return coefficients @ x + constant - eps * jnp.linalg.norm(coefficients, axis=1)
+    return coefficients @ x + constant - eps * jnp.linalg.norm(coefficients, axis=1), influence, coefficients
 
 
 def _interval(network: Chain, x, eps) -> tuple[jax.Array, jax.Array]:
@@ -195,8 +238,8 @@ def _crown_bounds(network: Chain, x, eps) -> list[tuple[jax.Array, jax.Array]]:
             continue
         identity = jnp.eye(prefix[-1].bias.shape[0], dtype=x.dtype)
         slopes = [None] * len(bounds)
-        lower = _backward(prefix, identity, bounds, slopes, x, eps)
-        upper = -_backward(prefix, -identity, bounds, slopes, x, eps)
+        lower = _backward(prefix, identity, bounds, slopes, x, eps)[0]
+        upper = -_backward(prefix, -identity, bounds, slopes, x, eps)[0]
         bounds.append((lower, upper))
     return bounds
 
@@ -206,8 +249,8 @@ def margin_bounds(network: Chain, x, eps, rows, method: str = "alpha", steps: in
 
     `alphas` (one (m, n) array per Relu) start alpha-CROWN's optimisation (CROWN's slopes when None).
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method not in BOUNDS:
+        raise ValueError(f"method must be one of {', '.join(BOUNDS)}, got {method!r}")
     if method == "ibp":
         # The margins folded into the last layer (as Gowal et al. do): one interval per margin, not per logit.
         last = network[-1]
@@ -217,32 +260,190 @@ def margin_bounds(network: Chain, x, eps, rows, method: str = "alpha", steps: in
     if alphas is None:
         alphas = [_crown_slopes(lower, upper, rows.shape[0]) for lower, upper in bounds]
     if method == "crown" or not bounds:
-        return _backward(network, rows, bounds, alphas, x, eps), alphas
+        return _backward(network, rows, bounds, alphas, x, eps)[0], alphas
+    return _ascend(lambda alphas: _backward(network, rows, bounds, alphas, x, eps)[0], alphas, steps)
 
-    def bound(alphas):
-        return _backward(network, rows, bounds, alphas, x, eps)
 
+def _simplex(v: jax.Array) -> jax.Array:
+    """Each row of v projected onto the probability simplex (Duchi et al. 2008: sort, threshold)."""
+    u = -jnp.sort(-v, axis=-1)
+    excess = jnp.cumsum(u, axis=-1) - 1
+    count = jnp.sum(u - excess / jnp.arange(1, v.shape[-1] + 1) > 0, axis=-1, keepdims=True)
+    return jnp.maximum(v - jnp.take_along_axis(excess, count - 1, axis=-1) / count, 0)
+
+
+def _ascend(bound, parameters, steps: int):
+    """Projected Adam ascent of every row of bound(parameters) (m,), and the best bounds and parameters seen.
+
+    `parameters` is a list of (m, n) arrays, each row's own: relaxation slopes, kept in [0, 1], or
+    a tuple (slopes, multipliers), the multipliers kept >= 0, and optionally each row's mixture of
+    the specification's rows, kept on the simplex. Any such parameters give a sound bound, so the
+    optimiser can only tighten.
+    """
     optimiser = optax.adam(ALPHA_LR)
 
+    def project(parameters):
+        if isinstance(parameters, tuple):  # (slopes, multipliers[, mixtures])
+            alphas, betas, *mixtures = parameters
+            return project(alphas), jax.tree_util.tree_map(lambda b: jnp.maximum(b, 0), betas), *map(_simplex, mixtures)
+        return jax.tree_util.tree_map(lambda a: jnp.clip(a, 0, 1), parameters)
+
     def kept(better, new, old):
-        return [jnp.where(better[:, None], a, b) for a, b in zip(new, old, strict=True)]
+        return jax.tree_util.tree_map(lambda a, b: jnp.where(better[:, None], a, b), new, old)
 
     def step(carry, _):
-        alphas, state, best, best_alphas = carry
-        value, pullback = jax.vjp(bound, alphas)
+        parameters, state, best, best_parameters = carry
+        value, pullback = jax.vjp(bound, parameters)
         improved = value > best
-        best, best_alphas = jnp.maximum(value, best), kept(improved, alphas, best_alphas)
-        # Ascent on every row's bound at once: the rows share no slope, so their sum's gradient is each one's.
+        best, best_parameters = jnp.maximum(value, best), kept(improved, parameters, best_parameters)
+        # Ascent on every row's bound at once: the rows share no parameter, so their sum's gradient is each one's.
         (grads,) = pullback(-jnp.ones_like(value))
-        updates, state = optimiser.update(grads, state, alphas)
-        alphas = [jnp.clip(a, 0, 1) for a in optax.apply_updates(alphas, updates)]
-        return (alphas, state, best, best_alphas), None
+        updates, state = optimiser.update(grads, state, parameters)
+        return (project(optax.apply_updates(parameters, updates)), state, best, best_parameters), None
 
-    start = jnp.full(rows.shape[0], -jnp.inf, x.dtype)
-    carry = (alphas, optimiser.init(alphas), start, alphas)
-    (alphas, _, best, best_alphas), _ = jax.lax.scan(step, carry, None, length=steps)
-    final = bound(alphas)
-    return jnp.maximum(best, final), kept(final > best, alphas, best_alphas)
+    leaf = jax.tree_util.tree_leaves(parameters)[0]
+    start = jnp.full(leaf.shape[0], -jnp.inf, leaf.dtype)
+    carry = (parameters, optimiser.init(parameters), start, parameters)
+    (parameters, _, best, best_parameters), _ = jax.lax.scan(step, carry, None, length=steps)
+    final = bound(parameters)
+    return jnp.maximum(best, final), kept(final > best, parameters, best_parameters)
+
+
+class Verdict(NamedTuple):
+    verified: jax.Array  # bool (): every domain of the ball was proved to keep the goal unreachable
+    falsified: jax.Array  # bool (): a point of the ball reaches the goal (the true minimum is at most eps)
+    domains: jax.Array  # int (): domains bounded, the root included
+    open: jax.Array  # int (): domains left unproved when it stopped (0 when verified)
+
+
+class _Domains(NamedTuple):
+    """Branch and bound's slots: a domain is the ball with some neurons' signs fixed."""
+
+    split: jax.Array  # (D, N) int8 over every Relu's neurons: +1 z >= 0, -1 z <= 0, 0 free
+    alphas: jax.Array  # (D, m, N) its slopes
+    betas: jax.Array  # (D, m, N) its multipliers
+    score: jax.Array  # (D, N) branching scores: > 0 for a free unstable neuron
+    worst: jax.Array  # (D,) its rows' bounds, as one number: below 0 while unproved
+    open: jax.Array  # (D,) bool, the slot holds an unproved domain
+
+
+def _write(slots: _Domains, where, children: _Domains, keep) -> _Domains:
+    """Slots `where` (distinct) replaced by `children` where `keep`."""
+
+    def one(old, new):
+        return old.at[where].set(jnp.where(keep.reshape(-1, *[1] * (new.ndim - 1)), new, old[where]))
+
+    return jax.tree_util.tree_map(one, slots, children)
+
+
+def branch_and_bound(network: Chain, x, eps, rows, every: bool = True, budget: Budget = BAB_BUDGET) -> Verdict:
+    """Whether the margins `rows` stay positive (all if `every`, else one) over ||delta||_2 <= eps, by branch and bound.
+
+    Each round splits the `budget.batch` open domains with the lowest bounds, each on the free unstable
+    neuron with the largest score -- its relaxation's height u (-l) / (u - l) times the margins'
+    coefficients on it (BaBSR's intercept score, Bunel et al. 2020) -- into z >= 0 and z <= 0, and
+    bounds both children by alpha-beta-CROWN: split neurons are exact, and their constraints enter
+    through optimised multipliers. A child whose bounds prove the goal unreachable, or whose
+    constraints contradict the hidden bounds (an empty domain), is closed. Sound whenever it says
+    verified; it says not verified when a domain cannot be split further, the slots run out, or the
+    rounds do.
+    """
+    bounds = _crown_bounds(network, x, eps)
+    if not bounds:
+        values, _ = margin_bounds(network, x, eps, rows, "crown")
+        verified = jnp.all(values > 0) if every else jnp.any(values > 0)
+        return Verdict(verified, jnp.asarray(False), jnp.asarray(1), (~verified).astype(int))
+    domains, batch, rounds, steps, _ = budget
+    sizes = [lower.shape[0] for lower, _ in bounds]
+    offsets = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
+    lower, upper = (jnp.concatenate(side) for side in zip(*bounds, strict=True))
+    m, total = rows.shape[0], offsets[-1]
+
+    def per_layer(flat):
+        return [flat[..., offsets[k] : offsets[k + 1]] for k in range(len(sizes))]
+
+    def bound(split, parameters):
+        alphas, betas, *mixture = parameters
+        # Targeted, one positive row suffices, and so does any convex mixture of the rows (it is at
+        # most their largest): a domain split between the rows' regions needs one.
+        mixed = mixture[0] @ rows if mixture else rows
+        return _backward(network, mixed, bounds, per_layer(alphas), x, eps, per_layer(betas), per_layer(split))
+
+    def reaches(logits):
+        margins = rows @ logits
+        return jnp.any(margins < 0) if every else jnp.all(margins < 0)
+
+    def evaluate(split, alphas, betas, steps):
+        """One domain: (worst, open, alphas, betas, branching scores, whether a point of it reaches the goal)."""
+        mixture = () if every else (jnp.eye(m, dtype=x.dtype),)
+        values, (alphas, betas, *mixture) = _ascend(lambda p: bound(split, p)[0], (alphas, betas, *mixture), steps)
+        _, influence, slopes = bound(split, (alphas, betas, *mixture))
+        # Each row's bound is attained at x - eps a / ||a|| of the relaxed net: try those on the net.
+        norms = jnp.linalg.norm(slopes, axis=1, keepdims=True)
+        points = x - eps * slopes / jnp.where(norms > 0, norms, 1)
+        falsified = jnp.any(jax.vmap(lambda p: reaches(apply(network, p)))(points))
+        low, high = _split_bounds(lower, upper, split)
+        empty = jnp.any(low > high)
+        proved = empty | (jnp.all(values > 0) if every else jnp.any(values > 0))
+        worst = jnp.where(proved, jnp.inf, values.min() if every else values.max())
+        free = (split == 0) & (low < 0) & (high > 0)
+        height = jnp.where(free, high * -low / jnp.where(free, high - low, 1), 0)
+        score = jnp.where(free, jnp.abs(jnp.concatenate(influence, axis=1)).sum(0) * height + 1e-30, 0)
+        return worst, ~proved, alphas, betas, score, falsified
+
+    zeros = jnp.zeros((m, total), x.dtype)
+    root_split = jnp.zeros(total, jnp.int8)
+    root = evaluate(root_split, _crown_slopes(lower, upper, m), zeros, ALPHA_STEPS)
+    slots = _Domains(
+        jnp.zeros((domains, total), jnp.int8).at[0].set(root_split),
+        jnp.zeros((domains, m, total), x.dtype).at[0].set(root[2]),
+        jnp.zeros((domains, m, total), x.dtype),
+        jnp.zeros((domains, total), x.dtype).at[0].set(root[4]),
+        jnp.full(domains, jnp.inf, x.dtype).at[0].set(root[0]),
+        jnp.zeros(domains, bool).at[0].set(root[1]),
+    )
+    children = jax.vmap(evaluate, in_axes=(0, 0, 0, None))
+
+    def more(state):
+        slots, done_rounds, _, stopped, falsified = state
+        return (done_rounds < rounds) & jnp.any(slots.open) & ~stopped & ~falsified
+
+    def split_round(state):
+        slots, done_rounds, count, _, falsified = state
+        _, pick = jax.lax.top_k(-jnp.where(slots.open, slots.worst, jnp.inf), batch)
+        splittable = slots.score[pick].max(1) > 0
+        # Ties in top_k go to the lower index, so the free slots are the first `batch` closed ones.
+        _, free = jax.lax.top_k((~slots.open).astype(jnp.int8), batch)
+        stopped = (~slots.open).sum() < batch
+        valid = slots.open[pick] & ~stopped
+        neuron = jnp.argmax(slots.score[pick], axis=1)
+        # A domain with every unstable neuron fixed is a polytope on which the net is affine: its
+        # bound is exact once the multipliers converge, so it is optimised further, not split.
+        sides = jnp.stack([jnp.ones(batch, jnp.int8), jnp.where(splittable, -1, 0).astype(jnp.int8)])
+        split = slots.split[pick][None].repeat(2, 0)
+        split = split.at[:, jnp.arange(batch), neuron].set(
+            jnp.where(splittable, sides, split[:, jnp.arange(batch), neuron])
+        )
+        parents = lambda a: jnp.concatenate([a[pick], a[pick]])  # noqa: E731
+        worst, open_, alphas, betas, score, found = children(
+            split.reshape(2 * batch, total), parents(slots.alphas), parents(slots.betas), steps
+        )
+        new = _Domains(split.reshape(2 * batch, total), alphas, betas, score, worst, open_)
+        written = (valid, valid & splittable)
+        for side, where in ((0, pick), (1, free)):
+            slots = _write(
+                slots,
+                where,
+                jax.tree_util.tree_map(lambda a, s=side: a[s * batch : (s + 1) * batch], new),
+                written[side],
+            )
+        found = falsified | jnp.any(found & jnp.concatenate(written))
+        return slots, done_rounds + 1, count + valid.sum() + written[1].sum(), stopped, found
+
+    state = (slots, jnp.asarray(0), jnp.asarray(1), jnp.asarray(False), root[5])
+    slots, _, count, _, falsified = jax.lax.while_loop(more, split_round, state)
+    still_open = slots.open.sum()
+    return Verdict(still_open == 0, falsified, count, still_open)
 
 
 def certified_radius(
@@ -255,23 +456,29 @@ def certified_radius(
     upper: jax.Array | float | None = None,
     bisections: int = BISECTIONS,
     steps: int = ALPHA_STEPS,
+    budget: Budget = BAB_BUDGET,
 ) -> Certificate:
     """The largest radius (to 2^-bisections of the bracket) at which `margin_bounds` proves the goal unreachable.
 
     `upper`: a radius known not to be certified (an attack's verified norm: the true minimum is
     at most that), the bracket then [0, upper]; without it, a factor-2 bracket is found first by
     bisection on the exponent. alpha-CROWN's slopes carry over from one radius to the next.
+    `bab`: alpha-CROWN's radius r first (found without `upper`), then `budget.bisections` of
+    [r, upper] by `branch_and_bound` ([r, 2r] where `upper` is None or not finite).
     """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     classes = apply(network, x).shape[0]
     rows, every = specification(classes, label, target)
+    bound_method = "alpha" if method == "bab" else method
 
     def holds(eps, alphas):
-        values, alphas = margin_bounds(network, x, eps, rows, method, steps, alphas)
+        values, alphas = margin_bounds(network, x, eps, rows, bound_method, steps, alphas)
         positive = values > 0
         return (jnp.all(positive) if every else jnp.any(positive)), alphas
 
     ok_at_zero, alphas = holds(jnp.zeros((), x.dtype), None)
-    if upper is None:
+    if upper is None or method == "bab":
         # A factor-2 bracket first: bisection on the exponent k of scale 2^k, k in [-64, 64], from
         # a scale of the input's logits over the first layer's largest gain.
         scale = jnp.abs(apply(network, x)).max() / network[0].row_norms().max()
@@ -299,4 +506,19 @@ def certified_radius(
         return (jnp.where(good, middle, low), jnp.where(good, high, middle), alphas), None
 
     (low, _, _), _ = jax.lax.scan(bisect, (low, high, alphas), None, length=bisections)
-    return Certificate(jnp.where(ok_at_zero, low, 0.0), ok_at_zero)
+    if method == "bab":
+        upper = jnp.asarray(jnp.inf if upper is None else upper, x.dtype)
+        high = jnp.where(jnp.isfinite(upper), jnp.maximum(upper, low), 2 * low)
+
+        def branch(carry, _):
+            low, high, crossing = carry
+            middle = (low + high) / 2
+            verdict = branch_and_bound(network, x, middle, rows, every, budget)
+            good = verdict.verified
+            crossing = jnp.where(verdict.falsified, jnp.minimum(crossing, middle), crossing)
+            return (jnp.where(good, middle, low), jnp.where(good, high, middle), crossing), None
+
+        start = (low, high, jnp.asarray(jnp.inf, x.dtype))
+        (low, _, crossing), _ = jax.lax.scan(branch, start, None, length=budget.bisections)
+        return Certificate(jnp.where(ok_at_zero, low, 0.0), ok_at_zero, crossing)
+    return Certificate(jnp.where(ok_at_zero, low, 0.0), ok_at_zero, jnp.asarray(jnp.inf, x.dtype))

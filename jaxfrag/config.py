@@ -82,8 +82,8 @@ PROTOCOLS = ("epochs", "until-fit")
 # and the tests of the run plumbing).
 ATTACKS = ("full", "strong", "walk", "quick")
 # The relu experiment's certified lower bound (`jaxfrag.certify.METHODS`), or off: interval bounds,
-# CROWN, or CROWN with optimised slopes (the tightest).
-CERTIFY = ("off", "ibp", "crown", "alpha")
+# CROWN, CROWN with optimised slopes, or that tightened by branch and bound (the tightest).
+CERTIFY = ("off", "ibp", "crown", "alpha", "bab")
 # The trained experiments' largest d: a training point's index is two uint32 words (`jaxfrag.data`).
 MAX_TRAINED_D = 64
 

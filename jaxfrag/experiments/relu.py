@@ -16,8 +16,9 @@ b1 = A z+ (class 1) and b2 = A z- (class 0), so that b1 - b2 = 2 a_d, and measur
   changes the label; cos theta_t = cos(grad(f1 - f2)(b + delta), a_d), signed; m =
   ||a_d||. The paper's claim is |cos theta_t| ~ delta / m.
 * With --certify, a certified lower bound on the net's robustness at b1 and b2
-  (`certify.certified_radius`, found without the attack): the net's true robustness lies
-  between it and the attack's norm, and the gap between gap_certified and gap.
+  (`certify.certified_radius`; found without the attack, except that `bab` bisects up to the
+  attack's norm): the net's true robustness lies between it and the attack's norm, and the gap
+  between gap_certified and gap.
 * The optimal (minimum-distance) classifier's exact robustness at b1 and at b2,
   half the distance to the nearest opposite-class point among all 2^d (brute
   force or sphere decoder, as thm6), at most m (the last-bit flip).
@@ -142,10 +143,13 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
         metrics[f"flips_{name}"] = attack.success
         metrics[f"cos_theta_t_{name}"] = linear.cosine(grad_g(b + attack.delta), a_d)
         metrics[f"correct_{name}"] = label == true_class
-        if config.certify != "off":  # found without the attack's norm, so that the two check each other
+        if config.certify != "off":
+            # The bound rungs are found without the attack's norm, so that the two check each other;
+            # branch and bound tightens up to it (any radius above a verified crossing is uncertifiable).
+            upper = attack.norm if config.certify == "bab" else None
             network = certify.chain(net.weights, net.biases)
             metrics[f"robustness_certified_{name}"] = certify.certified_radius(
-                network, b, label, method=config.certify
+                network, b, label, method=config.certify, upper=upper
             ).radius
     metrics.update(
         m=m,
