@@ -36,7 +36,7 @@ from jaxfrag.experiments import linear, relu
 from jaxfrag.models import relu as relu_net
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the oracle is the tests' own
-from exact_relu2d import exact_min_perturbation, family  # noqa: E402
+from exact_relu2d import problems  # noqa: E402
 
 
 def timed(program, *arguments) -> tuple[np.ndarray, float, float]:
@@ -60,16 +60,10 @@ def radius_program(method: str, targeted: bool, with_upper: bool, budget: certif
 def oracle_suite(args) -> dict:
     results = {}
     for classes, targeted in ((2, False), (3, False), (3, True)):
-        parts = [family(900 + 10 * classes + seed, args.oracle_nets, 12, classes) for seed in range(args.oracle_seeds)]
-        nets = [net for part in parts for net in part.nets]
-        x = np.concatenate([part.x for part in parts])
-        labels = np.concatenate([part.labels for part in parts])
-        targets, exact = labels, np.concatenate([part.exact for part in parts])
-        if targeted:
-            pairs = [(n, p, y, t) for n, p, y in zip(nets, x, labels, strict=True) for t in range(classes) if t != y]
-            exact = np.array([exact_min_perturbation(n, p, y, target=t).distance for n, p, y, t in pairs])
-            nets, x, labels, targets = (list(v) for v in zip(*pairs, strict=True))
-            x, labels, targets = np.array(x), np.array(labels), np.array(targets)
+        nets, x, labels, targets, exact = problems(
+            900 + 10 * classes, args.oracle_seeds, args.oracle_nets, 12, classes, targeted
+        )
+        targets = labels if targets is None else targets
         reachable = np.isfinite(exact)
         h1, h2, c1, c2 = (
             jnp.asarray(np.stack([getattr(n, f) for n in nets]), jnp.float32) for f in ("h1", "h2", "c1", "c2")

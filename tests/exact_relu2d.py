@@ -142,3 +142,25 @@ def family(seed: int, count: int, width: int, classes: int) -> Family:
     labels = np.array([int(np.argmax(net.logits(point))) for net, point in zip(nets, x, strict=True)])
     exact = np.array([exact_min_perturbation(n, p, y).distance for n, p, y in zip(nets, x, labels, strict=True)])
     return Family(nets, x, labels, exact)
+
+
+class Problems(NamedTuple):
+    nets: list[ReluNet2D]
+    x: np.ndarray  # (n, 2)
+    labels: np.ndarray  # (n,)
+    targets: np.ndarray | None  # (n,), targeted problems only
+    exact: np.ndarray  # (n,), inf where the goal is unreachable
+
+
+def problems(first_seed: int, seeds: int, count: int, width: int, classes: int, targeted: bool) -> Problems:
+    """The families of `seeds` seeds from `first_seed` pooled; targeted: each input towards every other class."""
+    parts = [family(first_seed + seed, count, width, classes) for seed in range(seeds)]
+    nets = [net for part in parts for net in part.nets]
+    x = np.concatenate([part.x for part in parts])
+    labels = np.concatenate([part.labels for part in parts])
+    if not targeted:
+        return Problems(nets, x, labels, None, np.concatenate([part.exact for part in parts]))
+    pairs = [(n, p, y, t) for n, p, y in zip(nets, x, labels, strict=True) for t in range(classes) if t != y]
+    exact = np.array([exact_min_perturbation(n, p, y, target=t).distance for n, p, y, t in pairs])
+    nets, x, labels, targets = zip(*pairs, strict=True)
+    return Problems(list(nets), np.array(x), np.array(labels), np.array(targets), exact)

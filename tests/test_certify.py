@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from exact_relu2d import exact_min_perturbation, family
+from exact_relu2d import problems
 
 from jaxfrag import attacks, certify
 
@@ -30,16 +30,7 @@ BELOW = {jnp.float64: 1e-9, jnp.float32: 1e-5}
 @functools.cache
 def oracle(classes: int, targeted: bool):
     """(nets, inputs, labels, targets or None, exact minima) of the family, every seed; targeted: both other classes."""
-    parts = [family(700 + 10 * classes + seed, NETS, WIDTH, classes) for seed in range(SEEDS)]
-    nets = [net for part in parts for net in part.nets]
-    x = np.concatenate([part.x for part in parts])
-    labels = np.concatenate([part.labels for part in parts])
-    if not targeted:
-        return nets, x, labels, None, np.concatenate([part.exact for part in parts])
-    pairs = [(n, p, y, t) for n, p, y in zip(nets, x, labels, strict=True) for t in range(classes) if t != y]
-    exact = np.array([exact_min_perturbation(n, p, y, target=t).distance for n, p, y, t in pairs])
-    nets, x, labels, targets = zip(*pairs, strict=True)
-    return list(nets), np.array(x), np.array(labels), np.array(targets), exact
+    return problems(700 + 10 * classes, SEEDS, NETS, WIDTH, classes, targeted)
 
 
 def stacked(nets, dtype) -> certify.Chain:
