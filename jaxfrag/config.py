@@ -65,7 +65,9 @@ _ROWS = (
         default_scale=1.0,
     ),
     ExperimentSpec("linear", 100, "jaxfrag.experiments.linear", True, _TRAINED_FIELDS, default_scale=5.0),
-    ExperimentSpec("relu", 200, "jaxfrag.experiments.relu", True, (*_TRAINED_FIELDS, "certify"), default_scale=5.0),
+    ExperimentSpec(
+        "relu", 200, "jaxfrag.experiments.relu", True, (*_TRAINED_FIELDS, "pair", "certify"), default_scale=5.0
+    ),
 )
 EXPERIMENTS: dict[str, ExperimentSpec] = {spec.name: spec for spec in _ROWS}
 
@@ -84,6 +86,10 @@ ATTACKS = ("full", "strong", "walk", "quick")
 # The relu experiment's certified lower bound (`jaxfrag.certify.METHODS`), or off: interval bounds,
 # CROWN, CROWN with optimised slopes, or that tightened by branch and bound (the tightest).
 CERTIFY = ("off", "ibp", "crown", "alpha", "bab")
+# Where the relu experiment's inputs b1, b2 come from: a training pair (both among the training
+# points, as in the paper's section 6) or a fresh one (both held out of training). While 2^d <=
+# max_points, a training pair is one of all 2^d training points and a fresh pair is held out of them.
+PAIRS = ("train", "fresh")
 # The trained experiments' largest d: a training point's index is two uint32 words (`jaxfrag.data`).
 MAX_TRAINED_D = 64
 
@@ -112,6 +118,7 @@ class Config(NamedTuple):
     protocol: str = "epochs"  # one of PROTOCOLS
     max_epochs: int = 200  # until-fit: the cap on epochs (epochs_run records what each net used)
     attack: str = "full"  # one of ATTACKS: linear's robustness_attack, relu's delta_b1 and delta_b2
+    pair: str = "train"  # one of PAIRS: relu's b1, b2 are training points, or held out of training
     certify: str = "off"  # one of CERTIFY: relu's certified lower bound on the nets' robustness at b1, b2
 
     def depth_for(self, experiment: str) -> int:

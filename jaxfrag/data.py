@@ -22,6 +22,9 @@ ONE trial of dimension d; data points are the COLUMNS of the returned matrix.
   2^d indices while that is at most `max_points`, else `max_points` distinct
   ones drawn uniformly (`sample_distinct`: no permutation of all 2^d).
   Points are made from indices on the fly, so no (2^d, d) array is stored.
+* `training_indices` -- such a training set around a given pair of points: a
+  uniform subset among those that hold both (the relu experiment's b1, b2 as
+  training points, the paper's) or among those that hold neither (held out).
 """
 
 from __future__ import annotations
@@ -158,6 +161,41 @@ def hypercube_indices(key: jax.Array, d: int, max_points: int) -> jax.Array:
     if d > MAX_D:
         raise ValueError(f"hypercube points need d <= {MAX_D}, got {d}")
     return sample_distinct(key, d, max_points)
+
+
+def training_size(d: int, max_points: int, held_out: bool) -> int:
+    """How many points `training_indices` returns: 2^d, or 2^d - 2 with the pair held out, at most max_points."""
+    return min(2**d - (2 if held_out else 0), max_points)
+
+
+def contains(indices: jax.Array, words: jax.Array) -> jax.Array:
+    """(k,) bool: whether each of the (k, WORDS) indices `words` is among the (n, WORDS) `indices`."""
+    return jnp.any(jnp.all(indices[None, :, :] == words[:, None, :], axis=-1), axis=1)
+
+
+def training_indices(key: jax.Array, d: int, max_points: int, pair: jax.Array, held_out: bool) -> jax.Array:
+    """(training_size, WORDS) uint32: a training set that holds both of the two distinct indices `pair`
+    ((2, WORDS)), or, `held_out`, neither.
+
+    Holding the pair: all 2^d while 2^d <= max_points (`hypercube_indices`' set), else the pair and
+    the first max_points - 2 other points of a uniform sample of max_points + 2, so a uniform
+    max_points-subset among those that hold the pair. Held out: the first training_size points of
+    all 2^d, or of such a sample, that are not the pair, a uniform subset of the other 2^d - 2. The
+    first k distinct draws of an iid stream with two values struck out are the first k distinct
+    draws of a stream over the other values, hence uniform; and for one key the two sets share all
+    but the pair's two slots, so the two choices are paired.
+    """
+    size = training_size(d, max_points, held_out)
+    if not held_out and 2**d <= max_points:
+        return hypercube_indices(key, d, max_points)
+    if held_out and 2**d - 2 <= max_points:  # held out of the whole cube
+        pool = index_words(jnp.arange(2**d, dtype=jnp.int32))
+    else:
+        pool = sample_distinct(key, d, min(max_points + 2, 2**d))
+    others = ~jnp.any(jnp.all(pool[:, None, :] == pair[None, :, :], axis=-1), axis=1)
+    if held_out:
+        return pool[jnp.nonzero(others, size=size)[0]]
+    return jnp.concatenate([pool[jnp.nonzero(others, size=size - 2)[0]], pair])
 
 
 def sign_vectors(words: jax.Array, d: int, dtype=jnp.float32) -> jax.Array:

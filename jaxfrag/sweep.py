@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from jaxfrag import cli, distributed, grid
 from jaxfrag.cli import UsageError
-from jaxfrag.config import CERTIFY, EXPERIMENTS, INITS, MAX_TRAINED_D, OPTIMIZERS, PROTOCOLS, Config
+from jaxfrag.config import CERTIFY, EXPERIMENTS, INITS, MAX_TRAINED_D, OPTIMIZERS, PAIRS, PROTOCOLS, Config
 
 DEFAULT_TRIALS = 500
 DEFAULT_TRIALS_TRAINED = 256  # when linear or relu is run: ~3 s of training per network at d = 16
@@ -184,7 +184,14 @@ def _add_training_options(train) -> None:
         choices=CERTIFY,
         default="off",
         help="relu: a certified lower bound on the nets' robustness at b1 and b2, so each lies in [certified, "
-        "attacked]: ibp (interval bounds), crown, or alpha (CROWN with optimised slopes, the tightest)",
+        "attacked]: ibp (interval bounds), crown, alpha (CROWN with optimised slopes), or bab (alpha tightened "
+        "by branch and bound up to the attack's norm, the tightest)",
+    )
+    train.add_argument(
+        "--pair",
+        choices=PAIRS,
+        default="train",
+        help="relu: b1 and b2 are training points (the paper's) or fresh ones, held out of training",
     )
     train.add_argument("--init", choices=INITS, default="torch", help="torch: U(+-1/sqrt(fan_in)), nn.Linear's")
     train.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="with PyTorch's defaults")

@@ -67,6 +67,40 @@ def test_sampled_training_sets_are_uniform_subsets_without_a_permutation(d, n):
     np.testing.assert_array_equal(data.words_to_int(data.hypercube_indices(jax.random.key(0), 5, 32)), np.arange(32))
 
 
+@pytest.mark.parametrize("held_out", [False, True])
+@pytest.mark.parametrize("d,n", [(6, 64), (6, 63), (6, 40), (8, 255)])  # the whole cube, a sample, at the edges
+def test_a_training_set_holds_its_pair_or_not_and_is_otherwise_uniform(d, n, held_out):
+    # The pair's points are in every set (or in none); the other points are a uniform subset of the
+    # other 2^d - 2: each is in a set with the same probability (chi-square), and no duplicates.
+    draws, counts = 300, np.zeros(2**d)
+    pair_ints = np.array([2**d - 3, 5], np.uint64)
+    pair = jnp.asarray(np.stack([pair_ints & 0xFFFFFFFF, pair_ints >> 32], axis=1).astype(np.uint32))
+    sample = jax.jit(jax.vmap(lambda key: data.training_indices(key, d, n, pair, held_out)))
+    keys = jax.random.split(jax.random.key(d + n), draws)
+    words = np.asarray(sample(keys))
+    size = min(n, 2**d - 2 * held_out)
+    assert words.shape == (draws, size, data.WORDS) == (draws, data.training_size(d, n, held_out), data.WORDS)
+    for sample_words in words:
+        indices = data.words_to_int(sample_words)
+        assert len(np.unique(indices)) == size and indices.max() < 2**d, "a duplicate or an index out of range"
+        assert np.isin(pair_ints, indices).tolist() == [not held_out] * 2
+        counts[indices.astype(np.int64)] += 1
+    others = np.delete(counts, pair_ints.astype(np.int64))
+    if size - 2 * (not held_out) < 2**d - 2:  # else every other point is in every set
+        assert stats.chisquare(others).pvalue > 1e-3
+    else:
+        assert np.all(others == draws)
+    # For one key, the two choices share every point but the pair's slots: the comparison is paired.
+    held = data.words_to_int(np.asarray(jax.vmap(lambda key: data.training_indices(key, d, n, pair, True))(keys)))
+    kept = data.words_to_int(np.asarray(jax.vmap(lambda key: data.training_indices(key, d, n, pair, False))(keys)))
+    for with_pair, without in zip(kept, held, strict=True):
+        assert len(np.setdiff1d(with_pair, without)) == 2 and len(np.setdiff1d(without, with_pair)) <= 2
+    np.testing.assert_array_equal(  # with the whole cube trained on, the pair changes nothing
+        data.words_to_int(np.asarray(data.training_indices(jax.random.key(0), 5, 32, pair % 32, False))),
+        np.arange(32),
+    )
+
+
 def test_a_sample_is_in_uniformly_random_order():
     # The first n distinct of an iid stream: every position of the sample is uniform too, so the
     # training order carries no trace of the index order. Position 0 over 2000 samples, chi-square.

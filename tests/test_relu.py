@@ -12,7 +12,7 @@ from helpers import numpy_signs, run_cell
 from scipy import stats
 
 from jaxfrag import attacks, data, parallel, rmt
-from jaxfrag.config import ATTACKS, Config
+from jaxfrag.config import ATTACKS, PAIRS, Config
 from jaxfrag.experiments import linear, relu
 from jaxfrag.models import linear as linear_net
 from jaxfrag.models import relu as relu_net
@@ -228,6 +228,33 @@ def test_rows_do_not_depend_on_chunk_size_or_device_count(devices):
         other = run_cell("relu", 7, config, num_devices=num_devices, chunk=chunk).columns
         for column, values in reference.items():
             np.testing.assert_array_equal(other[column], values, err_msg=f"{column}: {num_devices} devices, {chunk}")
+
+
+def test_b1_and_b2_are_training_points_or_held_out_as_asked():
+    # d = 7 trained on 48 of the 128 points: a pair drawn apart from the training set is in it with
+    # probability about 0.14, so only the pair option puts it there (or keeps it out).
+    d = 7
+    fitting = dict(lr=1e-2, batch_size=8, scale_columns=1.0, protocol="until-fit", max_epochs=60)
+    config = SMALL._replace(trials=16, width=32, epochs=2, max_points=48, **fitting)
+    rows = {pair: run_cell("relu", d, config._replace(pair=pair), num_devices=1).columns for pair in PAIRS}
+    key = parallel.cell_key(config.seed, "relu", d)
+    for pair, columns in rows.items():
+        np.testing.assert_array_equal(columns["pair_index"], rows["train"]["pair_index"])  # the same pair
+        assert np.all(columns["n_points"] == 48) and columns["points_sampled"].all()
+        assert np.all(columns["pair_trained"] == (pair == "train"))
+        for trial in range(config.trials):
+            # The training set, rebuilt from the trial's key, checked in numpy.
+            key_train, _ = jax.random.split(parallel.trial_keys(key, jnp.asarray([trial]))[0])
+            z_minus = int(columns["pair_index"][trial])
+            both = relu.pair_indices(data.index_words(jnp.asarray([z_minus], jnp.int32))[0], d)
+            _, indices, *_ = linear.train_trial(key_train, d, config._replace(pair=pair), "relu", relu_net, both)
+            points = data.words_to_int(np.asarray(indices))
+            assert np.isin([z_minus + 2 ** (d - 1), z_minus], points).tolist() == [pair == "train"] * 2
+    # A net that fits its training set classifies b1 and b2 correctly when they are in it.
+    train = rows["train"]
+    fit = train["train_acc"] == 1
+    assert fit.sum() >= 8, train["train_acc"]
+    assert train["correct_b1"][fit].all() and train["correct_b2"][fit].all()
 
 
 def test_the_quick_attack_changes_only_the_attack_columns_and_is_never_shorter():

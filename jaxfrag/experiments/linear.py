@@ -87,16 +87,20 @@ class TrialTraining(NamedTuple):
     epochs: jax.Array  # epochs run
 
 
-def train_trial(key: jax.Array, d: int, config: Config, experiment: str = "linear", network=linear_net):
+def train_trial(key: jax.Array, d: int, config: Config, experiment: str = "linear", network=linear_net, pair=None):
     """One trial's data and trained network.
 
     `network` is the module of the network's loss and stopping test (`cross_entropy`, `fits`):
     `linear_net` by default, `relu_net` for the relu experiment; the data follow `experiment`'s
-    column scaling.
+    column scaling. With `pair` ((2, WORDS) point indices), the training set holds both points, or
+    neither if config.pair is "fresh" (`data.training_indices`).
     """
     key_a, key_points, key_init, key_train = jax.random.split(key, 4)
     a = data.mixing_matrix(key_a, d, config.scale_for(experiment))
-    indices = data.hypercube_indices(key_points, d, config.max_points)
+    if pair is None:
+        indices = data.hypercube_indices(key_points, d, config.max_points)
+    else:
+        indices = data.training_indices(key_points, d, config.max_points, pair, held_out=config.pair == "fresh")
     net = linear_net.init(key_init, d, config, a.dtype)
     fit = functools.partial(network.fits, a=a, indices=indices)
     trained = linear_net.train(key_train, net, a, indices, config, network.cross_entropy, fit=fit)

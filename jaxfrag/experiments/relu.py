@@ -3,9 +3,14 @@
 Per trial: draw A (the first d-1 columns times 5 by default, section 6's
 protocol; `--scale-columns 1` is Theorem 6 as stated), train a d -> width -> 2
 ReLU network on the hypercube points x = A z (label = last bit) exactly as the
-linear experiment trains its linear ones (`jaxfrag.models.relu`), then draw one
+linear experiment trains its linear ones (`jaxfrag.models.relu`), around one
 pair z+, z- that agree in the first d-1 (uniform) signs and differ in the last,
-b1 = A z+ (class 1) and b2 = A z- (class 0), so that b1 - b2 = 2 a_d, and measure:
+b1 = A z+ (class 1) and b2 = A z- (class 0), so that b1 - b2 = 2 a_d. With
+`--pair train` (the default, as the paper) both are training points: all 2^d
+points while 2^d <= max_points, else a uniform sample that holds the pair. With
+`--pair fresh` both are held out of training (`data.training_indices`; the
+pair is the same either way, and so are the other training points but two).
+Then measure:
 
 * Table 3: rho at x = alpha b1 + (1 - alpha) b2, alpha_k = k/9: the paper's
   x1 - x2 = b1 - b2 for every alpha, so rho = |cos(grad(f1 - f2)(x), a_d)|, from
@@ -79,8 +84,9 @@ COLUMNS = {
     "gap_certified": "mean over b1, b2 of robustness_certified_b / opt_robustness_b: the gap is in [this, gap] "
     "(with --certify only)",
     "pair_index": "index i of z-: z_j = 2 bit_j(i) - 1; z+ is i + 2^(d-1) (uint64)",
+    "pair_trained": "both b1 and b2 are among the training points (--pair train), or neither (fresh: False)",
     "n_points": "distinct training points used",
-    "points_sampled": "the training points are a sample of the 2^d (2^d > max_points)",
+    "points_sampled": "the training points are a sample of the 2^d (of the other 2^d - 2 with --pair fresh)",
 }
 
 # The paper's Table 3 (d = 12, 50 accurate one-hidden-layer ReLU networks) and Table 4 (d = 17,
@@ -107,6 +113,12 @@ def pair_words(key: jax.Array, d: int) -> jax.Array:
     return jax.random.bits(key, (data.WORDS,), jnp.uint32) & jnp.asarray(data.word_masks(d - 1))
 
 
+def pair_indices(pair: jax.Array, d: int) -> jax.Array:
+    """(2, WORDS) uint32: the indices of z+ (the index of z- with bit d-1 set) and of z- (`pair`)."""
+    high_bit = jnp.zeros(data.WORDS, jnp.uint32).at[(d - 1) // 32].set(jnp.uint32(1 << ((d - 1) % 32)))
+    return jnp.stack([pair | high_bit, pair])
+
+
 def host_columns(arrays: dict) -> dict:
     """The pair's index words as one uint64 column."""
     return {**arrays, "pair_index": data.words_to_int(arrays["pair_index"])}
@@ -115,13 +127,13 @@ def host_columns(arrays: dict) -> dict:
 def trained_metrics(key: jax.Array, d: int, config: Config):
     """One trial up to the optimum: (metrics, A, z+, z-, their opposite-point problems)."""
     key_train, key_pair = jax.random.split(key)
-    a, indices, net, diverged, epochs = linear.train_trial(key_train, d, config, "relu", relu_net)
+    pair = pair_words(key_pair, d)
+    both = pair_indices(pair, d)
+    a, indices, net, diverged, epochs = linear.train_trial(key_train, d, config, "relu", relu_net, pair=both)
     accuracy, loss = relu_net.evaluate(net, a, indices)
     model = functools.partial(relu_net.apply, net)
 
-    pair = pair_words(key_pair, d)
-    z_minus = data.sign_vectors(pair[None], d, a.dtype)[0]
-    z_plus = z_minus.at[-1].set(1)
+    z_plus, z_minus = data.sign_vectors(both, d, a.dtype)
     b1, b2 = a @ z_plus, a @ z_minus
     a_d = a[:, -1]
     m = jnp.linalg.norm(a_d)
@@ -155,8 +167,9 @@ def trained_metrics(key: jax.Array, d: int, config: Config):
         m=m,
         phi=linalg.qr(a).r[-1, -1] / m,
         pair_index=pair,
+        pair_trained=jnp.all(data.contains(indices, both)),
         n_points=data.count_distinct(indices),
-        points_sampled=jnp.asarray(2**d > config.max_points),
+        points_sampled=jnp.asarray(indices.shape[0] < 2**d - (2 if config.pair == "fresh" else 0)),
     )
     problems = tuple(thm6.opposite_point_problem(a, z, d, d, config) for z in (z_plus, z_minus))
     return metrics, a, z_plus, z_minus, problems
@@ -319,6 +332,7 @@ def cell_summary(rows: pd.DataFrame, d: int, config: Config) -> dict[str, float]
     return out
 
 
+PAIR_TEXT = {"train": "are training points", "fresh": "are held out of training"}
 # Table 4's printed columns (summary prefixes), in order; "diff" is |cos theta_t| - delta/m.
 TABLE4_COLUMNS = ("cos_theta_t", "delta", "m", "delta_over_m", "diff", "delta_over_opt")
 
@@ -329,7 +343,8 @@ def report(summary: pd.DataFrame, rows: pd.DataFrame, config: Config) -> str:
         f"relu (section 6, Theorem 7): d -> {config.width} x{config.hidden_layers} -> 2 ReLU nets, "
         f"{config.optimizer} lr {config.lr:g}, {linear.epochs_text(config)} of batches of {config.batch_size}, "
         f"init {config.init}, bias {'on' if config.bias else 'off'}, columns 1..d-1 of A "
-        f"x{config.scale_for('relu'):g}; accurate = training accuracy 1{linear.attack_text(config)}"
+        f"x{config.scale_for('relu'):g}; b1, b2 {PAIR_TEXT[config.pair]}; accurate = training accuracy 1"
+        f"{linear.attack_text(config)}"
     ]
     for _, c in cells.iterrows():
         d = int(c["d"])
