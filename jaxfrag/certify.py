@@ -37,6 +37,9 @@ time, and do not install beside torch 2.13; this compiles and vmaps over network
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import math
 from typing import NamedTuple
 
 import jax
@@ -86,11 +89,97 @@ class Dense(NamedTuple):
         return jnp.linalg.norm(self.weight, axis=1)
 
 
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["kernel", "bias"], meta_fields=["shape"])
+@dataclasses.dataclass(frozen=True)
+class Conv:
+    """A VALID, stride-1 convolution of a flat (H, W, C) image (row-major NHWC), as the engine's CNN has.
+
+    Its input and output are flat vectors like every layer's. `shape` (the input's (H, W, C)) is
+    static, so a Conv passes through jit and vmap like Dense's arrays.
+    """
+
+    kernel: jax.Array  # (kh, kw, in channels, out channels), HWIO
+    bias: jax.Array  # (out channels,)
+    shape: tuple[int, int, int]
+
+    @property
+    def out_shape(self) -> tuple[int, int, int]:
+        (h, w, _), (kh, kw, _, c) = self.shape, self.kernel.shape
+        return h - kh + 1, w - kw + 1, c
+
+    def _linear(self, v: jax.Array, kernel: jax.Array | None = None) -> jax.Array:
+        """The convolution without its bias, of (..., H*W*C) vectors."""
+        lead = v.shape[:-1]
+        image = v.reshape(-1, *self.shape)
+        out = jax.lax.conv_general_dilated(
+            image, self.kernel if kernel is None else kernel, (1, 1), "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=jax.lax.Precision.HIGHEST,
+        )  # fmt: skip
+        return out.reshape(*lead, -1)
+
+    def _bias(self) -> jax.Array:
+        return jnp.broadcast_to(self.bias, self.out_shape).reshape(-1)
+
+    def forward(self, v: jax.Array) -> jax.Array:
+        return self._linear(v) + self._bias()
+
+    def magnitude(self, v: jax.Array) -> jax.Array:
+        return self._linear(v, jnp.abs(self.kernel))
+
+    def pull_back(self, coefficients: jax.Array) -> tuple[jax.Array, jax.Array]:
+        zeros = jnp.zeros((coefficients.shape[0], math.prod(self.shape)), coefficients.dtype)
+        (back,) = jax.linear_transpose(self._linear, zeros)(coefficients)
+        return back, coefficients @ self._bias()
+
+    def row_norms(self) -> jax.Array:
+        ones = jnp.ones(math.prod(self.shape), self.kernel.dtype)
+        return jnp.sqrt(self._linear(ones, self.kernel**2))
+
+
 class Relu(NamedTuple):
     pass
 
 
-Chain = tuple  # of Dense and Relu, starting and ending with Dense
+@functools.partial(jax.tree_util.register_dataclass, data_fields=[], meta_fields=["shape"])
+@dataclasses.dataclass(frozen=True)
+class MaxPool:
+    """A 2x2, stride-2 max-pool of a flat (H, W, C) image (even H and W) that follows a Relu.
+
+    Its relaxation needs its input's bounds: those of the Relu before it, rectified. Below: the
+    window's input with the largest lower bound (the max is at least any of them). Above: that
+    input where its lower bound reaches every other input's upper bound (the max is it), else the
+    window's largest upper bound, a constant.
+    """
+
+    shape: tuple[int, int, int]  # the input's (H, W, C)
+
+    def windows(self, v: jax.Array) -> jax.Array:
+        """(H/2 * W/2 * C, 4): each output's four inputs."""
+        h, w, c = self.shape
+        return v.reshape(h // 2, 2, w // 2, 2, c).transpose(0, 2, 4, 1, 3).reshape(-1, 4)
+
+    def forward(self, v: jax.Array) -> jax.Array:
+        return self.windows(v).max(axis=1)
+
+    def relaxation(self, lower: jax.Array, upper: jax.Array):
+        """Per output: the input index the lines pass through, whether the upper line is it too (else
+        the constant), and that constant."""
+        index = self.windows(jnp.arange(math.prod(self.shape)))
+        low, high = self.windows(lower), self.windows(upper)
+        pick = jnp.argmax(low, axis=1)
+        chosen = jnp.take_along_axis(index, pick[:, None], 1)[:, 0]
+        chosen_low = jnp.take_along_axis(low, pick[:, None], 1)[:, 0]
+        others_high = jnp.where(jnp.arange(4)[None, :] == pick[:, None], -jnp.inf, high).max(axis=1)
+        return chosen, chosen_low >= others_high, high.max(axis=1)
+
+
+Layer = Dense | Conv | Relu | MaxPool
+Chain = tuple  # of Layers, starting and ending with an affine one (Dense or Conv)
+
+
+def _width(layer) -> int:
+    """How many outputs an affine layer has."""
+    return math.prod(layer.out_shape) if isinstance(layer, Conv) else layer.bias.shape[0]
 
 
 class Certificate(NamedTuple):
@@ -117,6 +206,18 @@ def apply(network: Chain, x: jax.Array) -> jax.Array:
     for layer in network:
         x = jax.nn.relu(x) if isinstance(layer, Relu) else layer.forward(x)
     return x
+
+
+def check(network: Chain) -> None:
+    """ValueError (one line) for a chain `certify` cannot bound: a layer of another kind, an affine
+    layer first or last missing, or a max-pool not right after a Relu."""
+    for k, layer in enumerate(network):
+        if not isinstance(layer, (Dense, Conv, Relu, MaxPool)):
+            raise ValueError(f"certify bounds Dense, Conv, Relu and MaxPool layers, not {type(layer).__name__}")
+        if isinstance(layer, MaxPool) and (k == 0 or not isinstance(network[k - 1], Relu)):
+            raise ValueError("certify bounds a MaxPool only right after a Relu")
+    if not network or not all(isinstance(network[k], (Dense, Conv)) for k in (0, -1)):
+        raise ValueError("a certify chain starts and ends with an affine layer (Dense or Conv)")
 
 
 def specification(classes: int, label, target=None) -> tuple[jax.Array, bool]:
@@ -191,7 +292,11 @@ def _backward(network: Chain, coefficients, bounds, alphas, x, eps, betas=None, 
     relu = len(bounds)
     influence = [None] * relu
     for layer in reversed(network):
-        if isinstance(layer, Relu):
+        if isinstance(layer, MaxPool):  # its inputs are the Relu's before it: its bounds, rectified
+            before = _split_bounds(*bounds[relu - 1], None if splits is None else splits[relu - 1])
+            coefficients, added = _pool_pull_back(layer, coefficients, *map(jax.nn.relu, before))
+            constant = constant + added
+        elif isinstance(layer, Relu):
             relu -= 1
             split = None if splits is None else splits[relu]
             lower, upper = _split_bounds(*bounds[relu], split)
@@ -207,8 +312,73 @@ def _backward(network: Chain, coefficients, bounds, alphas, x, eps, betas=None, 
         else:
             coefficients, added = layer.pull_back(coefficients)
             constant = constant + added
-    # a . (x + delta) + b over ||delta|| <= eps: its minimum is a . x + b - eps ||a||.
-    return coefficients @ x + constant - eps * jnp.linalg.norm(coefficients, axis=1), influence, coefficients
+    # a . (x + delta) + b over ||delta|| <= eps: its minimum is a . x + b - eps ||a||. The norm's
+    # gradient at a = 0 (a row a max-pool's constant cut off) is 0 this way, not NaN; the tiny term
+    # only lowers the bound.
+    norm = jnp.sqrt(jnp.sum(coefficients**2, axis=1) + jnp.finfo(coefficients.dtype).tiny)
+    return coefficients @ x + constant - eps * norm, influence, coefficients
+
+
+def _pool_pull_back(layer: MaxPool, coefficients, lower, upper) -> tuple[jax.Array, jax.Array]:
+    """A max-pool's relaxation: coefficients (m, out) on its outputs as coefficients (m, in) on its
+    inputs and the constant they add (a positive coefficient takes the line below, a negative one
+    the line above: the chosen input where it is exact, else the constant)."""
+    chosen, exact, top = layer.relaxation(lower, upper)
+    line = (coefficients >= 0) | exact[None, :]
+    back = jnp.zeros((coefficients.shape[0], lower.shape[0]), coefficients.dtype)
+    back = back.at[:, chosen].set(jnp.where(line, coefficients, 0))  # each input is in one window
+    return back, jnp.where(line, 0, coefficients * top).sum(1)
+
+
+def _patches(image: jax.Array, size: tuple[int, int], grid: tuple[int, int]) -> jax.Array:
+    """(grid_h * grid_w, h, w, C): the (h, w) patch of an (H, W, C) image at every position of the grid."""
+    (h, w), (rows, columns) = size, grid
+    shifted = [[image[i : i + rows, j : j + columns] for j in range(w)] for i in range(h)]
+    return jnp.asarray(shifted).transpose(2, 3, 0, 1, 4).reshape(rows * columns, h, w, image.shape[-1])
+
+
+def _patch_bounds(prefix: Chain, bounds, x, eps) -> tuple[jax.Array, jax.Array]:
+    """CROWN's (lower, upper) of the last Conv's outputs, when every layer before it is a Conv or a Relu.
+
+    The same bounds as carrying an identity back through the layers, but each output's coefficients
+    are kept as a patch of the input, the only part they touch (auto_LiRPA's patches, Xu et al.
+    2020): for a valid stride-1 stack every patch starts where its output sits and grows by each
+    kernel's size less one. An identity over all outputs would be a matrix of their number squared.
+    """
+    last = prefix[-1]
+    rows, columns, channels = last.out_shape
+    positions = rows * columns
+    kernel = jnp.moveaxis(last.kernel, 3, 0)  # (out, kh, kw, in): each output channel's patch
+    patch = jnp.broadcast_to(jnp.concatenate([kernel, -kernel])[None], (positions, 2 * channels, *kernel.shape[1:]))
+    constant = jnp.broadcast_to(jnp.concatenate([last.bias, -last.bias]), (positions, 2 * channels))
+    relu = len(bounds)
+    for layer in reversed(prefix[:-1]):
+        size = patch.shape[2:4]
+        if isinstance(layer, Relu):
+            relu -= 1
+            lower, upper = bounds[relu]
+            relaxed = _relaxation(lower, upper, None, 1)
+            shape = (size[0] + rows - 1, size[1] + columns - 1, patch.shape[-1])
+
+            def around(values, shape=shape, size=size):
+                return _patches(values.reshape(shape), size, (rows, columns))[:, None]
+
+            positive = patch >= 0
+            slope = jnp.where(positive, around(relaxed.lower_slope[0]), around(relaxed.upper_slope))
+            constant = constant + jnp.where(positive, 0, patch * around(relaxed.upper_intercept)).sum((2, 3, 4))
+            patch = patch * slope
+        else:  # a Conv: each patch grows by the kernel, onto the layer's input channels
+            kh, kw, _, _ = layer.kernel.shape
+            constant = constant + patch.sum((2, 3)) @ layer.bias
+            grown = jnp.zeros((*patch.shape[:2], size[0] + kh - 1, size[1] + kw - 1, layer.kernel.shape[2]), x.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    moved = jnp.einsum("prhwc,kc->prhwk", patch, layer.kernel[i, j], precision="highest")
+                    grown = grown.at[:, :, i : i + size[0], j : j + size[1]].add(moved)
+            patch = grown
+    inputs = _patches(x.reshape(prefix[0].shape), patch.shape[2:4], (rows, columns))[:, None]
+    value = (patch * inputs).sum((2, 3, 4)) + constant - eps * jnp.sqrt((patch**2).sum((2, 3, 4)))
+    return value[:, :channels].reshape(-1), -value[:, channels:].reshape(-1)
 
 
 def _interval(network: Chain, x, eps) -> tuple[jax.Array, jax.Array]:
@@ -220,6 +390,8 @@ def _interval(network: Chain, x, eps) -> tuple[jax.Array, jax.Array]:
     for layer in network[1:]:
         if isinstance(layer, Relu):
             lower, upper = jax.nn.relu(lower), jax.nn.relu(upper)
+        elif isinstance(layer, MaxPool):  # monotone in each input
+            lower, upper = layer.forward(lower), layer.forward(upper)
         else:
             center, radius = layer.forward((lower + upper) / 2), layer.magnitude((upper - lower) / 2)
             lower, upper = center - radius, center + radius
@@ -236,7 +408,10 @@ def _crown_bounds(network: Chain, x, eps) -> list[tuple[jax.Array, jax.Array]]:
         if not bounds:  # one affine layer: exact
             bounds.append(_first_layer_bounds(prefix[0], x, eps))
             continue
-        identity = jnp.eye(prefix[-1].bias.shape[0], dtype=x.dtype)
+        if all(isinstance(before, (Conv, Relu)) for before in prefix):
+            bounds.append(_patch_bounds(prefix, bounds, x, eps))
+            continue
+        identity = jnp.eye(_width(prefix[-1]), dtype=x.dtype)
         slopes = [None] * len(bounds)
         lower = _backward(prefix, identity, bounds, slopes, x, eps)[0]
         upper = -_backward(prefix, -identity, bounds, slopes, x, eps)[0]
@@ -257,11 +432,20 @@ def margin_bounds(network: Chain, x, eps, rows, method: str = "alpha", steps: in
         lower, _ = _interval((*network[:-1], Dense(rows @ last.weight, rows @ last.bias)), x, eps)
         return lower, alphas
     bounds = _crown_bounds(network, x, eps)
-    if alphas is None:
-        alphas = [_crown_slopes(lower, upper, rows.shape[0]) for lower, upper in bounds]
+    crown = [_crown_slopes(lower, upper, rows.shape[0]) for lower, upper in bounds]
     if method == "crown" or not bounds:
-        return _backward(network, rows, bounds, alphas, x, eps)[0], alphas
-    return _ascend(lambda alphas: _backward(network, rows, bounds, alphas, x, eps)[0], alphas, steps)
+        return _backward(network, rows, bounds, crown if alphas is None else alphas, x, eps)[0], alphas
+
+    def bound(alphas):
+        return _backward(network, rows, bounds, alphas, x, eps)[0]
+
+    if alphas is None:
+        return _ascend(bound, crown, steps)
+    # Slopes carried over from another radius may start below CROWN's own at this one: keep the better.
+    values, alphas = _ascend(bound, alphas, steps)
+    plain = bound(crown)
+    better = plain > values
+    return jnp.maximum(values, plain), [jnp.where(better[:, None], c, a) for c, a in zip(crown, alphas, strict=True)]
 
 
 def _simplex(v: jax.Array) -> jax.Array:
@@ -294,10 +478,12 @@ def _ascend(bound, parameters, steps: int):
     def step(carry, _):
         parameters, state, best, best_parameters = carry
         value, pullback = jax.vjp(bound, parameters)
+        value = jnp.where(jnp.isnan(value), -jnp.inf, value)  # a NaN bound proves nothing
         improved = value > best
         best, best_parameters = jnp.maximum(value, best), kept(improved, parameters, best_parameters)
         # Ascent on every row's bound at once: the rows share no parameter, so their sum's gradient is each one's.
         (grads,) = pullback(-jnp.ones_like(value))
+        grads = jax.tree_util.tree_map(lambda g: jnp.where(jnp.isfinite(g), g, 0), grads)
         updates, state = optimiser.update(grads, state, parameters)
         return (project(optax.apply_updates(parameters, updates)), state, best, best_parameters), None
 
@@ -306,6 +492,7 @@ def _ascend(bound, parameters, steps: int):
     carry = (parameters, optimiser.init(parameters), start, parameters)
     (parameters, _, best, best_parameters), _ = jax.lax.scan(step, carry, None, length=steps)
     final = bound(parameters)
+    final = jnp.where(jnp.isnan(final), -jnp.inf, final)
     return jnp.maximum(best, final), kept(final > best, parameters, best_parameters)
 
 

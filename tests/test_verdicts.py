@@ -321,5 +321,64 @@ def test_lemma3_is_the_share_of_d_whose_corrected_ks_test_rejects(tmp_path):
     (tmp_path / "run" / "meta.json").write_text(json.dumps({"config": config}))
     lemma3 = next(claim for claim in verdicts.claims(tmp_path / "run") if claim.claim == "Lemma 3")
     ci = stats.binomtest(3, 20).proportion_ci(0.95, method="exact")
-    assert lemma3.cases[0][1:] == pytest.approx((0.15, ci.low, ci.high, 20))
+    assert lemma3.cases[0][1:5] == pytest.approx((0.15, ci.low, ci.high, 20))
     assert verdicts.verdict(lemma3)[0] == HOLDS  # the interval reaches 5%
+
+
+def _certified_relu_grid(rng, dims, bracket_at_64: float, trials: int = 40) -> pd.DataFrame:
+    """relu grid rows whose attacked gap is flat in d, with certified bounds up to 2% below it, and at
+    d = 64 `bracket_at_64` times below."""
+    frames = []
+    for d in dims:
+        rows = _relu_rows(rng, d, trials, shift_b2=0.0)
+        bracket = bracket_at_64 if d == 64 else 1.0
+        for b in ("b1", "b2"):
+            rows[f"robustness_certified_{b}"] = rows[f"delta_{b}"] / (bracket * rng.uniform(1, 1.02, trials))
+            rows[f"opt_robustness_{b}"] = rows["m"]
+        rows["gap"] = 0.5 * sum(rows[f"delta_{b}"] / rows.m for b in ("b1", "b2"))
+        rows["gap_certified"] = 0.5 * sum(rows[f"robustness_certified_{b}"] / rows.m for b in ("b1", "b2"))
+        frames.append(rows.assign(protocol="until-fit"))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.mark.parametrize("bracket_at_64, expected", [(1.02, (FAILS, FAILS)), (4.0, (HOLDS, FAILS))])
+def test_certified_brackets_judge_a_claim_at_the_lowest_and_highest_values_they_allow(
+    tmp_path, bracket_at_64, expected
+):
+    # A flat attacked gap (slope 0): the claim "falls like d^(-1/2)" fails. Narrow brackets leave it
+    # failed at both ends; a bracket of 4x at d = 64 lets the true gap fall fast enough.
+    rng = np.random.default_rng(8)
+    dims = [8, 16, 32, 64]
+    rows = _certified_relu_grid(rng, dims, bracket_at_64)
+    meta = {"config": {"experiments": ["relu"], "d": dims, "trials": 40, "grid": {"protocol": ["until-fit"]}}}
+    found = {claim.claim: claim for claim in verdicts.claims(_write_run(tmp_path / "run", meta, rows))}
+    slope = found["Beyond the paper: trained ReLU gap"]
+    (case,) = slope.cases
+    # The ends against an exact search over every choice of end for each d's mean gap.
+    per_d = rows.groupby("d")[["gap", "gap_certified"]].mean()
+    slopes = [
+        stats.linregress(np.log(dims), np.log([per_d.iloc[k, choice >> k & 1] for k in range(4)])).slope
+        for choice in range(16)
+    ]
+    assert case.estimate == pytest.approx(slopes[0])
+    assert (case.ends[0].estimate, case.ends[1].estimate) == pytest.approx((min(slopes), max(slopes)))
+    assert verdicts.verdict(slope)[0] == FAILS and verdicts.bracket_verdicts(slope) == expected
+    text = verdicts.brackets_text(slope)
+    assert text.startswith("fails at both ends" if expected == (FAILS, FAILS) else "at the lowest: holds")
+    # Theorem 7's relation: the ends put each δ at its certified bound or at the attack's norm.
+    relation = found["Beyond the paper: Theorem 7's relation"]
+    first = relation.cases[0]
+    part = rows[rows.d == 8]
+    attacked = part.cos_theta_t_b1.abs() - part.delta_b1 / part.m
+    bound = part.cos_theta_t_b1.abs() - part.robustness_certified_b1 / part.m
+    assert first.where.endswith("d = 8, b1") and first.estimate == pytest.approx(attacked.mean())
+    assert first.ends[0].estimate == pytest.approx(attacked.mean())
+    assert first.ends[1].estimate == pytest.approx(bound.mean())
+    assert (first.ends[1].low, first.ends[1].high) == pytest.approx(_t_interval(bound)[1:])
+    # The ledger writes the ends and reads them back exactly; without --certify a claim says so.
+    verdicts.write(tmp_path / "ledger", list(found.values()))
+    assert verdicts.read(tmp_path / "ledger") == list(found.values())
+    assert text in (tmp_path / "ledger" / "verdicts.md").read_text()
+    plain = rows.drop(columns=["robustness_certified_b1", "robustness_certified_b2", "gap_certified"])
+    (plain_slope,) = [c for c in verdicts.claims(_write_run(tmp_path / "plain", meta, plain)) if "gap" in c.claim]
+    assert plain_slope.cases[0].ends is None and verdicts.brackets_text(plain_slope) == verdicts.NOT_CERTIFIED

@@ -20,6 +20,7 @@ Contract: everything is about ONE network; vmap over networks outside.
   at once, vmapped, each with its own initialisation, data order and dropout,
   all from its key; returns stacked parameters.
 * `accuracy(params, images, labels)` -- test accuracy of one network.
+* `certify_chain(params)` -- one network as a `jaxfrag.certify` chain (the same logits).
 * `save(path, params, config)` / `load(path)` -- parameters on disk (.npz,
   written atomically) and back as (params, config, f) with f(x) -> logits of
   network k via `network(params, k)`.
@@ -40,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxfrag import store
+from jaxfrag import certify, store
 from jaxfrag.xla_options import runtime_bound
 
 # MNIST's training-set pixel mean and std (the PyTorch example's Normalize((0.1307,), (0.3081,))).
@@ -167,6 +168,27 @@ def network(params, k: int | None = None, pool_ties: str = "first") -> Callable[
     """f(x) -> logits of one network (or of network k of stacked parameters)."""
     one = params if k is None else select(params, k)
     return lambda x: apply(one, x, pool_ties)
+
+
+def certify_chain(params) -> certify.Chain:
+    """One network as a `jaxfrag.certify` chain with the same logits (eval mode) on pixels: MNIST's
+    normalisation folded into the first convolution, and PyTorch's (C, H, W) flatten into the
+    first dense layer's columns (the chain's vectors are (H, W, C), row-major)."""
+    first, second = params["Conv_0"], params["Conv_1"]
+    kernel = first["kernel"] / STD
+    bias = first["bias"] - MEAN * kernel.sum((0, 1, 2))
+    pooled = (12, 12, 64)
+    channel_major = np.arange(math.prod(pooled)).reshape(64, 12, 12).transpose(1, 2, 0).reshape(-1)
+    return (
+        certify.Conv(kernel, bias, (*IMAGE, 1)),
+        certify.Relu(),
+        certify.Conv(second["kernel"], second["bias"], (26, 26, 32)),
+        certify.Relu(),
+        certify.MaxPool((24, 24, 64)),
+        certify.Dense(params["Dense_0"]["kernel"][channel_major].T, params["Dense_0"]["bias"]),
+        certify.Relu(),
+        certify.Dense(params["Dense_1"]["kernel"].T, params["Dense_1"]["bias"]),
+    )
 
 
 def num_parameters(params) -> int:

@@ -9,6 +9,12 @@ Contract:
 * `verdict(cases)` joins a claim's cases (one per d, input, masking rule, configuration...): every
   tested case holds -> "holds"; none -> "fails"; some -> "holds only under stated conditions" (the
   conditions list the cases that hold); no case tested -> "untested: too few samples".
+* Certified brackets: a case that rests on attacked norms, from a run that certified a lower bound
+  on each (`jaxfrag sweep --certify`), carries `ends`: the same statistic, with its interval, at
+  the lowest and the highest value it can take when each attacked norm is anywhere in its bracket
+  [certified, attacked]. The true minimal perturbations give a value between the two. `judge` is
+  applied again at each end (`bracket_verdicts`): where both agree with the verdict, it does not
+  depend on how short the attack was. A claim without ends says why in `unbracketed`.
 * `claims(path)` reads one run folder (a sweep, a grid, an mnist or an imagenet run) and returns its
   `Claim`s; `ledger(paths)` the claims of several folders in the paper's order; `write(out, claims)`
   writes verdicts.csv (one row per claim), verdict_cases.csv (one row per case) and verdicts.md.
@@ -44,8 +50,9 @@ RELATIONS = ("=", "<=", ">=")
 LISTED = 8  # cases a claim's conditions name one by one (verdict_cases.csv has them all)
 CSV_COLUMNS = (
     "order", "claim", "statement", "paper", "statistic", "relation", "target", "tolerance",
-    "estimate", "low", "high", "n", "verdict", "conditions", "command", "run",
+    "estimate", "low", "high", "n", "verdict", "conditions", "brackets", "command", "run",
 )
+ENDS = ("lowest", "highest")  # verdict_cases.csv's columns <end>_estimate, <end>_low, <end>_high
 
 
 class Case(NamedTuple):
@@ -56,6 +63,9 @@ class Case(NamedTuple):
     low: float
     high: float
     n: int
+    # The statistic at the lowest and the highest value the certified brackets allow (module
+    # docstring), each a Case of its own; None where the case rests on no bracketed attack.
+    ends: tuple[Case, Case] | None = None
 
 
 class Claim(NamedTuple):
@@ -70,6 +80,12 @@ class Claim(NamedTuple):
     cases: tuple[Case, ...]
     command: str
     run: str
+    unbracketed: str = ""  # why no case has certified ends ("" where some case has them, or no attack is involved)
+
+
+NO_ATTACK = "rests on no attack's norm"
+NOT_CERTIFIED = "not certified: the run was made without --certify"
+NO_CERTIFIER = "not certified: jaxfrag.certify bounds dense ReLU nets, not convolutions"
 
 
 def judge(relation: str, target: float, tolerance: float, low: float, high: float, n: int) -> str:
@@ -108,6 +124,33 @@ def verdict(claim: Claim) -> tuple[str, str]:
     if held and failed:
         return CONDITIONAL, ". ".join(notes)
     return (HOLDS if held else FAILS), ". ".join(notes)
+
+
+def bracket_verdicts(claim: Claim) -> tuple[str, str] | None:
+    """The claim's verdict with every case at its lowest end, and at its highest (a case without ends
+    stays as it is); None when no case has ends."""
+    if not any(case.ends for case in claim.cases):
+        return None
+    return tuple(
+        verdict(claim._replace(cases=tuple(case.ends[side] if case.ends else case for case in claim.cases)))[0]
+        for side in (0, 1)
+    )
+
+
+def brackets_text(claim: Claim) -> str:
+    """verdicts.csv's `brackets`: the verdict at both ends of the certified brackets, and the range of
+    the headline case; else why there are none."""
+    ends = bracket_verdicts(claim)
+    if ends is None:
+        return claim.unbracketed
+    decided = verdict(claim)[0]
+    case = headline(claim)
+    span = ""
+    if case.ends:
+        span = f" (headline case: {case.ends[0].estimate:+.3f} to {case.ends[1].estimate:+.3f})"
+    if ends[0] == ends[1] == decided:
+        return f"{decided} at both ends{span}"
+    return f"at the lowest: {ends[0]}; at the highest: {ends[1]}{span}"
 
 
 def headline(claim: Claim) -> Case:
@@ -160,6 +203,33 @@ def slope_case(where: str, d, means, n: int) -> Case:
     """The log-log slope of per-d means against d, with the regression's t-interval (NaN below 3 d)."""
     fit = stats.loglog_fit(np.asarray(d, float), np.asarray(means, float))
     return Case(where, fit.slope, fit.ci_low, fit.ci_high, int(n))
+
+
+def bracketed_mean_case(where: str, attacked, certified) -> Case:
+    """mean_case of per-sample values computed from attacked norms, with the ends the certified values
+    allow: each sample's value may be anywhere between its two (a mean is monotone in each)."""
+    attacked, certified = np.asarray(attacked, float), np.asarray(certified, float)
+    return mean_case(where, attacked)._replace(
+        ends=(
+            mean_case(where, np.minimum(attacked, certified)),
+            mean_case(where, np.maximum(attacked, certified)),
+        )
+    )
+
+
+def bracketed_slope_case(where: str, d, attacked_means, certified_means, n: int) -> Case:
+    """slope_case of per-d means of a quantity each sample knows only within [certified, attacked],
+    with the steepest and the shallowest slope those means allow: the least-squares slope is
+    sum_i w_i log(mean_i) / sum w_i^2 with w_i = log d_i - mean(log d), increasing in mean_i where
+    w_i > 0 and decreasing where w_i < 0, so its extremes take every mean at one end of its range."""
+    d = np.asarray(d, float)
+    attacked_means, certified_means = np.asarray(attacked_means, float), np.asarray(certified_means, float)
+    low, high = np.minimum(attacked_means, certified_means), np.maximum(attacked_means, certified_means)
+    rising = np.log(d) > np.mean(np.log(d))
+    steepest, shallowest = np.where(rising, low, high), np.where(rising, high, low)
+    return slope_case(where, d, attacked_means, n)._replace(
+        ends=(slope_case(where, d, steepest, n), slope_case(where, d, shallowest, n))
+    )
 
 
 # ---- run folders ---------------------------------------------------------------------------------
@@ -392,17 +462,38 @@ def linear_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str) -
     return out
 
 
+def certified(rows: pd.DataFrame) -> bool:
+    """The relu rows carry certified lower bounds (`jaxfrag sweep --certify`)."""
+    return all(column in rows for column in relu.CERTIFIED_COLUMNS)
+
+
 def relu_input_cases(rows: pd.DataFrame, where: str = "") -> tuple[Case, ...]:
     """Theorem 7's |cos θ_t| − δ/m per input (b1, b2 kept apart: pooled, opposite signs could cancel),
-    over accurate nets whose attack flipped the label."""
+    over accurate nets whose attack flipped the label; with certified bounds r, the ends put δ
+    anywhere in [r, δ] (cos θ_t stays the attacked point's)."""
     good = rows[relu.accurate(rows)]
     cases = []
     for d, part in good.groupby("d"):
         for b in relu.INPUTS:
             hit = part[part[f"flips_{b}"].astype(bool)]
             difference = hit[f"cos_theta_t_{b}"].abs() - hit[f"delta_{b}"] / hit["m"]
-            cases.append(mean_case(_where(where, f"d = {int(d)}", b), difference))
+            at = _where(where, f"d = {int(d)}", b)
+            if certified(rows):
+                bound = hit[f"cos_theta_t_{b}"].abs() - hit[f"robustness_certified_{b}"] / hit["m"]
+                cases.append(bracketed_mean_case(at, difference, bound))
+            else:
+                cases.append(mean_case(at, difference))
     return tuple(cases)
+
+
+def gap_slope_case(part: pd.DataFrame, where: str) -> Case:
+    """The log-log slope of the mean gap over `part`'s rows, with the brackets' ends where certified."""
+    if not certified(part):
+        return _per_d_slope(part, "gap", where)
+    per_d = part.groupby("d")[["gap", "gap_certified"]].mean()
+    return bracketed_slope_case(
+        where + f" (d = {_span(per_d.index)})", per_d.index, per_d["gap"], per_d["gap_certified"], len(part)
+    )
 
 
 def relu_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str) -> list[Claim]:
@@ -427,7 +518,7 @@ def relu_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str) -> 
                 "mean of ρ − the paper's mean ρ at the same α, accurate nets",
                 "=", 0.0, APPROX_TOLERANCE,
                 table3,
-                command, run,
+                command, run, NO_ATTACK,
             )
         )
     paper4 = relu.PAPER_TABLE4[17]
@@ -441,7 +532,7 @@ def relu_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str) -> 
             "mean of |cos θ_t| − δ/m per input, accurate nets whose attack flipped the label",
             "=", 0.0, APPROX_TOLERANCE,
             relu_input_cases(rows),
-            command, run,
+            command, run, "" if certified(rows) else NOT_CERTIFIED,
         )
     )
     return out
@@ -528,8 +619,9 @@ def grid_linear_claims(rows: pd.DataFrame, axes: list[str], command: str, run: s
 def grid_relu_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str) -> list[Claim]:
     slopes, relation = [], []
     for label, part in configurations(rows, axes):
-        slopes.append(_per_d_slope(part[relu.accurate(part)], "gap", label))
+        slopes.append(gap_slope_case(part[relu.accurate(part)], label))
         relation += relu_input_cases(part, label)
+    unbracketed = "" if certified(rows) else NOT_CERTIFIED
     return [
         Claim(
             60.3,
@@ -537,7 +629,7 @@ def grid_relu_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str
             "|cos θ_t| ≈ δ/m at b1 and at b2, under other trainings, widths and column scalings, to d = 64",
             "Table 4's relation (one net, d = 17)",
             "mean of |cos θ_t| − δ/m per configuration, d and input, accurate nets whose attack flipped",
-            "=", 0.0, APPROX_TOLERANCE, tuple(relation), command, run,
+            "=", 0.0, APPROX_TOLERANCE, tuple(relation), command, run, unbracketed,
         ),
         Claim(
             60.4,
@@ -545,7 +637,7 @@ def grid_relu_claims(rows: pd.DataFrame, axes: list[str], command: str, run: str
             "the trained ReLU nets' gap δ/opt falls like d^(-1/2) or faster, to d = 64",
             "the paper's 1/√d claim, for nonlinear nets",
             "log-log slope of the mean gap against d, accurate nets",
-            "<=", -0.5, 0.0, tuple(slopes), command, run,
+            "<=", -0.5, 0.0, tuple(slopes), command, run, unbracketed,
         ),
     ]
 
@@ -576,7 +668,7 @@ def mnist_claims(rows: pd.DataFrame, command: str, run: str) -> list[Claim]:
                 order, title, statement + " (the paper's CNN, test 7s made into 1s)",
                 f"differences {paper_diff.min():+.2f} to {paper_diff.max():+.2f} over 5 images",
                 f"mean of {difference} over uncrossed test 7s with an A_1",
-                "=", 0.0, APPROX_TOLERANCE, tuple(cases), command, run,
+                "=", 0.0, APPROX_TOLERANCE, tuple(cases), command, run, NO_CERTIFIER,
             )
         )
     alphas = [f"cos_theta_alpha_{i}" for i in range(mnist_experiment.ALPHA_TABLE)]
@@ -591,7 +683,7 @@ def mnist_claims(rows: pd.DataFrame, command: str, run: str) -> list[Claim]:
             "|cos θ| along the path I_7 → A_1 is small (the net sees a compressed part of A_1 − I_7)",
             f"|average over α| {paper6:.3f} (mean of 4 experiments)",
             "mean over images of |mean of cos θ_α over α = 0, 0.1, ..., 1| minus the paper's",
-            "=", 0.0, APPROX_TOLERANCE, cases, command, run,
+            "=", 0.0, APPROX_TOLERANCE, cases, command, run, NO_ATTACK,
         )
     )
     return out
@@ -612,7 +704,7 @@ def imagenet_claims(rows: pd.DataFrame, command: str, run: str) -> list[Claim]:
             "|M/(0.5L)| ≈ Q/(0.5L) on an ImageNet classifier: the path's length predicts the attack",
             f"differences {paper_diff.min():+.3f} to {paper_diff.max():+.3f} over 4 images",
             "mean of |M/(0.5L)| − Q/(0.5L) over pairs whose attack succeeded",
-            "=", 0.0, APPROX_TOLERANCE, tuple(cases), command, run,
+            "=", 0.0, APPROX_TOLERANCE, tuple(cases), command, run, NO_CERTIFIER,
         ),
         Claim(
             50.1, "Table 7 and Figure 6",
@@ -620,6 +712,7 @@ def imagenet_claims(rows: pd.DataFrame, command: str, run: str) -> list[Claim]:
             f"|average over α| {paper7:.4f} (mean of 4 experiments)",
             "mean over pairs of |mean of cos θ_α over the path| minus the paper's",
             "=", 0.0, APPROX_TOLERANCE, (mean_case("all pairs", rows["cos_mean"].abs() - paper7),), command, run,
+            NO_ATTACK,
         ),
     ]
 
@@ -637,18 +730,37 @@ def records(found: list[Claim]) -> pd.DataFrame:
                 "order": claim.order, "claim": claim.claim, "statement": claim.statement, "paper": claim.paper,
                 "statistic": claim.statistic, "relation": claim.relation, "target": claim.target,
                 "tolerance": claim.tolerance, "estimate": case.estimate, "low": case.low, "high": case.high,
-                "n": case.n, "verdict": decided, "conditions": conditions, "command": claim.command, "run": claim.run,
+                "n": case.n, "verdict": decided, "conditions": conditions, "brackets": brackets_text(claim),
+                "command": claim.command, "run": claim.run,
             }
         )
     return pd.DataFrame.from_records(out, columns=list(CSV_COLUMNS))
+
+
+END_COLUMNS = tuple(f"{end}_{field}" for end in ENDS for field in ("estimate", "low", "high"))
+CASE_COLUMNS = ("claim", "where", "estimate", "low", "high", "n", *END_COLUMNS, "verdict", "run")
 
 
 def case_records(found: list[Claim]) -> pd.DataFrame:
     out = []
     for claim in found:
         for case, decided in zip(claim.cases, case_verdicts(claim), strict=True):
-            out.append({"claim": claim.claim, **case._asdict(), "verdict": decided, "run": claim.run})
-    return pd.DataFrame.from_records(out, columns=["claim", *Case._fields, "verdict", "run"])
+            row = {"claim": claim.claim, **case._replace(ends=None)._asdict(), "verdict": decided, "run": claim.run}
+            for end, at in zip(ENDS, case.ends or (None, None), strict=True):
+                row |= {f"{end}_{field}": getattr(at, field) if at else math.nan for field in Case._fields[1:4]}
+            out.append(row)
+    return pd.DataFrame.from_records(out, columns=list(CASE_COLUMNS))
+
+
+def _case_of(row) -> Case:
+    """A Case from a row of verdict_cases.csv (its ends, where the row has them)."""
+    case = Case(str(row["where"]), float(row["estimate"]), float(row["low"]), float(row["high"]), int(row["n"]))
+    if not all(column in row and np.isfinite(row[column]) for column in (f"{end}_estimate" for end in ENDS)):
+        return case
+    ends = tuple(
+        case._replace(**{field: float(row[f"{end}_{field}"]) for field in ("estimate", "low", "high")}) for end in ENDS
+    )
+    return case._replace(ends=ends)
 
 
 def band(claim_row) -> str:
@@ -659,10 +771,11 @@ def band(claim_row) -> str:
 
 
 def markdown(table: pd.DataFrame, runs_text: bool = True) -> str:
-    """verdicts.md's table: claim, paper, ours [95% interval], n, test, verdict, and what it rests on."""
+    """verdicts.md's table: claim, paper, ours [95% interval], n, test, verdict, the verdict at the ends
+    of the certified brackets (— where the robustness is exact), and what it rests on."""
     lines = [
-        "| claim | the paper | ours [95% interval] | n | test | verdict |",
-        "|---|---|---|---|---|---|",
+        "| claim | the paper | ours [95% interval] | n | test | verdict | with certified brackets |",
+        "|---|---|---|---|---|---|---|",
     ]
     def cell(text) -> str:  # a "|" inside a cell would end it: |cos θ| is written \|cos θ\|
         return str(text).replace("|", "\\|")
@@ -672,7 +785,8 @@ def markdown(table: pd.DataFrame, runs_text: bool = True) -> str:
         verdict_text = f"**{row['verdict']}**" + (f": {row['conditions']}" if row["conditions"] else "")
         lines.append(
             f"| **{cell(row['claim'])}**: {cell(row['statement'])} | {cell(row['paper'])} "
-            f"| {ours} ({cell(row['statistic'])}) | {int(row['n'])} | {band(row)} | {cell(verdict_text)} |"
+            f"| {ours} ({cell(row['statistic'])}) | {int(row['n'])} | {band(row)} | {cell(verdict_text)} "
+            f"| {cell(row['brackets']) if isinstance(row['brackets'], str) and row['brackets'] else '—'} |"
         )
     if runs_text:
         lines += ["", "Reproduce each row with its run's command:", ""]
@@ -689,7 +803,9 @@ RULE_TEXT = (
     "the target for <=, at or above it for >=) and fails when the whole interval lies outside. A claim holds "
     "when every tested case holds, fails when none does, and otherwise holds only under the conditions listed. "
     f"The paper's ≈ is read as within {APPROX_TOLERANCE} of the optimal classifier's robustness; the ours column "
-    "shows the case farthest from the paper's value."
+    "shows the case farthest from the paper's value. Where a verdict rests on attacked norms and the run certified "
+    "a lower bound on each, the last column judges the claim again at the lowest and the highest value its "
+    "statistic can take with every norm anywhere in its bracket [certified, attacked]."
 )
 
 
@@ -702,19 +818,17 @@ def read(out: str | Path) -> list[Claim]:
     paths = [out / "verdicts.csv", out / "verdict_cases.csv"]
     if not all(path.is_file() for path in paths):
         raise ValueError(f"{out} holds no verdict ledger (verdicts.csv and verdict_cases.csv)")
-    table, cases = (pd.read_csv(path) for path in paths)
-    text = ["claim", "statement", "paper", "statistic", "relation", "command", "run"]
-    table[text] = table[text].fillna("")  # an empty cell reads back as NaN
+    table, table_cases = (pd.read_csv(path) for path in paths)
+    text = ["claim", "statement", "paper", "statistic", "relation", "command", "run", "brackets"]
+    table[text] = table[text].astype(object).fillna("")  # an empty cell reads back as NaN
     found = []
     for _, row in table.iterrows():
-        mine = cases[cases["claim"] == row["claim"]]
+        cases = tuple(_case_of(c) for _, c in table_cases[table_cases["claim"] == row["claim"]].iterrows())
         found.append(
             Claim(
                 float(row["order"]), row["claim"], row["statement"], row["paper"], row["statistic"],
                 row["relation"], float(row["target"]), float(row["tolerance"]),
-                tuple(Case(str(c["where"]), float(c["estimate"]), float(c["low"]), float(c["high"]), int(c["n"]))
-                      for _, c in mine.iterrows()),
-                row["command"], row["run"],
+                cases, row["command"], row["run"], "" if any(case.ends for case in cases) else row["brackets"],
             )  # fmt: skip
         )
     return found
