@@ -9,11 +9,15 @@ on a second call after the compiling one:
 * `relu`: the relu experiment's nets at d = 12 (the sweep's keys and default config, width 3000),
   at b1 and b2 of the accurate nets: the bracket attacked / certified per input (median, p90, max,
   shares within 1.01 and 1.05), with the sweep's attack; branch and bound bisects up to its norm.
-The MNIST CNN is not here: `jaxfrag.certify` bounds dense ReLU chains only. The maintained PyTorch
-verifier, auto_LiRPA, has one release on the package index (0.3), which needs torch < 1.13 and does
-not import beside torch 2.13 and numpy 2, so it cannot run beside these.
+* `cnn`: the paper's MNIST CNN (`models.cnn`, one net trained as `jaxfrag mnist` trains them, or
+  network 0 of a run's networks.npz) at correctly classified test 7s, untargeted and targeted to
+  1 (the Q of Tables 5-6), against `jaxfrag.mnist`'s attack (the strong preset), one input at a
+  time (bounded memory): the same bracket statistics. The bisection is on [0, the attack's norm]
+  to 2^-12 of it; branch and bound runs on the first --cnn-bab-inputs within `CNN_BUDGET`.
+The maintained PyTorch verifier, auto_LiRPA, has one release on the package index (0.3), which
+needs torch < 1.13 and does not import beside torch 2.13 and numpy 2, so it cannot run beside these.
 
-    python benchmarks/bench_certify.py [--quick] [--relu-nets 48] [--suites oracle,relu] [--bab-budget JSON]
+    python benchmarks/bench_certify.py [--quick] [--relu-nets 48] [--suites oracle,relu,cnn] [--bab-budget JSON]
 """
 
 from __future__ import annotations
@@ -30,10 +34,16 @@ import jax.numpy as jnp
 import numpy as np
 from common import machine, write_result
 
-from jaxfrag import attacks, certify, data, parallel
+from jaxfrag import attacks, certify, data, datasets, parallel
 from jaxfrag.config import Config
 from jaxfrag.experiments import linear, relu
+from jaxfrag.models import cnn
 from jaxfrag.models import relu as relu_net
+
+# The CNN's 58624 ReLUs make each branch-and-bound domain a full pass through both convolutions:
+# a budget that keeps an input to minutes on 2 cores.
+CNN_BUDGET = certify.Budget(domains=64, batch=8, rounds=8, steps=10, bisections=3)
+CNN_BISECTIONS = 12
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the oracle is the tests' own
 from exact_relu2d import problems  # noqa: E402
@@ -102,10 +112,10 @@ def relu_suite(args) -> dict:
 
     def trial(trial_key):
         key_train, key_pair = jax.random.split(trial_key)
-        a, indices, net, *_ = linear.train_trial(key_train, d, config, "relu", relu_net)
+        pair = relu.pair_indices(relu.pair_words(key_pair, d), d)  # as the sweep: z+, z-
+        a, indices, net, *_ = linear.train_trial(key_train, d, config, "relu", relu_net, pair)
         accuracy, _ = relu_net.evaluate(net, a, indices)
-        z_minus = data.sign_vectors(relu.pair_words(key_pair, d)[None], d, a.dtype)[0]
-        xs = jnp.stack([a @ z_minus.at[-1].set(1), a @ z_minus])
+        xs = jnp.stack([a @ z for z in data.sign_vectors(pair, d, a.dtype)])
         model = functools.partial(relu_net.apply, net)
         labels = jax.vmap(lambda x: jnp.argmax(model(x)))(xs)
         norms = jax.vmap(lambda x, y: attacks.minimal_l2(model, x, y, **attacks.PRESETS[config.attack]).norm)(
@@ -145,6 +155,73 @@ def relu_suite(args) -> dict:
     return {"relu d=12": suite}
 
 
+def bracket_statistics(norms, radius) -> dict:
+    bracket = np.asarray(norms, float) / radius
+    return {
+        "median": float(np.median(bracket)),
+        "p90": float(np.percentile(bracket, 90)),
+        "max": float(bracket.max()),
+        "min": float(bracket.min()),
+        "share_within_1.05": float(np.mean(bracket <= 1.05)),
+        "share_within_2": float(np.mean(bracket <= 2)),
+    }
+
+
+def cnn_suite(args) -> dict:
+    """The MNIST CNN at correctly classified test 7s, untargeted and targeted to 1."""
+    from jaxfrag.experiments import mnist as mnist_experiment
+
+    mnist = datasets.mnist()
+    if args.networks:
+        params = cnn.select(cnn.load(Path(args.networks))[0], 0)
+    else:
+        keys = jax.random.split(jax.random.key(0), 1)
+        images = 4096 if args.quick else len(mnist.y_train)  # quick: a smoke run, not a result
+        params = cnn.select(cnn.train(keys, mnist.x_train[:images], mnist.y_train[:images]), 0)
+    network = cnn.certify_chain(params)
+    model = functools.partial(certify.apply, network)
+    source, target = mnist_experiment.SOURCE, mnist_experiment.TARGET
+    sevens = np.flatnonzero(mnist.y_test == source)
+    sevens = sevens[cnn.predict(params, mnist.x_test[sevens]) == source][: args.cnn_inputs]
+    xs = jnp.asarray(mnist.x_test[sevens].reshape(len(sevens), -1) / 255, jnp.float32)
+    results = {}
+    for goal, aim in (("untargeted", None), (f"targeted to {target}", target)):
+        attack = jax.jit(
+            lambda xs, aim=aim: jax.lax.map(
+                lambda x: attacks.minimal_l2(model, x, source, aim, **attacks.PRESETS["strong"]), xs
+            )
+        )
+        found = jax.block_until_ready(attack(xs))
+        landed = np.asarray(jax.vmap(lambda x: jnp.argmax(model(x)))(xs + found.delta))
+        verified = landed == target if aim is not None else landed != source  # applied, not trusted
+        norms = jnp.where(jnp.asarray(verified), found.norm, jnp.nan)
+        suite = {"inputs": len(sevens), "attack_verified": float(verified.mean())}
+        for method in certify.METHODS:
+            count = args.cnn_bab_inputs if method == "bab" else len(sevens)
+
+            def one(x, upper, method=method, aim=aim):
+                return certify.certified_radius(
+                    network, x, source, aim, method=method, upper=upper, bisections=CNN_BISECTIONS, budget=CNN_BUDGET
+                )
+
+            program = jax.jit(lambda xs, uppers, one=one: jax.lax.map(lambda a: one(*a), (xs, uppers)))
+            radius, first, second = timed(program, xs[:count], norms[:count])
+            suite[method] = {
+                **bracket_statistics(norms[:count], radius),
+                "inputs": count,
+                "certified_over_attacked": (radius / np.asarray(norms[:count], float)).tolist(),
+                "seconds_compile": first,
+                "seconds_per_input": second / count,
+            }
+            print(
+                f"cnn {goal:>14} {method:>5}: attacked / certified median {suite[method]['median']:.3f}, p90 "
+                f"{suite[method]['p90']:.3f} over {count} inputs, {suite[method]['seconds_per_input']:.1f} s per input",
+                flush=True,
+            )
+        results[f"cnn, {goal}"] = suite
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -153,7 +230,10 @@ def main(argv=None):
     )
     parser.add_argument("--oracle-nets", type=int, default=40, help="2-D oracle nets per seed")
     parser.add_argument("--oracle-seeds", type=int, default=3)
-    parser.add_argument("--suites", default="oracle,relu")
+    parser.add_argument("--suites", default="oracle,relu,cnn")
+    parser.add_argument("--cnn-inputs", type=int, default=8, help="cnn: correctly classified test 7s")
+    parser.add_argument("--cnn-bab-inputs", type=int, default=4, help="cnn: the first this many get branch and bound")
+    parser.add_argument("--networks", default=None, help="cnn: a run's networks.npz (network 0; else one is trained)")
     parser.add_argument(
         "--bab-budget",
         action="append",
@@ -165,14 +245,19 @@ def main(argv=None):
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.relu_nets, args.oracle_nets, args.oracle_seeds = 4, 8, 1
+        args.relu_nets, args.oracle_nets, args.oracle_seeds, args.cnn_inputs, args.cnn_bab_inputs = 4, 8, 1, 2, 1
     info = machine()
     print(f"{info['processor']}, {info['cpu_count']} cores, jax {info['jax']}")
-    suites = {"oracle": oracle_suite, "relu": relu_suite}
+    suites = {"oracle": oracle_suite, "relu": relu_suite, "cnn": cnn_suite}
     results = {}
     for name in args.suites.split(","):
         results.update(suites[name](args))
-    body = {"budget": certify.BAB_BUDGET._asdict(), "alpha_steps": certify.ALPHA_STEPS, "suites": results}
+    body = {
+        "budget": certify.BAB_BUDGET._asdict(),
+        "cnn_budget": CNN_BUDGET._asdict(),
+        "alpha_steps": certify.ALPHA_STEPS,
+        "suites": results,
+    }
     write_result(args.out, "bench_certify", info, body, args.quick)
 
 

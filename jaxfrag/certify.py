@@ -1,8 +1,11 @@
 """Certified lower bounds on the minimal L2 perturbation of one input, by linear bound propagation.
 
 Contract: ONE network and ONE input; vmap at the call site. A network is a `Chain`, a tuple of
-layers applied in order to a flat input: `Dense(weight, bias)` and `Relu()` (`chain` builds one
-from the weights and biases of `models.linear.LinearNet`). `certified_radius` returns a radius r
+layers applied in order to a flat input: `Dense(weight, bias)`, `Conv(kernel, bias, shape)` (valid,
+stride 1, on a flat (H, W, C) image), `Relu()` and `MaxPool(shape)` (2x2, right after a Relu);
+`check` says in one line why a chain is not one of these. `chain` builds one from the weights and
+biases of `models.linear.LinearNet`, `models.cnn.certify_chain` from the MNIST CNN's parameters.
+`certified_radius` returns a radius r
 such that no perturbation with ||delta||_2 <= r reaches the goal -- another class than `label`
 (untargeted) or `target` winning -- so the true minimal perturbation, and every attack's norm, is
 at least r. Sound up to the floating-point rounding of the bounds themselves (about 1e-6
@@ -17,8 +20,11 @@ How (Zhang et al. 2018, CROWN; Xu et al. 2021, alpha-CROWN):
   coefficients are carried back through the layers to a linear function a . delta + b of the
   input, whose minimum over the ball is b - eps ||a||_2 (the ball's support function: this is
   where the L2 norm enters, and why the first layer's bounds are exact);
-* the bounds on every hidden layer's input come the same way, from the layers before it (`crown`),
-  or from interval arithmetic (`ibp`: Gowal et al. 2018, cheaper and looser);
+* the bounds on every hidden layer's input come the same way, from the layers before it (`crown`;
+  behind a stack of convolutions, each output's coefficients kept as a patch of the input), or
+  from interval arithmetic (`ibp`: Gowal et al. 2018, cheaper and looser); a max-pool is bounded
+  below by its window's input with the largest lower bound and above by that input or the
+  window's largest upper bound;
 * `alpha`: the lower line of every unstable ReLU has a free slope in [0, 1], one per margin and
   neuron, chosen by projected gradient ascent on the bound (optax's Adam) -- any slope is sound,
   so the optimiser can only tighten;

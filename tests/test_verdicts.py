@@ -194,7 +194,7 @@ def test_study_claims_are_untested_below_ten_samples(tmp_path):
     ]  # fmt: skip
     assert all(verdicts.verdict(claim)[0] == UNTESTED for claim in found)
     first = found[0].cases[0]  # the stroke rule against FGSM's Q
-    assert first.estimate == pytest.approx((rows.cos_theta_t.abs() - rows.Q_fgsm_ratio)[: n].mean())
+    assert first.estimate == pytest.approx((rows.cos_theta_t.abs() - rows.Q_fgsm_ratio)[:n].mean())
     pairs = pd.DataFrame(
         {"M_ratio": -rng.uniform(0.05, 0.1, 4), "cos_mean": rng.uniform(-0.01, 0.01, 4)}
         | {f"{q}_{kind}": values for q in ("Q_ll", "Q_l2_targeted")
@@ -364,7 +364,9 @@ def test_certified_brackets_judge_a_claim_at_the_lowest_and_highest_values_they_
     assert (case.ends[0].estimate, case.ends[1].estimate) == pytest.approx((min(slopes), max(slopes)))
     assert verdicts.verdict(slope)[0] == FAILS and verdicts.bracket_verdicts(slope) == expected
     text = verdicts.brackets_text(slope)
-    assert text.startswith("fails at both ends" if expected == (FAILS, FAILS) else "at the lowest: holds")
+    both = expected == (FAILS, FAILS)
+    wanted = "fails at both ends, case by case" if both else "at the lowest: holds (fails at 0 of 1)"
+    assert text.startswith(wanted), text
     # Theorem 7's relation: the ends put each δ at its certified bound or at the attack's norm.
     relation = found["Beyond the paper: Theorem 7's relation"]
     first = relation.cases[0]
@@ -382,3 +384,20 @@ def test_certified_brackets_judge_a_claim_at_the_lowest_and_highest_values_they_
     plain = rows.drop(columns=["robustness_certified_b1", "robustness_certified_b2", "gap_certified"])
     (plain_slope,) = [c for c in verdicts.claims(_write_run(tmp_path / "plain", meta, plain)) if "gap" in c.claim]
     assert plain_slope.cases[0].ends is None and verdicts.brackets_text(plain_slope) == verdicts.NOT_CERTIFIED
+
+
+def test_a_ledger_written_before_certified_brackets_reads_back_with_the_claims_notes(tmp_path):
+    # verdicts.csv without `brackets`, verdict_cases.csv without the ends: each claim says why it has
+    # none by its title (the relu runs of such a ledger were made without --certify).
+    rng = np.random.default_rng(9)
+    rows = _relu_rows(rng, 12, 40, shift_b2=0.0)
+    meta = {"config": {"experiments": ["relu"], "d": [12], "trials": 40}}
+    found = verdicts.claims(_write_run(tmp_path / "run", meta, rows))
+    verdicts.write(tmp_path / "ledger", found)
+    for name, dropped in (("verdicts.csv", ["brackets"]), ("verdict_cases.csv", list(verdicts.END_COLUMNS))):
+        table = pd.read_csv(tmp_path / "ledger" / name)
+        table.drop(columns=dropped).to_csv(tmp_path / "ledger" / name, index=False)
+    again = {claim.claim: claim for claim in verdicts.read(tmp_path / "ledger")}
+    assert verdicts.brackets_text(again["Table 3 (Theorem 7)"]) == verdicts.NO_ATTACK
+    assert verdicts.brackets_text(again["Table 4 (Theorem 7)"]) == verdicts.NOT_CERTIFIED
+    assert [case[:5] for case in again["Table 4 (Theorem 7)"].cases] == [case[:5] for case in found[1].cases]
