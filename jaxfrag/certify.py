@@ -425,6 +425,12 @@ def _crown_bounds(network: Chain, x, eps) -> list[tuple[jax.Array, jax.Array]]:
     return bounds
 
 
+def unstable_neurons(network: Chain, x, eps) -> list[jax.Array]:
+    """Per Relu, how many of its neurons CROWN's bounds over the ball leave unstable (lower < 0 < upper):
+    the ones the relaxation loosens and branch and bound would have to split."""
+    return [jnp.sum((lower < 0) & (upper > 0)) for lower, upper in _crown_bounds(network, x, eps)]
+
+
 def margin_bounds(network: Chain, x, eps, rows, method: str = "alpha", steps: int = ALPHA_STEPS, alphas=None):
     """Lower bounds (m,) on the margins rows . f(x + delta) over ||delta||_2 <= eps, and the slopes used.
 

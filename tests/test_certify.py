@@ -229,3 +229,18 @@ def test_a_convolutional_net_with_max_pool_is_never_certified_past_the_attack():
         assert np.all(ratios[tighter] >= ratios[looser] * (1 - 1e-5)), (looser, tighter)
     # Not vacuous: alpha-CROWN proves about a third of the attack's norm on these nets (IBP a twentieth).
     assert np.median(ratios["alpha"]) > 0.2 and np.median(ratios["ibp"]) < np.median(ratios["crown"]), ratios
+
+
+def test_unstable_neurons_of_the_first_layer_are_those_the_ball_crosses():
+    # The first layer's bounds are exact over the L2 ball: a neuron is unstable when its distance to
+    # zero, |w.x + b|, is below eps ||w||; counted here from the conv's matrix in numpy.
+    network = conv_net(jax.random.key(3), jnp.float32, pool=True)
+    x = jax.random.uniform(jax.random.key(4), (128,))
+    matrix = np.asarray(jax.jacobian(network[0].forward)(jnp.zeros(128)), float)
+    pre = matrix @ np.asarray(x, float) + np.asarray(network[0].forward(jnp.zeros(128)), float)
+    for eps in (0.01, 0.1, 0.5):
+        counts = certify.unstable_neurons(network, x, eps)
+        assert len(counts) == 3 and all(0 <= int(c) for c in counts)
+        assert int(counts[0]) == np.sum(np.abs(pre) < eps * np.linalg.norm(matrix, axis=1))
+    widths = [certify.unstable_neurons(network, x, eps) for eps in (0.01, 0.5)]
+    assert all(int(a) <= int(b) for a, b in zip(*widths, strict=True))  # a larger ball crosses more
