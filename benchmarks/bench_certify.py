@@ -136,14 +136,8 @@ def relu_suite(args) -> dict:
     for name, method, budget in rungs:
         upper = norms if method == "bab" else None
         radius, first, second = timed(radius_program(method, False, upper is not None, budget), *inputs, upper)
-        bracket = np.asarray(norms, float) / radius
         suite[name] = {
-            "median": float(np.median(bracket)),
-            "p90": float(np.percentile(bracket, 90)),
-            "max": float(bracket.max()),
-            "share_within_1.01": float(np.mean(bracket <= 1.01)),
-            "share_within_1.05": float(np.mean(bracket <= 1.05)),
-            "min": float(bracket.min()),
+            **bracket_statistics(norms, radius),
             "seconds_compile": first,
             "seconds_per_input": second / len(radius),
         }
@@ -163,6 +157,7 @@ def bracket_statistics(norms, radius) -> dict:
         "p90": float(np.percentile(bracket, 90)),
         "max": float(bracket.max()),
         "min": float(bracket.min()),
+        "share_within_1.01": float(np.mean(bracket <= 1.01)),
         "share_within_1.05": float(np.mean(bracket <= 1.05)),
         "share_within_2": float(np.mean(bracket <= 2)),
     }

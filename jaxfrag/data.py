@@ -192,7 +192,7 @@ def training_indices(key: jax.Array, d: int, max_points: int, pair: jax.Array, h
         pool = index_words(jnp.arange(2**d, dtype=jnp.int32))
     else:
         pool = sample_distinct(key, d, min(max_points + 2, 2**d))
-    others = ~jnp.any(jnp.all(pool[:, None, :] == pair[None, :, :], axis=-1), axis=1)
+    others = ~contains(pair, pool)
     if held_out:
         return pool[jnp.nonzero(others, size=size)[0]]
     return jnp.concatenate([pool[jnp.nonzero(others, size=size - 2)[0]], pair])

@@ -143,15 +143,16 @@ def verdict(claim: Claim) -> tuple[str, str]:
     return (HOLDS if held else FAILS), ". ".join(notes)
 
 
+def _at_end(claim: Claim, side: int) -> Claim:
+    """The claim with every case at its lowest (side 0) or highest (1) end; a case without ends stays."""
+    return claim._replace(cases=tuple(case.ends[side] if case.ends else case for case in claim.cases))
+
+
 def bracket_verdicts(claim: Claim) -> tuple[str, str] | None:
-    """The claim's verdict with every case at its lowest end, and at its highest (a case without ends
-    stays as it is); None when no case has ends."""
+    """The claim's verdict with every case at its lowest end, and at its highest; None when no case has ends."""
     if not any(case.ends for case in claim.cases):
         return None
-    return tuple(
-        verdict(claim._replace(cases=tuple(case.ends[side] if case.ends else case for case in claim.cases)))[0]
-        for side in (0, 1)
-    )
+    return verdict(_at_end(claim, 0))[0], verdict(_at_end(claim, 1))[0]
 
 
 def brackets_text(claim: Claim) -> str:
@@ -164,9 +165,7 @@ def brackets_text(claim: Claim) -> str:
     span = ""
     if case.ends:
         span = f" (headline case: {case.ends[0].estimate:+.3f} to {case.ends[1].estimate:+.3f})"
-    judged = [case_verdicts(claim)]
-    for side in (0, 1):
-        judged.append(case_verdicts(claim._replace(cases=tuple(c.ends[side] if c.ends else c for c in claim.cases))))
+    judged = [case_verdicts(claim), case_verdicts(_at_end(claim, 0)), case_verdicts(_at_end(claim, 1))]
     if judged[0] == judged[1] == judged[2]:
         return f"{verdict(claim)[0]} at both ends, case by case{span}"
 
