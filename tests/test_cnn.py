@@ -43,6 +43,20 @@ def test_forward_pass_matches_an_independent_numpy_network(params, seed):
         np.testing.assert_array_equal(np.asarray(cnn.apply(params, jnp.asarray(x), ties)), got.astype(np.float32))
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_certify_chain_has_the_networks_logits(params, seed):
+    # Normalisation folded into conv 1, PyTorch's flatten into dense 1: the same function on pixels.
+    from jaxfrag import certify
+
+    x = np.random.default_rng(seed).random((5, 28, 28)).astype(np.float32)
+    x[:, :4] = 0
+    network = cnn.certify_chain(params)
+    certify.check(network)
+    got = np.stack([np.asarray(certify.apply(network, jnp.asarray(image.reshape(-1))), np.float64) for image in x])
+    want = numpy_forward(params, x)
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
+
+
 def test_parameter_count_and_pytorch_initialisation(params):
     fan_ins = {"Conv_0": 9, "Conv_1": 9 * 32, "Dense_0": 9216, "Dense_1": 128}
     outs = {"Conv_0": 32, "Conv_1": 64, "Dense_0": 128, "Dense_1": 10}
