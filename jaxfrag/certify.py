@@ -4,7 +4,10 @@ Contract: ONE network and ONE input; vmap at the call site. A network is a `Chai
 layers applied in order to a flat input: `Dense(weight, bias)`, `Conv(kernel, bias, shape)` (valid,
 stride 1, on a flat (H, W, C) image), `Relu()` and `MaxPool(shape)` (2x2, right after a Relu);
 `check` says in one line why a chain is not one of these. `chain` builds one from the weights and
-biases of `models.linear.LinearNet`, `models.cnn.certify_chain` from the MNIST CNN's parameters.
+biases of `models.linear.LinearNet`, `models.cnn.certify_chain` from the MNIST CNN's parameters. A
+network may also be an ONNX graph (`models.onnx_bounds.GraphNetwork`: residual adds, strided and
+depthwise convolutions, ReLU6), which brings its own `apply`, `gain` and `margin_bounds` and is
+bounded here by ibp, crown and alpha (branch and bound: chains only).
 `certified_radius` returns a radius r
 such that no perturbation with ||delta||_2 <= r reaches the goal -- another class than `label`
 (untargeted) or `target` winning -- so the true minimal perturbation, and every attack's norm, is
@@ -170,13 +173,20 @@ class MaxPool:
     def relaxation(self, lower: jax.Array, upper: jax.Array):
         """Per output: the input index the lines pass through, whether the upper line is it too (else
         the constant), and that constant."""
-        index = self.windows(jnp.arange(math.prod(self.shape)))
-        low, high = self.windows(lower), self.windows(upper)
-        pick = jnp.argmax(low, axis=1)
-        chosen = jnp.take_along_axis(index, pick[:, None], 1)[:, 0]
-        chosen_low = jnp.take_along_axis(low, pick[:, None], 1)[:, 0]
-        others_high = jnp.where(jnp.arange(4)[None, :] == pick[:, None], -jnp.inf, high).max(axis=1)
-        return chosen, chosen_low >= others_high, high.max(axis=1)
+        return pool_relaxation(self.windows(jnp.arange(math.prod(self.shape))), lower, upper)
+
+
+def pool_relaxation(index: jax.Array, lower: jax.Array, upper: jax.Array):
+    """A max-pool's lines, for windows `index` (outputs, window size) of inputs with bounds (lower,
+    upper): per output, the input the lines pass through (the one with the largest lower bound),
+    whether the upper line is it too (its lower bound reaches every other input's upper bound), and
+    the window's largest upper bound, the upper line's constant otherwise."""
+    low, high = lower[index], upper[index]
+    pick = jnp.argmax(low, axis=1)
+    chosen = jnp.take_along_axis(index, pick[:, None], 1)[:, 0]
+    chosen_low = jnp.take_along_axis(low, pick[:, None], 1)[:, 0]
+    others_high = jnp.where(jnp.arange(index.shape[1])[None, :] == pick[:, None], -jnp.inf, high).max(axis=1)
+    return chosen, chosen_low >= others_high, high.max(axis=1)
 
 
 Layer = Dense | Conv | Relu | MaxPool
@@ -208,7 +218,9 @@ def chain(weights, biases=()) -> Chain:
 
 
 def apply(network: Chain, x: jax.Array) -> jax.Array:
-    """The chain's logits at x."""
+    """The network's logits at x (a chain's, or a graph's own `apply`)."""
+    if not isinstance(network, tuple):
+        return network.apply(x)
     for layer in network:
         x = jax.nn.relu(x) if isinstance(layer, Relu) else layer.forward(x)
     return x
@@ -271,6 +283,17 @@ def _crown_slopes(lower: jax.Array, upper: jax.Array, rows: int) -> jax.Array:
     return jnp.broadcast_to((upper >= -lower).astype(lower.dtype), (rows, lower.shape[0]))
 
 
+def relu_pull_back(coefficients, lower, upper, alpha=None) -> tuple[jax.Array, jax.Array]:
+    """Coefficients (m, n) on relu(z) as coefficients on z, and the constant they add, for z in [lower,
+    upper]: below a positive coefficient the lower line bounds from below, below a negative one the
+    upper line (`_relaxation`; `alpha` the lower lines' slopes, CROWN's when None)."""
+    relaxed = _relaxation(lower, upper, alpha, coefficients.shape[0])
+    positive = coefficients >= 0
+    slope = jnp.where(positive, relaxed.lower_slope, relaxed.upper_slope)
+    constant = jnp.where(positive, 0.0, coefficients * relaxed.upper_intercept).sum(1)
+    return coefficients * slope, constant
+
+
 def _first_layer_bounds(layer: Dense, x, eps) -> tuple[jax.Array, jax.Array]:
     """Exact bounds of an affine layer over the L2 ball: W x + b -+ eps ||W_i||."""
     center, radius = layer.forward(x), eps * layer.row_norms()
@@ -306,13 +329,9 @@ def _backward(network: Chain, coefficients, bounds, alphas, x, eps, betas=None, 
             relu -= 1
             split = None if splits is None else splits[relu]
             lower, upper = _split_bounds(*bounds[relu], split)
-            relaxed = _relaxation(lower, upper, alphas[relu], coefficients.shape[0])
             influence[relu] = coefficients
-            positive = coefficients >= 0
-            # Below a positive coefficient the lower line bounds from below, below a negative one the upper line.
-            slope = jnp.where(positive, relaxed.lower_slope, relaxed.upper_slope)
-            constant = constant + jnp.where(positive, 0.0, coefficients * relaxed.upper_intercept).sum(1)
-            coefficients = coefficients * slope
+            coefficients, added = relu_pull_back(coefficients, lower, upper, alphas[relu])
+            constant = constant + added
             if betas is not None:
                 coefficients = coefficients - betas[relu] * split
         else:
@@ -327,12 +346,18 @@ def _backward(network: Chain, coefficients, bounds, alphas, x, eps, betas=None, 
 
 def _pool_pull_back(layer: MaxPool, coefficients, lower, upper) -> tuple[jax.Array, jax.Array]:
     """A max-pool's relaxation: coefficients (m, out) on its outputs as coefficients (m, in) on its
-    inputs and the constant they add (a positive coefficient takes the line below, a negative one
-    the line above: the chosen input where it is exact, else the constant)."""
-    chosen, exact, top = layer.relaxation(lower, upper)
+    inputs and the constant they add (`pool_pull_back`)."""
+    return pool_pull_back(layer.relaxation(lower, upper), coefficients, lower.shape[0])
+
+
+def pool_pull_back(relaxation, coefficients, inputs: int) -> tuple[jax.Array, jax.Array]:
+    """Coefficients (m, out) on a max-pool's outputs as coefficients (m, inputs) on its inputs, and the
+    constant they add, for its `pool_relaxation`: a positive coefficient takes the line below, a
+    negative one the line above (the chosen input where it is exact, else the constant)."""
+    chosen, exact, top = relaxation
     line = (coefficients >= 0) | exact[None, :]
-    back = jnp.zeros((coefficients.shape[0], lower.shape[0]), coefficients.dtype)
-    back = back.at[:, chosen].set(jnp.where(line, coefficients, 0))  # each input is in one window
+    back = jnp.zeros((coefficients.shape[0], inputs), coefficients.dtype)
+    back = back.at[:, chosen].add(jnp.where(line, coefficients, 0))  # overlapping windows add up
     return back, jnp.where(line, 0, coefficients * top).sum(1)
 
 
@@ -438,6 +463,8 @@ def margin_bounds(network: Chain, x, eps, rows, method: str = "alpha", steps: in
     """
     if method not in BOUNDS:
         raise ValueError(f"method must be one of {', '.join(BOUNDS)}, got {method!r}")
+    if not isinstance(network, tuple):  # a graph (`models.onnx_bounds`) bounds itself
+        return network.margin_bounds(x, eps, rows, method, steps, alphas)
     if method == "ibp":
         # The margins folded into the last layer (as Gowal et al. do): one interval per margin, not per logit.
         last = network[-1]
@@ -445,15 +472,21 @@ def margin_bounds(network: Chain, x, eps, rows, method: str = "alpha", steps: in
         return lower, alphas
     bounds = _crown_bounds(network, x, eps)
     crown = [_crown_slopes(lower, upper, rows.shape[0]) for lower, upper in bounds]
-    if method == "crown" or not bounds:
-        return _backward(network, rows, bounds, crown if alphas is None else alphas, x, eps)[0], alphas
 
-    def bound(alphas):
-        return _backward(network, rows, bounds, alphas, x, eps)[0]
+    def bound(slopes):
+        return _backward(network, rows, bounds, slopes, x, eps)[0]
 
+    return optimised_bounds(bound, crown, method, steps, alphas)
+
+
+def optimised_bounds(bound, crown: list, method: str, steps: int = ALPHA_STEPS, alphas=None):
+    """`bound(slopes)` at CROWN's slopes `crown` (method "crown"), or ascended by alpha-CROWN from
+    `alphas` (CROWN's when None); and the slopes. Slopes carried over from another radius may start
+    below CROWN's own at this one: the better of the two is kept per row."""
+    if method == "crown" or not crown:
+        return bound(crown if alphas is None else alphas), alphas
     if alphas is None:
         return _ascend(bound, crown, steps)
-    # Slopes carried over from another radius may start below CROWN's own at this one: keep the better.
     values, alphas = _ascend(bound, alphas, steps)
     plain = bound(crown)
     better = plain > values
@@ -667,6 +700,8 @@ def certified_radius(
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "bab" and not isinstance(network, tuple):
+        raise ValueError("branch and bound bounds chains only; a graph's radius comes from ibp, crown or alpha")
     classes = apply(network, x).shape[0]
     rows, every = specification(classes, label, target)
     bound_method = "alpha" if method == "bab" else method
@@ -680,7 +715,8 @@ def certified_radius(
     if upper is None or method == "bab":
         # A factor-2 bracket first: bisection on the exponent k of scale 2^k, k in [-64, 64], from
         # a scale of the input's logits over the first layer's largest gain.
-        scale = jnp.abs(apply(network, x)).max() / network[0].row_norms().max()
+        gain = network[0].row_norms().max() if isinstance(network, tuple) else network.gain(x)
+        scale = jnp.abs(apply(network, x)).max() / gain
         scale = jnp.where(scale > 0, scale, 1).astype(x.dtype)
 
         def exponent(carry, _):

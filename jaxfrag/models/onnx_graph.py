@@ -13,6 +13,9 @@ Contract:
 * `read_model(path)` -- the checked `onnx.ModelProto` (used by `load_onnx`).
 * `graph_function(model, dtype=None) -> (run, params)` -- the whole graph:
   run(params, {input name: array}) -> list of outputs, batch axis included.
+* `parse(model, dtype=None) -> (nodes, params, constants)`, `run_node(node, values)` and
+  `input_signature(model, params, input_shape, dtype)` -- the pieces `graph_function` and
+  `load_onnx` are made of, for code that walks the graph itself (`models.onnx_bounds`).
 * `SUPPORTED_OPS` -- the registry's op types.
 Every problem is an `OnnxError` (a ValueError) with one line naming the op, node or
 file: an op outside the registry, an attribute or mode it does not implement, a shape
@@ -520,8 +523,9 @@ def _nodes(model) -> list[Node]:
     return nodes
 
 
-def graph_function(model, dtype=None):
-    """(run, params) for the whole graph; see the module docstring."""
+def parse(model, dtype=None) -> tuple[list[Node], dict, dict]:
+    """(nodes, params, constants): the graph's nodes in order, its float weights as jnp arrays (cast to
+    `dtype` when given) and its integer tensors as numpy constants. OnnxError for an op outside the registry."""
 
     nodes = _nodes(model)
     params, constants = {}, {}
@@ -531,17 +535,29 @@ def graph_function(model, dtype=None):
             params[tensor.name] = jnp.asarray(value, dtype or value.dtype)
         else:
             constants[tensor.name] = value
+    return nodes, params, constants
+
+
+def run_node(node: Node, values: dict) -> tuple:
+    """Every output of one node, its inputs read from `values` (OnnxError if one is not computed yet)."""
+    try:
+        args = [values[name] if name else None for name in node.inputs]
+    except KeyError as missing:
+        raise OnnxError(f"{node.where()}: input {missing.args[0]!r} is not computed before it") from None
+    result = OPS[node.op](node, *args)
+    return result if isinstance(result, tuple) else (result,)
+
+
+def graph_function(model, dtype=None):
+    """(run, params) for the whole graph; see the module docstring."""
+
+    nodes, params, constants = parse(model, dtype)
     outputs = [o.name for o in model.graph.output]
 
     def run(params: dict, feeds: dict) -> list:
         values = {**constants, **params, **feeds}
         for node in nodes:
-            try:
-                args = [values[name] if name else None for name in node.inputs]
-            except KeyError as missing:
-                raise OnnxError(f"{node.where()}: input {missing.args[0]!r} is not computed before it") from None
-            result = OPS[node.op](node, *args)
-            values.update(zip(node.outputs, result if isinstance(result, tuple) else (result,), strict=False))
+            values.update(zip(node.outputs, run_node(node, values), strict=False))
         return [values[name] for name in outputs]
 
     return run, params
@@ -559,10 +575,8 @@ def _input(model):
     return inputs[0].name, dims, helper.tensor_dtype_to_np_dtype(tensor.elem_type)
 
 
-def load_onnx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None, dtype=None):
-    """(f, params): f(params, x) is the graph's first output for one input x without its batch axis."""
-    model = read_model(path)
-    run, params = graph_function(model, dtype)  # unsupported ops are reported before anything else
+def input_signature(model, params: dict, input_shape: tuple[int, ...] | None = None, dtype=None):
+    """(name, shape without the batch axis, float dtype) of the graph's input; OnnxError for a shape it cannot trace."""
     name, dims, input_dtype = _input(model)
     if not dims:
         raise OnnxError(f"input {name!r} has no shape in the file; a batch axis first is expected")
@@ -583,6 +597,14 @@ def load_onnx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = Non
         float_dtype = jnp.dtype(dtype)
     else:
         float_dtype = next(iter(params.values())).dtype if params else input_dtype
+    return name, input_shape, float_dtype
+
+
+def load_onnx(path: str | os.PathLike, input_shape: tuple[int, ...] | None = None, dtype=None):
+    """(f, params): f(params, x) is the graph's first output for one input x without its batch axis."""
+    model = read_model(path)
+    run, params = graph_function(model, dtype)  # unsupported ops are reported before anything else
+    name, input_shape, float_dtype = input_signature(model, params, input_shape, dtype)
 
     def f(params: dict, x: jax.Array) -> jax.Array:
         if x.shape != input_shape:
