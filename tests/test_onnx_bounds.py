@@ -206,3 +206,30 @@ def test_branch_and_bound_and_unknown_hidden_bounds_are_refused():
         certify.certified_radius(network, jnp.zeros(2), 0, method="bab")
     with pytest.raises(ValueError, match="hidden must be one of"):
         onnx_bounds.graph_network(clip_residual_model(1), hidden="exact")
+
+
+@pytest.mark.parametrize("ends", [(0.0, 6.0), (0.0, None), (None, 1.0), (-1.0, 0.5)])
+def test_the_clip_relaxation_lies_below_and_above_the_clip(ends):
+    """On intervals that hold no kink, one or both (wide ones too), at any slopes in [0, 1], each line is
+    on its side of the clip at 2001 points of the interval, ends included; at CROWN's slopes too."""
+    rng = np.random.default_rng(7)
+    lower = rng.normal(scale=8.0, size=400)
+    upper = lower + np.abs(rng.normal(scale=8.0, size=400)) * rng.choice([1e-3, 1.0, 30.0], size=400)
+    lower, upper = jnp.asarray(lower, jnp.float32), jnp.asarray(upper, jnp.float32)
+    z = lower[None] + jnp.linspace(0, 1, 2001)[:, None] * (upper - lower)[None]
+    clipped = jnp.clip(z, -jnp.inf if ends[0] is None else ends[0], jnp.inf if ends[1] is None else ends[1])
+    slopes = [None, *[jnp.asarray(rng.uniform(size=(2, 400)), jnp.float32) for _ in range(3)]]
+    slopes += [jnp.zeros((2, 400), jnp.float32), jnp.ones((2, 400), jnp.float32)]
+    tolerance = 1e-5 * (1 + jnp.abs(z))
+    for alpha in slopes:
+        chosen = () if alpha is None else (alpha[0], alpha[1])
+        (below, below_intercept), (above, above_intercept) = onnx_bounds._clip_lines(lower, upper, *ends, *chosen)
+        assert np.all(below * z + below_intercept <= clipped + tolerance)
+        assert np.all(above * z + above_intercept >= clipped - tolerance)
+    # Where the interval holds no kink the lines are the clip itself.
+    (below, below_intercept), (above, above_intercept) = onnx_bounds._clip_lines(lower, upper, *ends)
+    a, b = (-np.inf if ends[0] is None else ends[0]), (np.inf if ends[1] is None else ends[1])
+    no_kink = np.asarray(~(((lower < a) & (upper > a)) | ((lower < b) & (upper > b))))
+    np.testing.assert_allclose(
+        np.asarray(below * z + below_intercept)[:, no_kink], np.asarray(clipped)[:, no_kink], atol=1e-4, rtol=1e-5
+    )

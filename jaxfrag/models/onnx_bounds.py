@@ -56,6 +56,7 @@ AFFINE = (*WEIGHTED, "Add", "Sub", *SELECTION, *AVERAGES)
 NONLINEAR = ("Relu", "Clip", "MaxPool")
 HIDDEN = ("crown", "ibp")
 BLOCK = 1 << 23  # coefficients per block of CROWN's hidden-bound rows: (rows, largest value) <= 32 MB in float32
+ROWS = 1 << 25  # and per block of margin rows: 128 MB per coefficient tensor, about 2 GB for a whole backward pass
 
 
 class Step(NamedTuple):
@@ -130,6 +131,61 @@ def _pool_windows(shape: tuple[int, ...], window: dict) -> np.ndarray:
         for b in range(kw)
     ]  # fmt: skip
     return np.stack(taps, axis=-1).reshape(-1, kh * kw)
+
+
+def _clip_lines(lower, upper, low, high, lower_alpha=None, upper_alpha=None):
+    """Lines below and above clip(z, low, high) for z in [lower, upper], per neuron: (slope, intercept) twice.
+
+    Where the interval holds no kink the clip is exact (a constant or z). Where it holds the lower
+    kink only, the clip is convex there: the chord lies above, and below any line through (low, low)
+    of slope in [0, 1]. Where it holds the upper kink only, concave: the chord below, and above any
+    line through (high, high) of slope in [0, 1]. Where it holds both, those two tangent lines' slopes
+    are capped so that they stay inside [low, high] on the whole interval: at most
+    (high - low) / (upper - low) below and (high - low) / (high - lower) above. The alphas (in [0, 1])
+    scale those ranges (alpha-CROWN optimises them); CROWN's are `_clip_crown`. Unlike
+    low + relu(z - low) - relu(z - high) relaxed term by term, these never leave [low, high]: the
+    terms' chords add slack that grows with the interval's width, which intervals in a deep network make huge.
+    """
+    a = -jnp.inf if low is None else jnp.asarray(low, lower.dtype)
+    b = jnp.inf if high is None else jnp.asarray(high, lower.dtype)
+    at_low, at_high = jnp.clip(lower, a, b), jnp.clip(upper, a, b)
+    width = jnp.where(upper > lower, upper - lower, 1)
+    chord = (at_high - at_low) / width
+    chord_intercept = at_low - chord * lower
+    lower_kink, upper_kink = (lower < a) & (upper > a), (lower < b) & (upper > b)
+    span = jnp.where(jnp.isfinite(b - a), b - a, jnp.inf)
+    lower_cap = jnp.minimum(1, span / jnp.where(lower_kink, upper - jnp.where(lower_kink, a, 0), 1))
+    upper_cap = jnp.minimum(1, span / jnp.where(upper_kink, jnp.where(upper_kink, b, 0) - lower, 1))
+    lower_alpha, upper_alpha = (
+        _clip_crown(lower, upper, low, high) if lower_alpha is None else (lower_alpha, upper_alpha)
+    )
+    # No kink inside: the chord is the clip itself (a constant, or z).
+    below = jnp.where(lower_kink, jnp.clip(lower_alpha, 0, 1) * lower_cap, chord)
+    below_intercept = jnp.where(lower_kink, jnp.where(lower_kink, a, 0) * (1 - below), chord_intercept)
+    above = jnp.where(upper_kink, jnp.clip(upper_alpha, 0, 1) * upper_cap, chord)
+    above_intercept = jnp.where(upper_kink, jnp.where(upper_kink, b, 0) * (1 - above), chord_intercept)
+    return (below, below_intercept), (above, above_intercept)
+
+
+def _clip_crown(lower, upper, low, high):
+    """CROWN's choice for a Clip's two free slopes (as for a ReLU): the full slope where the interval's part
+    past the kink is the wider one, else 0."""
+    a = -jnp.inf if low is None else low
+    b = jnp.inf if high is None else high
+    return (
+        (jnp.minimum(upper, b) - a >= a - lower).astype(lower.dtype),
+        (b - jnp.maximum(lower, a) >= upper - b).astype(lower.dtype),
+    )
+
+
+def _clip_pull_back(coefficients, lower, upper, low, high, lower_alpha=None, upper_alpha=None):
+    """Coefficients (m, n) on clip(z) as coefficients on z, and the constant they add: a positive
+    coefficient takes the line below, a negative one the line above (`_clip_lines`)."""
+    (below, below_intercept), (above, above_intercept) = _clip_lines(lower, upper, low, high, lower_alpha, upper_alpha)
+    positive = coefficients >= 0
+    slope = jnp.where(positive, below, above)
+    intercept = jnp.where(positive, below_intercept, above_intercept)
+    return coefficients * slope, (coefficients * intercept).sum(1)
 
 
 def _zeroed(value):
@@ -321,22 +377,22 @@ class GraphNetwork:
 
     # --- linear bound propagation ----------------------------------------------------------------
 
-    def _terms(self, step: Step) -> list[tuple[int, float | None]]:
-        """A nonlinear step's relu terms (sign, shift): Relu is relu(z); Clip(a, b) is a + relu(z - a) - relu(z - b)."""
-        if step.node.op == "Relu":
-            return [(1, 0.0)]
-        if step.node.op != "Clip":
-            return []
-        low, high = step.ends
-        return [(1, low)] * (low is not None) + [(-1, high)] * (high is not None)
+    def _parameters(self, step: Step) -> int:
+        """How many (rows, n) slope arrays a nonlinear step's relaxation takes: a Relu's lower line, a
+        Clip's lower and upper lines, none for a MaxPool."""
+        return {"Relu": 1, "Clip": 2}.get(step.node.op, 0)
 
     def slopes(self, bounds: dict, rows: int) -> list[jax.Array]:
-        """CROWN's lower slopes, one (rows, n) array per relu term of every nonlinear step in order."""
+        """CROWN's slopes, the arrays of every nonlinear step in order (`_parameters`)."""
         slopes = []
         for i, step in enumerate(self.plan.steps):
-            if i in bounds:
-                lower, upper = bounds[i]
-                slopes += [certify._crown_slopes(lower - shift, upper - shift, rows) for _, shift in self._terms(step)]
+            if i not in bounds or not self._parameters(step):
+                continue
+            lower, upper = bounds[i]
+            if step.node.op == "Relu":
+                slopes.append(certify._crown_slopes(lower, upper, rows))
+            else:
+                slopes += [jnp.broadcast_to(s, (rows, lower.shape[0])) for s in _clip_crown(lower, upper, *step.ends)]
         return slopes
 
     def _backward(self, x, eps, start: str, coefficients, upto: int, bounds: dict, alphas=None, boxes=None):
@@ -347,7 +403,7 @@ class GraphNetwork:
         """
         values, m = self._values(), coefficients.shape[0]
         pending, constant = {start: coefficients}, jnp.zeros(m, coefficients.dtype)
-        terms = [len(self._terms(step)) if k in bounds else 0 for k, step in enumerate(self.plan.steps)]
+        parameters = [self._parameters(step) if k in bounds else 0 for k, step in enumerate(self.plan.steps)]
         for i in reversed(range(upto)):
             step = self.plan.steps[i]
             node, out = step.node, step.node.outputs[0]
@@ -382,17 +438,12 @@ class GraphNetwork:
                 relaxation = certify.pool_relaxation(jnp.asarray(step.windows), lower, upper)
                 back, added = certify.pool_pull_back(relaxation, flat, lower.shape[0])
             else:
-                first = sum(terms[:i])
-                back, added = jnp.zeros_like(flat), jnp.zeros(m, flat.dtype)
-                low, high = step.ends if node.op == "Clip" else (None, None)
-                if node.op == "Clip" and low is None:
-                    back = flat  # z - relu(z - b): the z term
-                if low is not None:
-                    added = added + low * flat.sum(1)  # a + relu(z - a) - relu(z - b): the constant a
-                for k, (sign, shift) in enumerate(self._terms(step)):
-                    alpha = None if alphas is None else alphas[first + k]
-                    pulled, more = certify.relu_pull_back(sign * flat, lower - shift, upper - shift, alpha)
-                    back, added = back + pulled, added + more - pulled @ jnp.full_like(lower, shift)
+                first = sum(parameters[:i])
+                given = [None] * parameters[i] if alphas is None else alphas[first : first + parameters[i]]
+                if node.op == "Relu":
+                    back, added = certify.relu_pull_back(flat, lower, upper, given[0])
+                else:
+                    back, added = _clip_pull_back(flat, lower, upper, *step.ends, *given)
             constant = constant + added
             back = back.reshape(m, *self.plan.shapes[z])
             pending[z] = pending[z] + back if z in pending else back
@@ -423,8 +474,33 @@ class GraphNetwork:
         return lower.reshape(-1)[:n], upper.reshape(-1)[:n]
 
     def margin_bounds(self, x, eps, rows, method: str, steps: int = certify.ALPHA_STEPS, alphas=None):
-        """Lower bounds (m,) on rows . logits over ||delta||_2 <= eps, and the slopes: `certify.margin_bounds`."""
+        """Lower bounds (m,) on rows . logits over ||delta||_2 <= eps, and the slopes: `certify.margin_bounds`.
+
+        The rows are bounded in blocks of at most `ROWS` coefficients on the graph's largest value (a
+        1000-class network's 999 margins at once would need tens of GB); every row's bound and slopes
+        are its own, so the blocks change nothing but the memory.
+        """
         bounds, boxes = self._intervals(x, eps, "ibp" if method == "ibp" else self.plan.hidden)  # IBP: intervals only
+        m = rows.shape[0]
+        block = max(1, min(m, ROWS // self.plan.largest))
+        if block == m:
+            return self._margin_block(x, eps, rows, method, steps, alphas, bounds, boxes)
+        count = -(-m // block)
+        index = jnp.minimum(jnp.arange(count * block), m - 1)  # the last block repeats the last row
+
+        def blocks(a):
+            return a[index].reshape(count, block, *a.shape[1:])
+
+        def one(part):
+            part_rows, part_alphas = part
+            return self._margin_block(x, eps, part_rows, method, steps, part_alphas, bounds, boxes)
+
+        parts = (blocks(rows), None if alphas is None else [blocks(a) for a in alphas])
+        values, slopes = jax.lax.map(one, parts)
+        slopes = None if slopes is None else [a.reshape(count * block, *a.shape[2:])[:m] for a in slopes]
+        return values.reshape(-1)[:m], slopes
+
+    def _margin_block(self, x, eps, rows, method, steps, alphas, bounds, boxes):
         coefficients = rows.reshape(rows.shape[0], *self.plan.shapes[self.plan.output]).astype(x.dtype)
         end = len(self.plan.steps)
         if method == "ibp":
