@@ -1,6 +1,6 @@
 """Certified lower bounds side by side: IBP, CROWN, alpha-CROWN and branch and bound, against the truth or the attack.
 
-Two suites, each rung jitted and vmapped over every input at once (as the sweep runs them), timed
+The suites, each rung jitted and vmapped over every input at once (as the sweep runs them), timed
 on a second call after the compiling one:
 * `oracle`: the exact 2-D oracle's ReLU nets (tests/exact_relu2d.py; width 12, 2 and 3 classes,
   untargeted and targeted), where the true minimal perturbation is known: certified / exact per
@@ -15,10 +15,15 @@ on a second call after the compiling one:
   time (bounded memory): the same bracket statistics. The bisection is on [0, the attack's norm]
   to 2^-12 of it; branch and bound runs on the first --cnn-bab-inputs within `CNN_BUDGET`,
   bisecting between alpha-CROWN's radius and twice it (or the attack's norm, if shorter).
+* `onnx`: EfficientNet-Lite0 (the cached export) through `models.onnx_bounds`, at one demo pair
+  (--onnx-pair): the attack's norm (DeepFool's lane from the image, verified by applying it), IBP's
+  certified radius, whether CROWN on IBP's hidden bounds certifies 1, 2 and 4 times it and its time
+  per radius, and an upper estimate of the time CROWN's own hidden bounds would take (one backward
+  pass per hidden neuron, each timed as a whole network's).
 The maintained PyTorch verifier, auto_LiRPA, has one release on the package index (0.3), which
 needs torch < 1.13 and does not import beside torch 2.13 and numpy 2, so it cannot run beside these.
 
-    python benchmarks/bench_certify.py [--quick] [--relu-nets 48] [--suites oracle,relu,cnn] [--bab-budget JSON]
+    python benchmarks/bench_certify.py [--quick] [--relu-nets 48] [--suites oracle,relu,cnn,onnx] [--bab-budget JSON]
 """
 
 from __future__ import annotations
@@ -234,6 +239,65 @@ def cnn_suite(args) -> dict:
     return results
 
 
+def onnx_suite(args) -> dict:
+    """EfficientNet-Lite0 through `models.onnx_bounds` at one demo pair: what each rung certifies and costs."""
+    from jaxfrag.models import export, imagenet, onnx_bounds
+
+    spec = export.MODELS["efficientnet-lite0"]
+    preprocessing = imagenet.Preprocessing(spec.size, spec.mean, spec.std)
+    path = export.model_path(spec.name)
+    # Intervals only for the hidden bounds: CROWN's need a backward pass per neuron (counted below).
+    network = onnx_bounds.graph_network(path, preprocessing=preprocessing, hidden="ibp")
+    photos = imagenet.demo_photographs()
+    source_name, target_name = args.onnx_pair.split(":")
+    x, other = (jnp.asarray(imagenet.prepare(photos[n], spec.size).reshape(-1)) for n in (source_name, target_name))
+    label, target = int(jnp.argmax(network.apply(x))), int(jnp.argmax(network.apply(other)))
+    nonlinear = [s for s in network.plan.steps if s.node.op in onnx_bounds.NONLINEAR]
+    neurons = sum(int(np.prod(network.plan.shapes[s.node.inputs[0]])) for s in nonlinear)
+    suite = {"pair": args.onnx_pair, "label": label, "target": target, "nonlinear_steps": len(nonlinear)}
+    suite["hidden_neurons"] = neurons
+    for goal, aim in (("untargeted", None), ("targeted", target)):
+        start = time.perf_counter()
+        found = jax.jit(
+            lambda x, aim=aim: attacks.minimal_l2(network.apply, x, label, aim, restarts=1, rescue_starts=0)
+        )(x)
+        landed = int(jnp.argmax(network.apply(x + found.delta)))
+        verified = landed == target if aim is not None else landed != label  # applied, not trusted
+        attack_seconds = time.perf_counter() - start
+        radius, first, second = timed(
+            jax.jit(lambda x, aim=aim: certify.certified_radius(network, x, label, aim, method="ibp")), x
+        )
+        rows, _ = certify.specification(1000, label, aim)
+        crown = jax.jit(lambda x, eps, rows=rows: certify.margin_bounds(network, x, eps, rows, "crown")[0])
+        jax.block_until_ready(crown(x, radius[()]))  # compiled
+        at = {}
+        for multiple in (1, 2, 4):
+            start = time.perf_counter()
+            values = np.asarray(jax.block_until_ready(crown(x, multiple * radius[()])))
+            holds = bool(values.min() > 0) if aim is None else bool(values.max() > 0)
+            at[f"{multiple}x"] = {"certified": holds, "seconds": time.perf_counter() - start}
+        per_row = at["1x"]["seconds"] / rows.shape[0]
+        suite[goal] = {
+            "attack_norm": float(found.norm) if verified else None,
+            "attack_seconds": attack_seconds,
+            "ibp_radius": float(radius),
+            "ibp_seconds_per_input": second,
+            "bracket_attack_over_ibp": float(found.norm) / float(radius) if verified and radius > 0 else None,
+            "crown_with_interval_hidden_bounds_at_ibp_radius": at,
+            "crown_seconds_per_margin_row": per_row,
+            # One backward pass per hidden neuron, each at most a whole network deep: an upper estimate, not a run.
+            "crown_hidden_bounds_hours_per_radius_at_most": neurons * per_row / 3600,
+        }
+        print(
+            f"lite0 {goal:>10}: attack {suite[goal]['attack_norm']}, IBP radius {float(radius):.3g} "
+            f"({second:.1f} s), CROWN with interval hidden bounds certifies at 1x/2x/4x of it: "
+            f"{[at[k]['certified'] for k in at]} ({at['1x']['seconds']:.0f} s per radius); CROWN's hidden bounds: "
+            f"{neurons} neurons, at most {per_row * neurons / 3600:.0f} h per radius",
+            flush=True,
+        )
+    return {"efficientnet-lite0": suite}
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -242,7 +306,8 @@ def main(argv=None):
     )
     parser.add_argument("--oracle-nets", type=int, default=40, help="2-D oracle nets per seed")
     parser.add_argument("--oracle-seeds", type=int, default=3)
-    parser.add_argument("--suites", default="oracle,relu,cnn")
+    parser.add_argument("--suites", default="oracle,relu,cnn,onnx")
+    parser.add_argument("--onnx-pair", default="camera:chelsea", help="onnx: demo photographs source:target")
     parser.add_argument("--cnn-inputs", type=int, default=8, help="cnn: correctly classified test 7s")
     parser.add_argument("--cnn-bab-inputs", type=int, default=4, help="cnn: the first this many get branch and bound")
     parser.add_argument("--networks", default=None, help="cnn: a run's networks.npz (network 0; else one is trained)")
@@ -260,7 +325,7 @@ def main(argv=None):
         args.relu_nets, args.oracle_nets, args.oracle_seeds, args.cnn_inputs, args.cnn_bab_inputs = 4, 8, 1, 2, 1
     info = machine()
     print(f"{info['processor']}, {info['cpu_count']} cores, jax {info['jax']}")
-    suites = {"oracle": oracle_suite, "relu": relu_suite, "cnn": cnn_suite}
+    suites = {"oracle": oracle_suite, "relu": relu_suite, "cnn": cnn_suite, "onnx": onnx_suite}
     results = {}
     for name in args.suites.split(","):
         results.update(suites[name](args))

@@ -47,6 +47,7 @@ def test_the_worked_example_attacks_an_exported_model(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-4000:]
     assert "the minimal L2 attack moves x by" in result.stdout and (tmp_path / "net.onnx").is_file()
+    assert "does (certified)" in result.stdout  # the certified radius, below the attack's norm (asserted inside)
 
 
 def test_the_readme_library_example_runs():

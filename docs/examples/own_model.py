@@ -1,8 +1,9 @@
 """Attack your own model and measure its feature compression, end to end.
 
 A small PyTorch classifier is trained on two Gaussian classes in 64 dimensions, exported to ONNX,
-loaded into JAX by jaxfrag's interpreter, attacked (minimal L2, verified by applying it) and measured
-along the path between two inputs of different classes (|cos θ_α| and eq. (8)'s M). It needs the
+loaded into JAX by jaxfrag's interpreter, attacked (minimal L2, verified by applying it), certified
+(alpha-CROWN's lower bound on the same minimal perturbation, read from the same ONNX file) and
+measured along the path between two inputs of different classes (|cos θ_α| and eq. (8)'s M). It needs the
 `export` extra (torch and onnxscript): `pip install -e '.[export]'`.
 
     python docs/examples/own_model.py [--out FOLDER]
@@ -17,8 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from jaxfrag import attacks, compression
-from jaxfrag.models import onnx_graph
+from jaxfrag import attacks, certify, compression
+from jaxfrag.models import onnx_bounds, onnx_graph
 
 D = 64
 
@@ -59,17 +60,25 @@ def main(out: Path) -> dict:
     attack = attacks.minimal_l2(model, x, label)  # success is checked by applying delta
     assert bool(attack.success) and int(jnp.argmax(model(x + attack.delta))) != label
 
+    # A certified lower bound on the minimal perturbation: no ||delta|| <= radius changes the class,
+    # so the true minimum lies in [radius, the attack's norm].
+    network = onnx_bounds.graph_network(path)
+    radius = certify.certified_radius(network, x, label, method="alpha").radius
+    assert float(radius) <= float(attack.norm)
+
     path_measure = compression.path_compression(model, x, x_other, classes=(label, other), n_alpha=11)
     found = {
         "label": label,
         "attack_norm": float(attack.norm),
+        "certified_radius": float(radius),
         "distance_to_other": float(jnp.linalg.norm(x_other - x)),
         "mean_abs_cos": float(jnp.mean(jnp.abs(path_measure.cos))),
         "M": float(path_measure.length[-1]),
     }
     print(
         f"class {label}: the minimal L2 attack moves x by {found['attack_norm']:.3f} "
-        f"({found['attack_norm'] / (0.5 * found['distance_to_other']):.3f} of half the distance to the other input); "
+        f"({found['attack_norm'] / (0.5 * found['distance_to_other']):.3f} of half the distance to the other input), "
+        f"and no perturbation shorter than {found['certified_radius']:.3f} does (certified); "
         f"mean |cos θ_α| on the path {found['mean_abs_cos']:.3f}, M = {found['M']:.3f}"
     )
     return found
