@@ -57,3 +57,4 @@ def test_the_readme_library_example_runs():
     exec(block, scope)  # noqa: S102  (the README's own example, as a reader would paste it)
     assert bool(scope["attack"].success) and float(scope["attack"].norm) > 0
     assert scope["path"].cos.shape == (11,)
+    assert 0 < float(scope["bound"].radius) <= float(scope["attack"].norm)  # the certified radius, below the attack
