@@ -6,7 +6,7 @@ on a second call after the compiling one:
   untargeted and targeted), where the true minimal perturbation is known: certified / exact per
   input (median, p10, share within 1% and 5%), and no certified radius above the exact one.
   Branch and bound bisects up to the exact minimum, the part an attack's norm plays in a run.
-* `relu`: the relu experiment's nets at d = 12 (the sweep's keys and default config, width 3000),
+* `relu`: the relu experiment's nets at d = 12 (--relu-d; the sweep's keys and default config, width 3000),
   at b1 and b2 of the accurate nets: the bracket attacked / certified per input (median, p90, max,
   shares within 1.01 and 1.05), with the sweep's attack; branch and bound bisects up to its norm.
   Which end is loose: the same brackets against the shorter of that attack and the strong preset's
@@ -26,7 +26,8 @@ on a second call after the compiling one:
 The maintained PyTorch verifier, auto_LiRPA, has one release on the package index (0.3), which
 needs torch < 1.13 and does not import beside torch 2.13 and numpy 2, so it cannot run beside these.
 
-    python benchmarks/bench_certify.py [--quick] [--relu-nets 48] [--suites oracle,relu,cnn,onnx] [--bab-budget JSON]
+    python benchmarks/bench_certify.py [--quick] [--relu-nets 48] [--relu-d 12] [--suites oracle,relu,cnn,onnx]
+        [--bab-budget JSON]
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ def oracle_suite(args) -> dict:
 
 
 def relu_suite(args) -> dict:
-    """The relu experiment's trials at d = 12, at b1 and b2 of the accurate nets."""
-    d, config = 12, Config()
+    """The relu experiment's trials at d = --relu-d (12), at b1 and b2 of the accurate nets."""
+    d, config = args.relu_d, Config()
     keys = parallel.trial_keys(parallel.cell_key(config.seed, "relu", d), jnp.arange(args.relu_nets))
 
     def trial(trial_key):
@@ -166,22 +167,22 @@ def relu_suite(args) -> dict:
             "seconds_per_input": second / len(radius),
         }
         print(
-            f"relu d=12 {name:>5}: attacked / certified median {suite[name]['median']:.4f}, p90 "
+            f"relu d={d} {name:>5}: attacked / certified median {suite[name]['median']:.4f}, p90 "
             f"{suite[name]['p90']:.4f}, max {suite[name]['max']:.4f}, min {suite[name]['min']:.6f} "
             f"(against the shorter of two attacks: p90 {suite[name]['against_the_shorter_attack']['p90']:.4f}), "
             f"{1e3 * suite[name]['seconds_per_input']:.1f} ms per input",
             flush=True,
         )
         radii[name] = radius
-    print(f"relu d=12: the strong attack over the sweep's {suite['strong_attack_over_attack']}")
+    print(f"relu d={d}: the strong attack over the sweep's {suite['strong_attack_over_attack']}")
     # Why the rest of the bracket stays: the hidden ReLUs CROWN leaves unstable at both of its ends.
     unstable = jax.jit(jax.vmap(lambda n, x, eps: certify.unstable_neurons(n, x, eps)[0]))
     for end, eps in (("certified", radii["bab"]), ("attacked", norms)):
         counts = np.asarray(unstable(network, xs, jnp.asarray(eps, xs.dtype)))
         suite[f"unstable_relus_at_{end}"] = {"median": float(np.median(counts)), "max": int(counts.max())}
         width = network[0].bias.shape[1]
-        print(f"relu d=12: unstable ReLUs (of {width}) at the {end} radius: {suite[f'unstable_relus_at_{end}']}")
-    return {"relu d=12": suite}
+        print(f"relu d={d}: unstable ReLUs (of {width}) at the {end} radius: {suite[f'unstable_relus_at_{end}']}")
+    return {f"relu d={d}": suite}
 
 
 def bracket_statistics(norms, radius) -> dict:
@@ -333,6 +334,7 @@ def main(argv=None):
     parser.add_argument(
         "--relu-nets", type=int, default=48, help="relu nets at d = 12 (two inputs each; the sweep's first ones)"
     )
+    parser.add_argument("--relu-d", type=int, default=12, help="relu: the dimension d")
     parser.add_argument("--oracle-nets", type=int, default=40, help="2-D oracle nets per seed")
     parser.add_argument("--oracle-seeds", type=int, default=3)
     parser.add_argument("--suites", default="oracle,relu,cnn,onnx")
