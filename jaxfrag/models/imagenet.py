@@ -2,7 +2,9 @@
 
 Contract:
 * `Preprocessing(size, mean, std)` -- the model's input side and per-channel normalisation
-  for pixels in [0, 1] (`channels_first`: the graph takes (3, H, W), as PyTorch exports do).
+  for pixels in [0, 1] (`channels_first`: the graph takes (3, H, W), as PyTorch exports do);
+  `.layout` the graph's input shape and `.normalise(x)` flat pixels as that input (used by
+  `classifier` and `models.onnx_bounds`).
 * `classifier(path, preprocessing) -> (f, params)` -- f(params, x) are the logits for ONE
   image x given FLAT, (size * size * 3,) pixels in [0, 1] in (H, W, C) order; the
   normalisation is inside f, so distances (L, Q) are in pixel units and the attacks
@@ -52,18 +54,25 @@ class Preprocessing(NamedTuple):
     std: tuple[float, ...]
     channels_first: bool = True
 
+    @property
+    def layout(self) -> tuple[int, int, int]:
+        """The graph's input shape, without its batch axis."""
+        channels = len(self.mean)
+        return (channels, self.size, self.size) if self.channels_first else (self.size, self.size, channels)
+
+    def normalise(self, x):
+        """FLAT (size * size * channels,) pixels in [0, 1], (H, W, C) order, as the graph's input (`layout`)."""
+        mean = np.asarray(self.mean, np.float64).astype(x.dtype)
+        std = np.asarray(self.std, np.float64).astype(x.dtype)
+        image = (x.reshape(self.size, self.size, len(self.mean)) - mean) / std
+        return jnp.transpose(image, (2, 0, 1)) if self.channels_first else image
+
 
 def classifier(path: str | os.PathLike, preprocessing: Preprocessing, dtype=None):
-    size = preprocessing.size
-    channels = len(preprocessing.mean)
-    layout = (channels, size, size) if preprocessing.channels_first else (size, size, channels)
-    graph, params = onnx_graph.load_onnx(path, input_shape=layout, dtype=dtype)
-    mean = np.asarray(preprocessing.mean, np.float64)
-    std = np.asarray(preprocessing.std, np.float64)
+    graph, params = onnx_graph.load_onnx(path, input_shape=preprocessing.layout, dtype=dtype)
 
     def f(params: dict, x):
-        image = (x.reshape(size, size, channels) - mean.astype(x.dtype)) / std.astype(x.dtype)
-        return graph(params, jnp.transpose(image, (2, 0, 1)) if preprocessing.channels_first else image)
+        return graph(params, preprocessing.normalise(x))
 
     return f, params
 

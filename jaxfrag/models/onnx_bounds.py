@@ -207,9 +207,7 @@ def graph_network(
         model = onnx_graph.read_model(model)
     nodes, params, constants = onnx_graph.parse(model, dtype)
     if preprocessing is not None:
-        size, channels = preprocessing.size, len(preprocessing.mean)
-        layout = (channels, size, size) if preprocessing.channels_first else (size, size, channels)
-        input_shape = layout
+        input_shape = preprocessing.layout
     name, shape, float_dtype = onnx_graph.input_signature(model, params, input_shape, dtype)
     values = {**constants, **params}
     shapes = {name: (1, *shape)}
@@ -239,12 +237,7 @@ def graph_network(
     used = {n for step in steps for n, t in zip(step.node.inputs, step.traced, strict=True) if n and not t}
     floats = {n: values[n] for n in used if not isinstance(values[n], np.ndarray | np.generic)}
     static = {n: values[n] for n in used if n not in floats}
-    plan = _Plan(
-        tuple(steps), static, name, output, shapes, (1, *shape),
-        None if preprocessing is None else (tuple(preprocessing.mean), tuple(preprocessing.std),
-                                            bool(preprocessing.channels_first), preprocessing.size),
-        hidden,
-    )  # fmt: skip
+    plan = _Plan(tuple(steps), static, name, output, shapes, (1, *shape), preprocessing, hidden)
     return GraphNetwork({n: jnp.asarray(v, float_dtype) for n, v in floats.items()}, plan)
 
 
@@ -262,9 +255,7 @@ class GraphNetwork:
         """The flat input as the graph's (1, ...) input: normalised and laid out when there is preprocessing."""
         if self.plan.preprocessing is None:
             return x.reshape(self.plan.input_shape)
-        mean, std, channels_first, size = self.plan.preprocessing
-        image = (x.reshape(size, size, len(mean)) - jnp.asarray(mean, x.dtype)) / jnp.asarray(std, x.dtype)
-        return (jnp.transpose(image, (2, 0, 1)) if channels_first else image)[None]
+        return self.plan.preprocessing.normalise(x)[None]
 
     def _values(self) -> dict:
         return {**self.plan.constants, **self.params}
@@ -415,9 +406,8 @@ class GraphNetwork:
                 names = [n for n, t in zip(node.inputs, step.traced, strict=True) if t]
 
                 def affine(*inputs, node=node, step=step):
-                    given = dict(zip([f"\0{k}" for k in range(len(inputs))], inputs, strict=True))
-                    spots = iter(given)
-                    args = [(given[next(spots)] if t else values[n]) if n else None
+                    given = iter(inputs)  # the traced inputs, in the node's order
+                    args = [(next(given) if t else values[n]) if n else None
                             for n, t in zip(node.inputs, step.traced, strict=True)]  # fmt: skip
                     result = OPS[node.op](node, *args)
                     return result[0] if isinstance(result, tuple) else result
