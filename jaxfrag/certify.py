@@ -37,7 +37,9 @@ How (Zhang et al. 2018, CROWN; Xu et al. 2021, alpha-CROWN):
 * `bab` (Wang et al. 2021, beta-CROWN; Bunel et al. 2020, branching): where alpha-CROWN stops,
   `branch_and_bound` splits the ball into domains by the signs of unstable neurons, bounds each by
   alpha-CROWN with the splits' constraints as optimised Lagrange multipliers, and closes a domain
-  its bounds prove or that is empty; targeted, each domain's rows also mix convexly. A point
+  its bounds prove or that is empty; targeted, each domain's rows also mix convexly. A split of a
+  first-layer neuron cuts the ball by a halfspace, over which that layer's bounds are recomputed
+  exactly (`halfspace_bounds`). A point
   of the ball that reaches the goal, met on the way, ends the search: `Certificate.crossing`.
   The radius is bisected between alpha-CROWN's and the upper end within a `Budget`.
 Hand-written: the maintained verifiers (auto_LiRPA, alpha-beta-CROWN) are PyTorch, one network at a
@@ -548,10 +550,41 @@ class Verdict(NamedTuple):
     open: jax.Array  # int (): domains left unproved when it stopped (0 when verified)
 
 
+def halfspace_bounds(layer: Dense, x, eps, lower, upper, normal, offset):
+    """Bounds on the affine layer's outputs W (x + delta) + b over the ball ||delta|| <= eps cut by one
+    halfspace normal . delta >= offset, intersected with `lower`, `upper` (bounds over a larger set).
+
+    Each side is the Lagrange dual of a linear function over that cap: for any mu >= 0,
+    min w . delta >= mu offset - eps ||w - mu normal||, maximised over mu in closed form (the
+    stationary point of a concave function of one variable, clipped at 0). Any mu gives a sound
+    bound, so the closed form's rounding only loosens. A cap that misses the ball (offset >
+    eps ||normal||) is empty: its bounds cross (lower > upper).
+    """
+    squared = normal @ normal
+    inside = jnp.maximum(eps**2 - offset**2 / squared, 0)  # the cap's plane cuts the ball: > 0
+    centre = layer.forward(x)
+
+    def lowest(weight):  # (out, d) rows: min over the cap of weight . delta
+        along = weight @ normal / squared
+        # Norms of differences taken as such, not expanded: w and mu n nearly cancel near the optimum.
+        across = jnp.linalg.norm(weight - along[:, None] * normal, axis=1)  # w's part in the cap's plane
+        # Stationarity eps (mu - along) |n|^2 = offset ||w - mu n||, solved for mu.
+        shift = offset * across / jnp.sqrt(jnp.maximum(inside, jnp.finfo(x.dtype).tiny)) / squared
+        mu = jnp.where(inside > 0, jnp.maximum(along + shift, 0), 0)
+        return mu * offset - eps * jnp.linalg.norm(weight - mu[:, None] * normal, axis=1)
+
+    empty = offset > eps * jnp.sqrt(squared)
+    low = jnp.where(empty, jnp.inf, centre + lowest(layer.weight))
+    high = jnp.where(empty, -jnp.inf, centre - lowest(-layer.weight))
+    return jnp.maximum(lower, low), jnp.minimum(upper, high)
+
+
 class _Domains(NamedTuple):
     """Branch and bound's slots: a domain is the ball with some neurons' signs fixed."""
 
     split: jax.Array  # (D, N) int8 over every Relu's neurons: +1 z >= 0, -1 z <= 0, 0 free
+    lower: jax.Array  # (D, N) the Relu inputs' bounds over the domain (the first Relu's: cut by its splits)
+    upper: jax.Array  # (D, N)
     alphas: jax.Array  # (D, m, N) its slopes
     betas: jax.Array  # (D, m, N) its multipliers
     score: jax.Array  # (D, N) branching scores: > 0 for a free unstable neuron
@@ -571,14 +604,18 @@ def _write(slots: _Domains, where, children: _Domains, keep) -> _Domains:
 def branch_and_bound(network: Chain, x, eps, rows, every: bool = True, budget: Budget = BAB_BUDGET) -> Verdict:
     """Whether the margins `rows` stay positive (all if `every`, else one) over ||delta||_2 <= eps, by branch and bound.
 
-    Each round splits the `budget.batch` open domains with the lowest bounds, each on the free unstable
-    neuron with the largest score -- its relaxation's height u (-l) / (u - l) times the margins'
-    coefficients on it (BaBSR's intercept score, Bunel et al. 2020) -- into z >= 0 and z <= 0, and
-    bounds both children by alpha-beta-CROWN: split neurons are exact, and their constraints enter
-    through optimised multipliers. A child whose bounds prove the goal unreachable, or whose
-    constraints contradict the hidden bounds (an empty domain), is closed. Sound whenever it says
-    verified; it says not verified when a domain cannot be split further, the slots run out, or the
-    rounds do.
+    Each round splits the `budget.batch` open domains with the lowest bounds, each on the free
+    unstable neuron with the largest score -- the margins' negative coefficients on it times its
+    upper line's height u (-l) / (u - l), what the chord gives away (BaBSR's intercept score, Bunel
+    et al. 2020) -- into z >= 0 and z <= 0, and bounds both children by alpha-beta-CROWN: split
+    neurons are exact, and their constraints enter through optimised multipliers. A split of a
+    first-layer neuron is a halfspace of the input, so the child's first-layer bounds are
+    recomputed over the ball cut by it (`halfspace_bounds`), and neurons that the cut keeps off
+    their kink become stable: in the relu experiment's nets that closes brackets that splitting
+    alone does not. A child whose bounds prove the goal
+    unreachable, or whose constraints contradict its bounds (an empty domain), is closed. Sound
+    whenever it says verified; it says not verified when a domain cannot be split further, the
+    slots run out, or the rounds do.
     """
     bounds = _crown_bounds(network, x, eps)
     if not bounds:
@@ -589,52 +626,89 @@ def branch_and_bound(network: Chain, x, eps, rows, every: bool = True, budget: B
     sizes = [lower.shape[0] for lower, _ in bounds]
     offsets = [sum(sizes[:k]) for k in range(len(sizes) + 1)]
     lower, upper = (jnp.concatenate(side) for side in zip(*bounds, strict=True))
-    m, total = rows.shape[0], offsets[-1]
+    m, total, first = rows.shape[0], offsets[-1], sizes[0]
+    # A first Relu right after a dense layer on the input: its splits are halfspaces of the input.
+    cuts = isinstance(network[0], Dense) and isinstance(network[1], Relu)
 
     def per_layer(flat):
         return [flat[..., offsets[k] : offsets[k + 1]] for k in range(len(sizes))]
 
-    def bound(split, parameters):
+    def bound(split, low, high, parameters):
         alphas, betas, *mixture = parameters
         # Targeted, one positive row suffices, and so does any convex mixture of the rows (it is at
         # most their largest): a domain split between the rows' regions needs one.
         mixed = mixture[0] @ rows if mixture else rows
-        return _backward(network, mixed, bounds, per_layer(alphas), x, eps, per_layer(betas), per_layer(split))
+        domain = list(zip(per_layer(low), per_layer(high), strict=True))
+        return _backward(network, mixed, domain, per_layer(alphas), x, eps, per_layer(betas), per_layer(split))
+
+    def child(split, low, high, neuron, side):
+        """A domain's child with `neuron` fixed to `side`: its split and bounds."""
+        split = split.at[neuron].set(side)
+        if cuts:
+            layer = network[0]
+            normal = side * layer.weight[jnp.minimum(neuron, first - 1)]
+            offset = -side * layer.forward(x)[jnp.minimum(neuron, first - 1)]
+            cut_low, cut_high = halfspace_bounds(layer, x, eps, low[:first], high[:first], normal, offset)
+            in_first = neuron < first
+            low = low.at[:first].set(jnp.where(in_first, cut_low, low[:first]))
+            high = high.at[:first].set(jnp.where(in_first, cut_high, high[:first]))
+        return split, low, high
+
+    @functools.partial(jax.vmap, in_axes=(0, 0, 0, None))
+    def child_or_parent(parent: _Domains, neuron, splittable, side):
+        """A picked domain's child (split, lower, upper) on `neuron`'s `side`, or the domain where not splittable."""
+        new = child(parent.split, parent.lower, parent.upper, neuron, jnp.int8(side))
+        return jax.tree_util.tree_map(
+            lambda a, b: jnp.where(splittable, a, b), new, (parent.split, parent.lower, parent.upper)
+        )
+
+    def worst_of(values, split, low, high):
+        """A domain's rows' bounds as one number (inf when its constraints contradict its bounds)."""
+        low, high = _split_bounds(low, high, split)
+        return jnp.where(jnp.any(low > high), jnp.inf, values.min() if every else values.max())
 
     def reaches(logits):
         margins = rows @ logits
         return jnp.any(margins < 0) if every else jnp.all(margins < 0)
 
-    def evaluate(split, alphas, betas, steps):
+    def evaluate(split, low, high, alphas, betas, steps):
         """One domain: (worst, open, alphas, betas, branching scores, whether a point of it reaches the goal)."""
         mixture = () if every else (jnp.eye(m, dtype=x.dtype),)
-        values, (alphas, betas, *mixture) = _ascend(lambda p: bound(split, p)[0], (alphas, betas, *mixture), steps)
-        _, influence, slopes = bound(split, (alphas, betas, *mixture))
+        values, (alphas, betas, *mixture) = _ascend(
+            lambda p: bound(split, low, high, p)[0], (alphas, betas, *mixture), steps
+        )
+        _, influence, slopes = bound(split, low, high, (alphas, betas, *mixture))
         # Each row's bound is attained at x - eps a / ||a|| of the relaxed net: try those on the net.
         norms = jnp.linalg.norm(slopes, axis=1, keepdims=True)
         points = x - eps * slopes / jnp.where(norms > 0, norms, 1)
         falsified = jnp.any(jax.vmap(lambda p: reaches(apply(network, p)))(points))
-        low, high = _split_bounds(lower, upper, split)
-        empty = jnp.any(low > high)
-        proved = empty | (jnp.all(values > 0) if every else jnp.any(values > 0))
-        worst = jnp.where(proved, jnp.inf, values.min() if every else values.max())
-        free = (split == 0) & (low < 0) & (high > 0)
-        height = jnp.where(free, high * -low / jnp.where(free, high - low, 1), 0)
-        score = jnp.where(free, jnp.abs(jnp.concatenate(influence, axis=1)).sum(0) * height + 1e-30, 0)
+        worst = worst_of(values, split, low, high)
+        proved = worst > 0
+        worst = jnp.where(proved, jnp.inf, worst)
+        cut_low, cut_high = _split_bounds(low, high, split)
+        free = (split == 0) & (cut_low < 0) & (cut_high > 0)
+        height = jnp.where(free, cut_high * -cut_low / jnp.where(free, cut_high - cut_low, 1), 0)
+        # Below a negative coefficient the chord gives away up to that much; below a positive one the
+        # optimised lower line little (a small share keeps such neurons splittable once alone).
+        coefficient = jnp.concatenate(influence, axis=1)
+        weight = jnp.maximum(-coefficient, 0).sum(0) + 1e-3 * jnp.abs(coefficient).sum(0)
+        score = jnp.where(free, weight * height + 1e-30, 0)
         return worst, ~proved, alphas, betas, score, falsified
 
     zeros = jnp.zeros((m, total), x.dtype)
     root_split = jnp.zeros(total, jnp.int8)
-    root = evaluate(root_split, _crown_slopes(lower, upper, m), zeros, ALPHA_STEPS)
+    root = evaluate(root_split, lower, upper, _crown_slopes(lower, upper, m), zeros, ALPHA_STEPS)
     slots = _Domains(
         jnp.zeros((domains, total), jnp.int8).at[0].set(root_split),
+        jnp.zeros((domains, total), x.dtype).at[0].set(lower),
+        jnp.zeros((domains, total), x.dtype).at[0].set(upper),
         jnp.zeros((domains, m, total), x.dtype).at[0].set(root[2]),
         jnp.zeros((domains, m, total), x.dtype),
         jnp.zeros((domains, total), x.dtype).at[0].set(root[4]),
         jnp.full(domains, jnp.inf, x.dtype).at[0].set(root[0]),
         jnp.zeros(domains, bool).at[0].set(root[1]),
     )
-    children = jax.vmap(evaluate, in_axes=(0, 0, 0, None))
+    children = jax.vmap(evaluate, in_axes=(0, 0, 0, 0, 0, None))
 
     def more(state):
         slots, done_rounds, _, stopped, falsified = state
@@ -648,19 +722,17 @@ def branch_and_bound(network: Chain, x, eps, rows, every: bool = True, budget: B
         _, free = jax.lax.top_k((~slots.open).astype(jnp.int8), batch)
         stopped = (~slots.open).sum() < batch
         valid = slots.open[pick] & ~stopped
-        neuron = jnp.argmax(slots.score[pick], axis=1)
+        parent = jax.tree_util.tree_map(lambda a: a[pick], slots)
+        neuron = jnp.argmax(parent.score, axis=1)
         # A domain with every unstable neuron fixed is a polytope on which the net is affine: its
         # bound is exact once the multipliers converge, so it is optimised further, not split.
-        sides = jnp.stack([jnp.ones(batch, jnp.int8), jnp.where(splittable, -1, 0).astype(jnp.int8)])
-        split = slots.split[pick][None].repeat(2, 0)
-        split = split.at[:, jnp.arange(batch), neuron].set(
-            jnp.where(splittable, sides, split[:, jnp.arange(batch), neuron])
-        )
-        parents = lambda a: jnp.concatenate([a[pick], a[pick]])  # noqa: E731
+        both = [child_or_parent(parent, neuron, splittable, side) for side in (1, -1)]
+        split, low, high = (jnp.concatenate(side) for side in zip(*both, strict=True))
+        parents = lambda a: jnp.concatenate([a, a])  # noqa: E731
         worst, open_, alphas, betas, score, found = children(
-            split.reshape(2 * batch, total), parents(slots.alphas), parents(slots.betas), steps
+            split, low, high, parents(parent.alphas), parents(parent.betas), steps
         )
-        new = _Domains(split.reshape(2 * batch, total), alphas, betas, score, worst, open_)
+        new = _Domains(split, low, high, alphas, betas, score, worst, open_)
         written = (valid, valid & splittable)
         for side, where in ((0, pick), (1, free)):
             slots = _write(

@@ -244,3 +244,87 @@ def test_unstable_neurons_of_the_first_layer_are_those_the_ball_crosses():
         assert int(counts[0]) == np.sum(np.abs(pre) < eps * np.linalg.norm(matrix, axis=1))
     widths = [certify.unstable_neurons(network, x, eps) for eps in (0.01, 0.5)]
     assert all(int(a) <= int(b) for a, b in zip(*widths, strict=True))  # a larger ball crosses more
+
+
+def exact_cap_minimum(weight, x, bias, eps, normal, offset):
+    """min over ||delta|| <= eps, normal . delta >= offset of W (x + delta) + b, from the primal in numpy
+    (float64): the ball's own minimiser where it lies in the cap, else the minimum over the disk
+    where the cap's plane cuts the ball; None where the cap misses the ball."""
+    squared = normal @ normal
+    if offset > eps * np.sqrt(squared):
+        return None
+    centre = weight @ x + bias
+    norms = np.linalg.norm(weight, axis=1)
+    inside = normal @ (-eps * weight.T / norms) >= offset  # the ball's minimiser is in the cap
+    disk_centre, disk_radius = offset * normal / squared, np.sqrt(eps**2 - offset**2 / squared)
+    across = weight - np.outer(weight @ normal / squared, normal)
+    on_plane = weight @ disk_centre - disk_radius * np.linalg.norm(across, axis=1)
+    return centre + np.where(inside, -eps * norms, on_plane)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [2, 8, 17])
+def test_halfspace_bounds_are_the_exact_extremes_over_the_cap(d, dtype):
+    """Both sides of `halfspace_bounds` against the primal minimum and maximum over ball and halfspace,
+    for caps that miss the ball, cut it anywhere, or contain it."""
+    rng = np.random.default_rng(d)
+    scale = {jnp.float64: 1e-9, jnp.float32: 2e-5}[dtype]
+    empty = 0
+    with jax.enable_x64(dtype == jnp.float64):
+        for _ in range(40):
+            weight, bias, x, normal = (
+                rng.normal(size=(60, d)),
+                rng.normal(size=60),
+                rng.normal(size=d),
+                rng.normal(size=d),
+            )
+            eps = rng.uniform(0.1, 3)
+            offset = rng.uniform(-1.3, 1.3) * eps * np.linalg.norm(normal)
+            layer = certify.Dense(jnp.asarray(weight, dtype), jnp.asarray(bias, dtype))
+            infinite = jnp.full(60, jnp.inf, dtype)
+            low, high = certify.halfspace_bounds(
+                layer, jnp.asarray(x, dtype), eps, -infinite, infinite, jnp.asarray(normal, dtype), offset
+            )
+            low, high = np.asarray(low, float), np.asarray(high, float)
+            lowest = exact_cap_minimum(weight, x, bias, eps, normal, offset)
+            if lowest is None:
+                empty += 1
+                assert np.all(low > high)
+                continue
+            highest = -exact_cap_minimum(-weight, x, -bias, eps, normal, offset)
+            size = np.abs(weight @ x + bias) + eps * np.linalg.norm(weight, axis=1)
+            assert np.all(np.abs(low - lowest) <= scale * size), np.abs(low - lowest).max()
+            assert np.all(np.abs(high - highest) <= scale * size), np.abs(high - highest).max()
+            assert np.all(low <= high)
+    assert 0 < empty < 20  # some caps miss the ball, most do not
+
+
+def test_halfspace_cuts_close_the_brackets_of_wide_one_hidden_layer_nets():
+    """On one hidden layer of 100 ReLUs over R^4, where the ball crosses most of them, branch and bound
+    with each split's halfspace cutting the first layer's bounds certifies within 1% of the attack's
+    norm on half the inputs and within 10% on nine in ten; splitting alone, the bounds of the layer
+    over the whole ball, gets neither (median 1.03, p90 1.32). Never past the attack."""
+    rng = np.random.default_rng(5)
+    nets, width, d = 32, 100, 4
+    network = certify.chain(
+        (
+            jnp.asarray(rng.normal(size=(nets, width, d)), jnp.float32),
+            jnp.asarray(rng.normal(size=(nets, 2, width)) / np.sqrt(width), jnp.float32),
+        ),
+        (jnp.asarray(rng.normal(size=(nets, width)), jnp.float32), jnp.zeros((nets, 2), jnp.float32)),
+    )
+    x = jnp.asarray(rng.normal(size=(nets, d)), jnp.float32)
+    labels = jax.vmap(lambda n, x: jnp.argmax(certify.apply(n, x)))(network, x)
+
+    def one(net, x, label):
+        attacked = attacks.minimal_l2(functools.partial(certify.apply, net), x, label)
+        budget = certify.Budget(rounds=16)
+        radius = certify.certified_radius(net, x, label, method="bab", upper=attacked.norm, budget=budget).radius
+        landed = jnp.argmax(certify.apply(net, x + attacked.delta)) != label
+        return attacked.norm, radius, landed
+
+    norm, radius, landed = (np.asarray(v) for v in jax.jit(jax.vmap(one))(network, x, labels))
+    assert landed.all()
+    bracket = norm / radius
+    assert np.all(bracket >= 1 - 1e-5)
+    assert np.median(bracket) <= 1.01 and np.percentile(bracket, 90) <= 1.10, np.percentile(bracket, [50, 90])
