@@ -256,7 +256,8 @@ def exact_cap_minimum(weight, x, bias, eps, normal, offset):
     centre = weight @ x + bias
     norms = np.linalg.norm(weight, axis=1)
     inside = normal @ (-eps * weight.T / norms) >= offset  # the ball's minimiser is in the cap
-    disk_centre, disk_radius = offset * normal / squared, np.sqrt(eps**2 - offset**2 / squared)
+    # A cap that holds the whole ball has no disk (radius 0 here): its rows take the ball's minimiser.
+    disk_centre, disk_radius = offset * normal / squared, np.sqrt(max(eps**2 - offset**2 / squared, 0))
     across = weight - np.outer(weight @ normal / squared, normal)
     on_plane = weight @ disk_centre - disk_radius * np.linalg.norm(across, axis=1)
     return centre + np.where(inside, -eps * norms, on_plane)
