@@ -646,8 +646,9 @@ def branch_and_bound(network: Chain, x, eps, rows, every: bool = True, budget: B
         split = split.at[neuron].set(side)
         if cuts:
             layer = network[0]
-            normal = side * layer.weight[jnp.minimum(neuron, first - 1)]
-            offset = -side * layer.forward(x)[jnp.minimum(neuron, first - 1)]
+            row = jnp.minimum(neuron, first - 1)  # any first-layer row where the split is deeper: unused
+            normal = side * layer.weight[row]
+            offset = -side * (layer.weight[row] @ x + layer.bias[row])
             cut_low, cut_high = halfspace_bounds(layer, x, eps, low[:first], high[:first], normal, offset)
             in_first = neuron < first
             low = low.at[:first].set(jnp.where(in_first, cut_low, low[:first]))
@@ -661,11 +662,6 @@ def branch_and_bound(network: Chain, x, eps, rows, every: bool = True, budget: B
         return jax.tree_util.tree_map(
             lambda a, b: jnp.where(splittable, a, b), new, (parent.split, parent.lower, parent.upper)
         )
-
-    def worst_of(values, split, low, high):
-        """A domain's rows' bounds as one number (inf when its constraints contradict its bounds)."""
-        low, high = _split_bounds(low, high, split)
-        return jnp.where(jnp.any(low > high), jnp.inf, values.min() if every else values.max())
 
     def reaches(logits):
         margins = rows @ logits
@@ -682,10 +678,11 @@ def branch_and_bound(network: Chain, x, eps, rows, every: bool = True, budget: B
         norms = jnp.linalg.norm(slopes, axis=1, keepdims=True)
         points = x - eps * slopes / jnp.where(norms > 0, norms, 1)
         falsified = jnp.any(jax.vmap(lambda p: reaches(apply(network, p)))(points))
-        worst = worst_of(values, split, low, high)
+        cut_low, cut_high = _split_bounds(low, high, split)
+        # The rows' bounds as one number; a domain whose constraints contradict its bounds is empty.
+        worst = jnp.where(jnp.any(cut_low > cut_high), jnp.inf, values.min() if every else values.max())
         proved = worst > 0
         worst = jnp.where(proved, jnp.inf, worst)
-        cut_low, cut_high = _split_bounds(low, high, split)
         free = (split == 0) & (cut_low < 0) & (cut_high > 0)
         height = jnp.where(free, cut_high * -cut_low / jnp.where(free, cut_high - cut_low, 1), 0)
         # Below a negative coefficient the chord gives away up to that much; below a positive one the
