@@ -7,8 +7,9 @@ on a second call after the compiling one:
   input (median, p10, share within 1% and 5%), and no certified radius above the exact one.
   Branch and bound bisects up to the exact minimum, the part an attack's norm plays in a run.
 * `relu`: the relu experiment's nets at d = 12 (--relu-d; the sweep's keys and default config, width 3000),
-  at b1 and b2 of the accurate nets: the bracket attacked / certified per input (median, p90, max,
-  shares within 1.01 and 1.05), with the sweep's attack; branch and bound bisects up to its norm.
+  at b1 and b2 of the accurate nets (--relu-every-net: of every net, each group's statistics apart):
+  the bracket attacked / certified per input (median, p90, max, shares within 1.01 and 1.05), with
+  the sweep's attack; branch and bound bisects up to its norm.
   Which end is loose: the same brackets against the shorter of that attack and the strong preset's
   (8 more ALMA lanes, verified by applying it), and the hidden ReLUs CROWN leaves unstable at
   branch and bound's radius and at the attack's.
@@ -26,7 +27,8 @@ on a second call after the compiling one:
 The maintained PyTorch verifier, auto_LiRPA, has one release on the package index (0.3), which
 needs torch < 1.13 and does not import beside torch 2.13 and numpy 2, so it cannot run beside these.
 
-    python benchmarks/bench_certify.py [--quick] [--relu-nets 48] [--relu-d 12] [--suites oracle,relu,cnn,onnx]
+    python benchmarks/bench_certify.py [--quick] [--relu-nets 48] [--relu-d 12] [--relu-every-net]
+        [--suites oracle,relu,cnn,onnx]
         [--bab-budget JSON]
 """
 
@@ -42,6 +44,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 from common import machine, write_result
 
 from jaxfrag import attacks, certify, data, datasets, parallel
@@ -135,11 +138,15 @@ def relu_suite(args) -> dict:
 
     accuracy, network, xs, labels, norms = jax.jit(jax.vmap(trial))(keys)
     accurate = np.asarray(accuracy) == 1
+    kept = np.ones_like(accurate) if args.relu_every_net else accurate
     # One row per input: each net twice.
-    network = jax.tree.map(lambda a: jnp.repeat(a[accurate], 2, axis=0), network)
-    xs, labels, norms = (jnp.asarray(v)[accurate].reshape(-1, *v.shape[2:]) for v in (xs, labels, norms))
+    network = jax.tree.map(lambda a: jnp.repeat(a[kept], 2, axis=0), network)
+    xs, labels, norms = (jnp.asarray(v)[kept].reshape(-1, *v.shape[2:]) for v in (xs, labels, norms))
+    fitted = np.repeat(accurate[kept], 2)
     inputs = (network, xs, labels, labels)
     suite = {"accurate_nets": int(accurate.sum()), "nets": args.relu_nets, "inputs": int(len(xs))}
+    if args.relu_every_net:
+        suite["training_accuracy"] = np.repeat(np.asarray(accuracy, float), 2).tolist()
     # Which end of a wide bracket is loose: the shorter of the sweep's attack and the strong preset's
     # (8 more ALMA lanes), each verified by applying it, is a tighter upper end.
     strong = jax.jit(
@@ -177,11 +184,43 @@ def relu_suite(args) -> dict:
     print(f"relu d={d}: the strong attack over the sweep's {suite['strong_attack_over_attack']}")
     # Why the rest of the bracket stays: the hidden ReLUs CROWN leaves unstable at both of its ends.
     unstable = jax.jit(jax.vmap(lambda n, x, eps: certify.unstable_neurons(n, x, eps)[0]))
+    width = network[0].bias.shape[1]
     for end, eps in (("certified", radii["bab"]), ("attacked", norms)):
         counts = np.asarray(unstable(network, xs, jnp.asarray(eps, xs.dtype)))
-        suite[f"unstable_relus_at_{end}"] = {"median": float(np.median(counts)), "max": int(counts.max())}
-        width = network[0].bias.shape[1]
-        print(f"relu d={d}: unstable ReLUs (of {width}) at the {end} radius: {suite[f'unstable_relus_at_{end}']}")
+        for group, members in (("", fitted), ("not_fitted_", ~fitted)):
+            if members.any():
+                kept_counts = counts[members]
+                key = f"{group}unstable_relus_at_{end}"
+                suite[key] = {"median": float(np.median(kept_counts)), "max": int(kept_counts.max())}
+                print(f"relu d={d}: {key} (of {width}): {suite[key]}")
+        if args.relu_every_net:
+            suite[f"unstable_relus_at_{end}_per_input"] = counts.tolist()
+    if args.relu_every_net:
+        # Each input's numbers, for the nets that did not fit as for the others.
+        suite["attack_norm_per_input"] = np.asarray(norms, float).tolist()
+        for name in radii:
+            suite[name]["bracket_per_input"] = (np.asarray(norms, float) / np.asarray(radii[name], float)).tolist()
+            for group, members in (("fitted", fitted), ("not_fitted", ~fitted)):
+                if members.any():
+                    radius = np.asarray(radii[name])[members]
+                    suite[name][group] = bracket_statistics(np.asarray(norms)[members], radius)
+                    print(f"relu d={d} {name:>5} {group}: {suite[name][group]}")
+        # Where branch and bound leaves a bracket wider than 1.05: which nets, and how many ReLUs the ball crosses.
+        bracket = np.asarray(suite["bab"]["bracket_per_input"])
+        counts = np.asarray(suite["unstable_relus_at_attacked_per_input"])
+        wide, accuracy = bracket > 1.05, np.asarray(suite["training_accuracy"])
+        suite["wider_than_1.05"] = {
+            "inputs": int(wide.sum()),
+            "others_unstable_relus_at_attacked_median": float(np.median(counts[~wide])),
+            "spearman_bracket_unstable": float(scipy.stats.spearmanr(bracket, counts).statistic),
+        }
+        if wide.any():
+            suite["wider_than_1.05"].update(
+                training_accuracy_range=[float(accuracy[wide].min()), float(accuracy[wide].max())],
+                unstable_relus_at_attacked_median=float(np.median(counts[wide])),
+                unstable_relus_at_attacked_range=[int(counts[wide].min()), int(counts[wide].max())],
+            )
+        print(f"relu d={d}: bab brackets wider than 1.05: {suite['wider_than_1.05']}")
     return {f"relu d={d}": suite}
 
 
@@ -335,6 +374,11 @@ def main(argv=None):
         "--relu-nets", type=int, default=48, help="relu nets at d = 12 (two inputs each; the sweep's first ones)"
     )
     parser.add_argument("--relu-d", type=int, default=12, help="relu: the dimension d")
+    parser.add_argument(
+        "--relu-every-net",
+        action="store_true",
+        help="relu: the nets that did not fit too, with each input's numbers and the two groups' statistics",
+    )
     parser.add_argument("--oracle-nets", type=int, default=40, help="2-D oracle nets per seed")
     parser.add_argument("--oracle-seeds", type=int, default=3)
     parser.add_argument("--suites", default="oracle,relu,cnn,onnx")
