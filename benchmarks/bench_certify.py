@@ -145,8 +145,6 @@ def relu_suite(args) -> dict:
     fitted = np.repeat(accurate[kept], 2)
     inputs = (network, xs, labels, labels)
     suite = {"accurate_nets": int(accurate.sum()), "nets": args.relu_nets, "inputs": int(len(xs))}
-    if args.relu_every_net:
-        suite["training_accuracy"] = np.repeat(np.asarray(accuracy, float), 2).tolist()
     # Which end of a wide bracket is loose: the shorter of the sweep's attack and the strong preset's
     # (8 more ALMA lanes), each verified by applying it, is a tighter upper end.
     strong = jax.jit(
@@ -185,43 +183,50 @@ def relu_suite(args) -> dict:
     # Why the rest of the bracket stays: the hidden ReLUs CROWN leaves unstable at both of its ends.
     unstable = jax.jit(jax.vmap(lambda n, x, eps: certify.unstable_neurons(n, x, eps)[0]))
     width = network[0].bias.shape[1]
+    counts = {}
     for end, eps in (("certified", radii["bab"]), ("attacked", norms)):
-        counts = np.asarray(unstable(network, xs, jnp.asarray(eps, xs.dtype)))
+        counts[end] = np.asarray(unstable(network, xs, jnp.asarray(eps, xs.dtype)))
         for group, members in (("", fitted), ("not_fitted_", ~fitted)):
             if members.any():
-                kept_counts = counts[members]
                 key = f"{group}unstable_relus_at_{end}"
-                suite[key] = {"median": float(np.median(kept_counts)), "max": int(kept_counts.max())}
+                suite[key] = {"median": float(np.median(counts[end][members])), "max": int(counts[end][members].max())}
                 print(f"relu d={d}: {key} (of {width}): {suite[key]}")
-        if args.relu_every_net:
-            suite[f"unstable_relus_at_{end}_per_input"] = counts.tolist()
     if args.relu_every_net:
-        # Each input's numbers, for the nets that did not fit as for the others.
-        suite["attack_norm_per_input"] = np.asarray(norms, float).tolist()
-        for name in radii:
-            suite[name]["bracket_per_input"] = (np.asarray(norms, float) / np.asarray(radii[name], float)).tolist()
-            for group, members in (("fitted", fitted), ("not_fitted", ~fitted)):
-                if members.any():
-                    radius = np.asarray(radii[name])[members]
-                    suite[name][group] = bracket_statistics(np.asarray(norms)[members], radius)
-                    print(f"relu d={d} {name:>5} {group}: {suite[name][group]}")
-        # Where branch and bound leaves a bracket wider than 1.05: which nets, and how many ReLUs the ball crosses.
-        bracket = np.asarray(suite["bab"]["bracket_per_input"])
-        counts = np.asarray(suite["unstable_relus_at_attacked_per_input"])
-        wide, accuracy = bracket > 1.05, np.asarray(suite["training_accuracy"])
-        suite["wider_than_1.05"] = {
-            "inputs": int(wide.sum()),
-            "others_unstable_relus_at_attacked_median": float(np.median(counts[~wide])),
-            "spearman_bracket_unstable": float(scipy.stats.spearmanr(bracket, counts).statistic),
-        }
-        if wide.any():
-            suite["wider_than_1.05"].update(
-                training_accuracy_range=[float(accuracy[wide].min()), float(accuracy[wide].max())],
-                unstable_relus_at_attacked_median=float(np.median(counts[wide])),
-                unstable_relus_at_attacked_range=[int(counts[wide].min()), int(counts[wide].max())],
-            )
-        print(f"relu d={d}: bab brackets wider than 1.05: {suite['wider_than_1.05']}")
+        every_net_breakdown(suite, d, np.repeat(np.asarray(accuracy, float), 2), fitted, norms, radii, counts)
     return {f"relu d={d}": suite}
+
+
+def every_net_breakdown(suite, d, accuracy, fitted, norms, radii, counts) -> None:
+    """Each input's numbers into `suite`, for the nets that did not fit as for the others, each
+    group's bracket statistics, and where branch and bound leaves a bracket wider than 1.05: on
+    which nets, and how many ReLUs CROWN leaves unstable at the attack's radius there."""
+    norms = np.asarray(norms, float)
+    suite["training_accuracy"] = accuracy.tolist()
+    suite["attack_norm_per_input"] = norms.tolist()
+    for end, per_input in counts.items():
+        suite[f"unstable_relus_at_{end}_per_input"] = per_input.tolist()
+    for name, radius in radii.items():
+        radius = np.asarray(radius, float)
+        suite[name]["bracket_per_input"] = (norms / radius).tolist()
+        for group, members in (("fitted", fitted), ("not_fitted", ~fitted)):
+            if members.any():
+                suite[name][group] = bracket_statistics(norms[members], radius[members])
+                print(f"relu d={d} {name:>5} {group}: {suite[name][group]}")
+    bracket, crossed = norms / np.asarray(radii["bab"], float), counts["attacked"]
+    wide = bracket > 1.05
+    summary = {
+        "inputs": int(wide.sum()),
+        "others_unstable_relus_at_attacked_median": float(np.median(crossed[~wide])),
+        "spearman_bracket_unstable": float(scipy.stats.spearmanr(bracket, crossed).statistic),
+    }
+    if wide.any():
+        summary.update(
+            training_accuracy_range=[float(accuracy[wide].min()), float(accuracy[wide].max())],
+            unstable_relus_at_attacked_median=float(np.median(crossed[wide])),
+            unstable_relus_at_attacked_range=[int(crossed[wide].min()), int(crossed[wide].max())],
+        )
+    suite["wider_than_1.05"] = summary
+    print(f"relu d={d}: bab brackets wider than 1.05: {summary}")
 
 
 def bracket_statistics(norms, radius) -> dict:
