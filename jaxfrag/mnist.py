@@ -3,7 +3,8 @@
 Trains K copies of the paper's CNN at once (`jaxfrag.models.cnn`), then for
 every network and each of its first `--images` correctly classified test 7s,
 both masking rules (`jaxfrag.experiments.mnist`), measures Table 5's and Table
-6's columns with every attack applied, and prints them beside the paper's with
+6's columns with every attack applied (with --certify, a certified lower bound
+on Q beside them), and prints them beside the paper's with
 intervals. Stages: prepare (options, data), train (or load the saved networks),
 measure (one cell per network), persist, report.
 
@@ -39,6 +40,10 @@ DEFAULT_NETWORKS = 3  # about 6 minutes of training on 2 CPU cores
 MIN_ACCURACY = 0.985  # what the paper's network should reach; a network below it is flagged
 DEFAULT_ATTACK = "strong"  # experiments.mnist.ATTACK (not imported: the parser imports no jax)
 DEFAULT_IMAGES = 150  # correctly classified test 7s per network: about 1.2 s each on 2 CPU cores
+# --certify's rungs (`jaxfrag.certify`). Not branch and bound: on this CNN it moves alpha's radius by
+# under 1% at ten times the time (benchmarks/bench_certify.py).
+CERTIFY = ("off", "ibp", "crown", "alpha")
+CERTIFY_BISECTIONS = 12  # Q_certified to 2^-12 of [0, Q_l2]
 
 
 def _images(text: str):
@@ -81,6 +86,14 @@ def build_parser(prog: str = "python -m jaxfrag.mnist") -> argparse.ArgumentPars
         "--train-images", type=cli.number("--train-images"), default=None, help="train on the first N only"
     )
     cli.add_attack_option(parser, DEFAULT_ATTACK)
+    parser.add_argument(
+        "--certify",
+        choices=CERTIFY,
+        default="off",
+        help="a certified lower bound on Q at each 7 with an A_1, so the minimal perturbation towards 1 lies "
+        "in [Q_certified, Q_l2]: ibp (interval bounds), crown, or alpha (CROWN with optimised slopes; about "
+        "8 s per 7 on 2 CPU cores)",
+    )
     parser.add_argument("--mnist", type=Path, default=None, help="IDX folder or .npz of MNIST")
     parser.add_argument(
         "--mnist-source",
@@ -125,6 +138,8 @@ def run_config(args, data_digest: str) -> dict:
         "attack": args.attack,
         "attack_options": attacks.preset_options(args.attack),  # every option, not only the name
         "mnist_sha256": data_digest,
+        # Only when on: a run made before --certify existed resumes with the same config.
+        **({"certify": args.certify} if args.certify != "off" else {}),
     }
 
 
@@ -244,9 +259,55 @@ def measure_stage(args, data, params, accuracies, folder, processes: distributed
                 parts.append(_rows(k, index, orders, {name: np.asarray(v)[: len(index)] for name, v in out.items()}))
                 bar.update(len(index))
             rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+            if args.certify != "off" and len(rows):
+                rows = certify_rows(args.certify, one, data, rows, cli.show_progress(args, processes))
             stats = {"test_accuracy": accuracies[k], "sevens": int(len(sevens)), "sevens_correct": int(n_correct)}
             folder.write_cell("mnist", k, rows, stats)
     return f"measured {len(plans)} networks"
+
+
+def certify_rows(method: str, params, data, rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
+    """`rows` (one network's) with Q_certified, Q_certified_ratio and Q_bracket (`experiment.COLUMNS`).
+
+    Q_certified is `certify.certified_radius` of I_7 targeted to 1 by `method`, bisected on [0, Q_l2]
+    where the attack reached 1 (on a factor-2 bracket found first elsewhere); it is computed for the
+    7s with an A_1 under either rule, the ones Table 5's claims rest on, and NaN for the others: a
+    radius depends on the network and the image only, so it is shared by both rules' rows.
+    """
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxfrag import certify
+    from jaxfrag.experiments import mnist as experiment
+    from jaxfrag.models import cnn
+    from jaxfrag.xla_options import runtime_bound
+
+    network = cnn.certify_chain(params)
+
+    def radius(network, x, upper):
+        found = certify.certified_radius(
+            network, x, experiment.SOURCE, experiment.TARGET, method=method, upper=upper, bisections=CERTIFY_BISECTIONS
+        )
+        return found.radius
+
+    # Long-running programs (seconds per image): compiled optimised, with the network an argument,
+    # not 1.2 M closed-over constants, which slow the compiler.
+    compiled = functools.partial(jax.jit, compiler_options=runtime_bound())
+    below_attack, alone = compiled(radius), compiled(lambda network, x: radius(network, x, None))
+    per_image = rows.groupby("image").agg(has_a1=("has_a1", "any"), Q_l2=("Q_l2", "first"))
+    chosen = per_image[per_image["has_a1"].astype(bool)]
+    certified = {}
+    shown = {"unit": "7", "desc": "certifying", "leave": False, "disable": not progress}
+    for image, q in tqdm(chosen["Q_l2"].items(), total=len(chosen), **shown):
+        x = jnp.asarray(data.x_test[image].reshape(-1).astype(np.float32) / 255)
+        certified[int(image)] = float(below_attack(network, x, q) if np.isfinite(q) else alone(network, x))
+    rows = rows.copy()
+    rows["Q_certified"] = rows["image"].map(certified).astype(float)
+    rows["Q_certified_ratio"] = rows["Q_certified"] / (0.5 * rows["L"])
+    rows["Q_bracket"] = rows["Q_l2"] / rows["Q_certified"]
+    return rows[_ordered(rows.columns)]
 
 
 def order_pad(orders) -> int:
@@ -327,8 +388,13 @@ def _rows(network: int, index, orders, out: dict):
         frame["M_ratio"] = frame["M"] / half
         frames.append(frame)
     rows = pd.concat(frames, ignore_index=True)
-    ordered = ["network", "image", "mask_rule", "crossed"] + [c for c in experiment.COLUMNS if c in rows]
-    return rows[ordered]
+    return rows[_ordered(rows.columns)]
+
+
+def _ordered(names) -> list[str]:
+    from jaxfrag.experiments import mnist as experiment
+
+    return ["network", "image", "mask_rule", "crossed"] + [c for c in experiment.COLUMNS if c in names]
 
 
 if __name__ == "__main__":

@@ -14,10 +14,11 @@ from helpers import ROOT, check_report_page
 from test_cnn import numpy_forward
 from test_notebook import execute
 
-from jaxfrag import attacks, datasets, xla_options
+from jaxfrag import attacks, certify, datasets, xla_options
 from jaxfrag import mnist as entry
 from jaxfrag.experiments import mnist as experiment
 from jaxfrag.models import cnn
+from jaxfrag.reports import mnist as report
 
 # The measurement program's plumbing is checked with the cheaper "walk" attack (one DeepFool lane and
 # its walk, a program a fraction of the default's to compile); the attack's presets themselves are
@@ -294,6 +295,57 @@ def test_attack_columns_recomputed_by_applying_them(network, measured):
             assert out["Q_l2"][i] <= q
 
 
+def test_certified_q_is_the_certifiers_own_and_below_every_perturbation_that_reaches_1(data, network, measured):
+    chosen, images, chosen_orders, out = measured
+    rows = entry._rows(0, chosen, dict(zip(chosen.tolist(), chosen_orders, strict=True)), out)
+    certified = entry.certify_rows("crown", network, data, rows)
+    assert list(certified.columns) == entry._ordered(certified.columns)
+    pd.testing.assert_frame_equal(certified[rows.columns], rows)  # the measured columns untouched
+    # Only the 7s with an A_1 under either rule are certified, once for both rules' rows.
+    with_a1 = certified.groupby("image")["has_a1"].transform("any").to_numpy(bool)
+    assert with_a1.any() and (~with_a1).any()
+    assert certified.loc[~with_a1, ["Q_certified", "Q_certified_ratio", "Q_bracket"]].isna().all().all()
+    got = certified[with_a1]
+    assert (got["Q_certified"] > 0).all()
+    assert (got.groupby("image")["Q_certified"].nunique() == 1).all()
+    # Sound: every perturbation the run found that reaches 1 is at least as long (FGSM's step, the
+    # minimal-L2 attack's, and A_1 - I_7 itself where the row has an A_1).
+    for column in ("Q_fgsm", "Q_l2", "L"):
+        reached = got[got[column].notna()]
+        assert (reached["Q_certified"] <= reached[column]).all(), column
+    np.testing.assert_allclose(got["Q_certified_ratio"], got["Q_certified"] / (0.5 * got["L"]), rtol=1e-12)
+    np.testing.assert_allclose(got["Q_bracket"], got["Q_l2"] / got["Q_certified"], rtol=1e-12)
+    # Its own: I_7 certified against 1 directly (the same program, so to the bisection's last step).
+    first = got.iloc[0]
+    x = jnp.asarray(images[list(chosen).index(first["image"])])
+    direct = _cnn_jit(
+        lambda network, x, upper: (
+            certify.certified_radius(
+                network, x, 7, 1, method="crown", upper=upper, bisections=entry.CERTIFY_BISECTIONS
+            ).radius
+        )
+    )(cnn.certify_chain(network), x, first["Q_l2"])
+    step = float(first["Q_l2"]) / 2**entry.CERTIFY_BISECTIONS
+    assert float(direct) == pytest.approx(first["Q_certified"], abs=2 * step)
+    # The report's claims at Q = Q_certified, the bracket's lower end, recomputed from the rows.
+    table = report.claims(certified)
+    for rule in experiment.MASK_RULES:
+        block = certified[(certified.mask_rule == rule) & ~certified.crossed & certified.has_a1]
+        for claim, column in (("cos", "cos_theta_t"), ("M/", "M_ratio")):
+            (line,) = table[
+                (table.network == "all") & (table.mask_rule == rule) & (table.Q == "certified")
+                & table.claim.str.contains(claim, regex=False)
+            ].itertuples()  # fmt: skip
+            difference = (block[column].abs() - block["Q_certified_ratio"]).dropna()
+            assert line.n == len(difference)
+            if len(difference):
+                assert line.diff_mean == pytest.approx(difference.mean())
+    text = report.format_report(certified, report.summarise(certified), table, [1.0], {})
+    bracket = got[got.mask_rule == experiment.MASK_RULES[0]]["Q_bracket"]
+    assert f"Certified: on the {bracket.notna().sum()} (network, 7) pairs" in text
+    assert f"median {bracket.median():.2f}" in text
+
+
 # Last in this file, after the fixtures above compiled the same measurement program (11 alphas, FGSM's
 # eps_max 1, the CLI's order padding): the entry point reads it from the session's compilation cache.
 def test_mnist_entry_point_resumes_and_its_notebook_executes(tmp_path):
@@ -301,7 +353,7 @@ def test_mnist_entry_point_resumes_and_its_notebook_executes(tmp_path):
     # One network trained on 50 batches: the fixture's training block, also read from the compilation cache.
     command = [sys.executable, "-m", "jaxfrag.mnist", "--out", str(run), "--no-progress", "--networks", "1"]
     command += ["--epochs", "1", "--train-images", "3200", "--images", "8", "--n-alpha", "11"]
-    command += ["--attack", PLUMBING_ATTACK]
+    command += ["--attack", PLUMBING_ATTACK, "--certify", "ibp"]  # ibp: the cheapest rung, the same plumbing
     # As many CPU devices as this worker has (conftest): the device count is part of a program's key
     # in the compilation cache, and the entry point's programs run on one device either way.
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(jax.device_count())}
@@ -315,6 +367,9 @@ def test_mnist_entry_point_resumes_and_its_notebook_executes(tmp_path):
         assert (run / "figures" / name).exists()
     rows = pd.read_parquet(run / "results.parquet")
     assert len(rows) == 8 * 2 and set(rows.mask_rule) == {"stroke", "bar"}
+    with_a1 = rows.groupby("image")["has_a1"].transform("any").to_numpy(bool)
+    assert rows["Q_certified"].notna().to_numpy().tolist() == with_a1.tolist()
+    assert "Q=certified" in first.stdout  # the claims at the bracket's lower end (none of these 7s has an A_1)
     check_report_page(run, min_verdict_rows=3)  # Table 5's two relations and Table 6
     # Without --resume the folder is refused; with it, nothing is retrained and the rows are the same.
     refused = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300, env=env)

@@ -208,6 +208,41 @@ def test_study_claims_are_untested_below_ten_samples(tmp_path):
     assert found[1].cases[0].estimate == pytest.approx((pairs.cos_mean.abs() - paper).mean())
 
 
+def test_certified_mnist_rows_bracket_the_minimal_l2_cases_and_not_fgsms(tmp_path):
+    # jaxfrag mnist --certify: Q_l2's cases get ends at Q_certified and at Q_l2; FGSM's Q is its own
+    # step, not the minimal perturbation, so its cases keep none.
+    rng = np.random.default_rng(5)
+    n = 30
+    q_l2 = rng.uniform(0.5, 1.0, n)
+    columns = {"crossed": False, "has_a1": True, "cos_theta_t": -rng.uniform(0.2, 0.4, n)}
+    columns |= {"M_ratio": -rng.uniform(0.3, 0.6, n), "Q_fgsm_ratio": rng.uniform(0.6, 1.2, n)}
+    columns |= {"Q_l2_ratio": q_l2, "Q_certified_ratio": q_l2 / rng.uniform(5, 20, n)}
+    columns |= {f"cos_theta_alpha_{i}": -rng.uniform(0.1, 0.3, n) for i in range(mnist_experiment.ALPHA_TABLE)}
+    rows = pd.concat([pd.DataFrame(columns).assign(mask_rule=rule) for rule in mnist_experiment.MASK_RULES])
+    rows.loc[rows.index[:3], "Q_l2_ratio"] = np.nan  # the attack missed: no value at either end
+    meta = {"config": {"experiment": "mnist"}, "command": ["jaxfrag", "mnist"]}
+    found = {claim.claim: claim for claim in verdicts.claims(_write_run(tmp_path / "mnist", meta, rows))}
+    for title, column in (("Table 5 (compression)", "cos_theta_t"), ("Table 5 (path length)", "M_ratio")):
+        claim = found[title]
+        assert claim.unbracketed == ""
+        for rule in mnist_experiment.MASK_RULES:
+            block = rows[rows.mask_rule == rule]
+            fgsm, l2 = (case for case in claim.cases if case.where.startswith(f"{rule} rule"))
+            assert fgsm.where.endswith("FGSM") and fgsm.ends is None
+            attacked = (block[column].abs() - block.Q_l2_ratio).dropna()
+            bound = (block[column].abs() - block.Q_certified_ratio)[block.Q_l2_ratio.notna()]
+            assert l2.estimate == pytest.approx(attacked.mean()) and l2.n == len(attacked) == n - 3
+            # The certified Q is the shorter, so |cos| - Q is largest there: the highest end.
+            assert (l2.ends[0].estimate, l2.ends[1].estimate) == pytest.approx((attacked.mean(), bound.mean()))
+            assert (l2.ends[1].low, l2.ends[1].high) == pytest.approx(_t_interval(bound)[1:])
+        # At Q_l2 |cos| is well below Q / (0.5L): fails; at Q_certified a tenth of it, within the band or above.
+        assert verdicts.bracket_verdicts(claim)[0] == FAILS
+    plain = _write_run(tmp_path / "plain", meta, rows.drop(columns=["Q_certified_ratio"]))
+    table5 = verdicts.claims(plain)[0]
+    assert all(case.ends is None for case in table5.cases)
+    assert verdicts.brackets_text(table5) == verdicts.NOT_CERTIFIED
+
+
 def test_verdicts_command_writes_the_ledger_and_refuses_what_is_not_a_run(tmp_path):
     rng = np.random.default_rng(4)
     dims = [8, 16, 32]

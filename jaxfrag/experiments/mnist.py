@@ -81,6 +81,10 @@ COLUMNS = {
     "Q_fgsm_ratio": "Q_fgsm / (0.5 L)",
     "Q_l2_ratio": "Q_l2 / (0.5 L)",
     "M_ratio": "M / (0.5 L)",
+    "Q_certified": "a certified lower bound on the minimal L2 perturbation of I_7 towards 1 (jaxfrag mnist "
+    "--certify; 7s with an A_1 under either rule): no perturbation shorter reaches 1, so every Q is above it",
+    "Q_certified_ratio": "Q_certified / (0.5 L)",
+    "Q_bracket": "Q_l2 / Q_certified: the true minimal perturbation lies in [Q_certified, Q_l2]",
     "ink_left": "share of I_7's ink pixels still inked in A_1",
     "flips_a1": "A_1 applied: classified 1",
     "flips_fgsm": "I_7 + FGSM step applied: classified 1, by more than rounding",
