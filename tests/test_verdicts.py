@@ -235,8 +235,18 @@ def test_certified_mnist_rows_bracket_the_minimal_l2_cases_and_not_fgsms(tmp_pat
             # The certified Q is the shorter, so |cos| - Q is largest there: the highest end.
             assert (l2.ends[0].estimate, l2.ends[1].estimate) == pytest.approx((attacked.mean(), bound.mean()))
             assert (l2.ends[1].low, l2.ends[1].high) == pytest.approx(_t_interval(bound)[1:])
-        # At Q_l2 |cos| is well below Q / (0.5L): fails; at Q_certified a tenth of it, within the band or above.
-        assert verdicts.bracket_verdicts(claim)[0] == FAILS
+        # At Q_l2 the left side is well below Q/(0.5L), at Q_certified (5-20 times shorter) well above:
+        # each min-L2 case fails on both sides, so the band lies inside its bracket and the truth may hold.
+        assert verdicts.bracket_verdicts(claim) == (FAILS, FAILS)
+        assert [case.where for case in verdicts.straddling(claim)] == [
+            f"{rule} rule, Q min L2" for rule in mnist_experiment.MASK_RULES
+        ]
+        assert verdicts.brackets_text(claim).startswith("open: 2 case(s) fail below the band"), claim.claim
+    # Brackets a twentieth wide leave both ends below the band: failed whatever the true perturbation.
+    narrow = rows.assign(Q_certified_ratio=rows.Q_l2_ratio / 1.05)
+    claim = verdicts.claims(_write_run(tmp_path / "narrow", meta, narrow))[0]
+    assert verdicts.straddling(claim) == []
+    assert verdicts.brackets_text(claim) == "fails at both ends, case by case"
     plain = _write_run(tmp_path / "plain", meta, rows.drop(columns=["Q_certified_ratio"]))
     table5 = verdicts.claims(plain)[0]
     assert all(case.ends is None for case in table5.cases)

@@ -13,8 +13,10 @@ Contract:
   on each (`jaxfrag sweep --certify`), carries `ends`: the same statistic, with its interval, at
   the lowest and the highest value it can take when each attacked norm is anywhere in its bracket
   [certified, attacked]. The true minimal perturbations give a value between the two. `judge` is
-  applied again at each end (`bracket_verdicts`): where both agree with the verdict, it does not
-  depend on how short the attack was. A claim without ends says why in `unbracketed`.
+  applied again at each end (`bracket_verdicts`): where both agree with the verdict, and a case
+  that fails fails on the same side of the band at both (`straddling`: one below and one above
+  leaves the band inside the bracket), it does not depend on how short the attack was. A claim
+  without ends says why in `unbracketed`.
 * `claims(path)` reads one run folder (a sweep, a grid, an mnist or an imagenet run) and returns its
   `Claim`s; `ledger(paths)` the claims of several folders in the paper's order; `write(out, claims)`
   writes verdicts.csv (one row per claim), verdict_cases.csv (one row per case) and verdicts.md.
@@ -155,6 +157,22 @@ def bracket_verdicts(claim: Claim) -> tuple[str, str] | None:
     return verdict(_at_end(claim, 0))[0], verdict(_at_end(claim, 1))[0]
 
 
+def _failed_side(claim: Claim, case: Case) -> int:
+    """-1 where the case's interval lies below the paper's band, +1 above, 0 where it reaches it (or is untested)."""
+    if judge(claim.relation, claim.target, claim.tolerance, case.low, case.high, case.n) != FAILS:
+        return 0
+    return -1 if case.high < claim.target - claim.tolerance else 1
+
+
+def straddling(claim: Claim) -> list[Case]:
+    """The cases that fail below the band at one end of their brackets and above it at the other: the
+    true value lies between the ends, so it may be in the band, and neither end's verdict is the truth's."""
+    return [
+        case for case in claim.cases
+        if case.ends and _failed_side(claim, case.ends[0]) * _failed_side(claim, case.ends[1]) < 0
+    ]  # fmt: skip
+
+
 def brackets_text(claim: Claim) -> str:
     """verdicts.csv's `brackets`: the verdict at both ends of the certified brackets, and the range of
     the headline case; else why there are none."""
@@ -166,6 +184,14 @@ def brackets_text(claim: Claim) -> str:
     if case.ends:
         span = f" (headline case: {case.ends[0].estimate:+.3f} to {case.ends[1].estimate:+.3f})"
     judged = [case_verdicts(claim), case_verdicts(_at_end(claim, 0)), case_verdicts(_at_end(claim, 1))]
+    open_cases = straddling(claim)
+    if open_cases:
+        named = "; ".join(c.where for c in open_cases[:LISTED])
+        named += f"; and {len(open_cases) - LISTED} more" if len(open_cases) > LISTED else ""
+        return (
+            f"open: {len(open_cases)} case(s) fail below the band at one end of the brackets and above it at "
+            f"the other, so the truth may lie in it ({named}){span}"
+        )
     if judged[0] == judged[1] == judged[2]:
         return f"{verdict(claim)[0]} at both ends, case by case{span}"
 
@@ -835,7 +861,8 @@ RULE_TEXT = (
     f"The paper's ≈ is read as within {APPROX_TOLERANCE} of the optimal classifier's robustness; the ours column "
     "shows the case farthest from the paper's value. Where a verdict rests on attacked norms and the run certified "
     "a lower bound on each, the last column judges the claim again at the lowest and the highest value its "
-    "statistic can take with every norm anywhere in its bracket [certified, attacked]."
+    "statistic can take with every norm anywhere in its bracket [certified, attacked]; it is open where a case "
+    "fails below the paper's band at one end and above it at the other, since the truth lies between."
 )
 
 
