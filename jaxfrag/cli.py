@@ -188,6 +188,20 @@ def add_attack_option(parser, default: str) -> None:
     )
 
 
+def add_certify_option(parser, choices: tuple[str, ...]) -> None:
+    """--certify: a certified lower bound beside the attack's norm (`jaxfrag.certify`), with each
+    command's rungs (`config.CERTIFY` or fewer): one help in every command."""
+    parser.add_argument(
+        "--certify",
+        choices=choices,
+        default="off",
+        help="a certified lower bound beside the minimal-L2 attack's norm, so the true minimal perturbation lies "
+        "in [certified, attacked]: ibp (interval bounds), crown, alpha (CROWN with optimised slopes) or, where "
+        "offered, bab (alpha tightened by branch and bound up to the attack's norm, the tightest). sweep: the relu "
+        "nets at b1 and b2; mnist: Q at every 7 with an A_1 (alpha: about 8 s per 7 on 2 CPU cores)",
+    )
+
+
 def show_progress(args: argparse.Namespace, processes: distributed.Processes | None = None) -> bool:
     """Whether this process draws a progress bar: asked for (--progress) or on a terminal, never off process 0."""
     if processes is not None and not processes.leader:

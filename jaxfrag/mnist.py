@@ -86,14 +86,7 @@ def build_parser(prog: str = "python -m jaxfrag.mnist") -> argparse.ArgumentPars
         "--train-images", type=cli.number("--train-images"), default=None, help="train on the first N only"
     )
     cli.add_attack_option(parser, DEFAULT_ATTACK)
-    parser.add_argument(
-        "--certify",
-        choices=CERTIFY,
-        default="off",
-        help="a certified lower bound on Q at each 7 with an A_1, so the minimal perturbation towards 1 lies "
-        "in [Q_certified, Q_l2]: ibp (interval bounds), crown, or alpha (CROWN with optimised slopes; about "
-        "8 s per 7 on 2 CPU cores)",
-    )
+    cli.add_certify_option(parser, CERTIFY)
     parser.add_argument("--mnist", type=Path, default=None, help="IDX folder or .npz of MNIST")
     parser.add_argument(
         "--mnist-source",

@@ -179,14 +179,7 @@ def _add_training_options(train) -> None:
         "--max-epochs", type=cli.number("--max-epochs"), default=200, help="until-fit: the cap on epochs in all"
     )
     cli.add_attack_option(train, "full")
-    train.add_argument(
-        "--certify",
-        choices=CERTIFY,
-        default="off",
-        help="relu: a certified lower bound on the nets' robustness at b1 and b2, so each lies in [certified, "
-        "attacked]: ibp (interval bounds), crown, alpha (CROWN with optimised slopes), or bab (alpha tightened "
-        "by branch and bound up to the attack's norm, the tightest)",
-    )
+    cli.add_certify_option(train, CERTIFY)
     train.add_argument(
         "--pair",
         choices=PAIRS,
