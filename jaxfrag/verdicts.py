@@ -25,12 +25,19 @@ def build_parser(prog: str) -> cli.Parser:
     parser = cli.Parser(
         prog=prog,
         description="Every claim of the paper the given run folders decide: the paper's value, ours with its "
-        "95% interval, n, the verdict and the command that reproduces it.",
+        "interval, n, the verdict, what would decide it where it is undecided, and the command that reproduces it.",
         examples=EXAMPLES,
     )
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders (sweep, grid, mnist, imagenet)")
     parser.add_argument(
         "--ledger", type=Path, default=Path("."), metavar="DIR", help="folder for verdicts.csv and verdicts.md"
+    )
+    parser.add_argument(
+        "--interval",
+        choices=("anytime", "fixed"),
+        default="anytime",
+        help="anytime: confidence sequences, valid however often the ledger is made again as trials are added "
+        "(the default); fixed: fixed-n t-intervals, for a one-shot run",
     )
     parser.add_argument(
         "--update",
@@ -49,7 +56,7 @@ def main(argv=None, prog: str = "python -m jaxfrag.verdicts") -> int:
     from jaxfrag.reports import verdicts  # loads JAX (the experiments' paper tables): after parsing
 
     try:
-        found = verdicts.ledger(args.runs)
+        found = verdicts.ledger(args.runs, args.interval)
         if args.update:
             found = verdicts.updated(verdicts.read(args.ledger), found)
         table = verdicts.write(args.ledger, found)

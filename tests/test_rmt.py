@@ -136,7 +136,7 @@ def test_lemma3_check_inside_thm4_compares_the_real_block_and_rejects_a_wrong_la
     assert size > d  # padded: a wrong block is there to be picked
     result = run_cell("thm4", d, config)
     found = experiment.cell_stats(result.aux, d, size, config)
-    assert found["lemma3_entries"] == d * (d + 1) // 2
+    assert found["lemma3_entries"] == d * (d + 1) // 2 and found["lemma3_trials"] == config.trials
     assert found["lemma3_ks_bonferroni_p"] > 0.01
 
     # The compared entries are the real R: non-constant, and for the first trials equal to the
@@ -148,10 +148,20 @@ def test_lemma3_check_inside_thm4_compares_the_real_block_and_rejects_a_wrong_la
     for trial, key in enumerate(keys):
         hidden = thm4.inputs(key, d, config)[1]
         np.testing.assert_allclose(qr_side[trial], np.asarray(hidden.qr.r)[np.triu_indices(d)], rtol=1e-4, atol=1e-5)
+    # The largest two-sample KS distance over the entries, the sup of |F_qr - F_bartlett| per entry in numpy.
+    def ks_distance(a, b):
+        grid = np.sort(np.concatenate([a, b]))
+        cdf = lambda x: np.searchsorted(np.sort(x), grid, side="right") / len(x)  # noqa: E731
+        return np.abs(cdf(a) - cdf(b)).max()
+
+    distances = [ks_distance(qr_side[:, k], bartlett_side[:, k]) for k in range(qr_side.shape[1])]
+    assert found["lemma3_ks_max"] == pytest.approx(max(distances))
+    assert found["lemma3_ks_max"] < 0.1  # the same law: 2000 samples a side leave ~sqrt(2 / 2000) of noise
 
     # A wrong law is rejected: the Bartlett side with its real entries 15% larger.
     p = size - d
     rows, cols = np.triu_indices(size)
     wrong = dict(result.aux)
     wrong["_lemma3_bartlett"] = result.aux["_lemma3_bartlett"] * np.where((rows >= p) & (cols >= p), 1.15, 1.0)
-    assert experiment.cell_stats(wrong, d, size, config)["lemma3_ks_bonferroni_p"] < 1e-3
+    wrong_stats = experiment.cell_stats(wrong, d, size, config)
+    assert wrong_stats["lemma3_ks_bonferroni_p"] < 1e-3 and wrong_stats["lemma3_ks_max"] > found["lemma3_ks_max"]

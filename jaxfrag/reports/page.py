@@ -30,6 +30,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertic
 th { background: #f2f2f2; }
 td.holds { background: #e6f4ea; } td.fails { background: #fce8e6; }
 td.conditional { background: #fef7e0; } td.untested { background: #f1f3f4; }
+td.undecided { background: #e8eaf6; }
 figure { display: inline-block; margin: 0 1em 1em 0; max-width: 100%; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 pre, code { background: #f6f8fa; } pre { padding: 0.75em; overflow-x: auto; font-size: 0.8em; }
@@ -39,6 +40,7 @@ VERDICT_CLASS = {
     verdicts.HOLDS: "holds",
     verdicts.FAILS: "fails",
     verdicts.CONDITIONAL: "conditional",
+    verdicts.UNDECIDED: "undecided",
     verdicts.UNTESTED: "untested",
 }
 
@@ -64,7 +66,7 @@ def _verdict_table(path: Path) -> str:
         return f'<table id="verdicts"><tr><td>no claim decided here: {_e(error)}</td></tr></table>'
     if table.empty:
         return '<table id="verdicts"><tr><td>this run decides none of the paper\'s claims</td></tr></table>'
-    head = "".join(f"<th>{h}</th>" for h in ("claim", "the paper", "ours [95% interval]", "n", "test", "verdict"))
+    head = "".join(f"<th>{h}</th>" for h in ("claim", "the paper", "ours [interval]", "n", "test", "verdict"))
     head = f"<tr>{head}</tr>"
     body = []
     for _, row in table.iterrows():
@@ -72,7 +74,8 @@ def _verdict_table(path: Path) -> str:
         conditions = f"<br>{_e(row['conditions'])}" if row["conditions"] else ""
         body.append(
             f"<tr><td><b>{_e(row['claim'])}</b>: {_e(row['statement'])}</td><td>{_e(row['paper'])}</td>"
-            f"<td>{_e(ours)}<br><small>{_e(row['statistic'])}</small></td><td>{int(row['n'])}</td>"
+            f"<td>{_e(ours)}<br><small>{_e(row['statistic'])}; {_e(row['interval'])}</small></td>"
+            f"<td>{int(row['n'])}</td>"
             f"<td>{_e(verdicts.band(row))}</td>"
             f'<td class="{VERDICT_CLASS[row["verdict"]]}"><b>{_e(row["verdict"])}</b>{conditions}</td></tr>'
         )
