@@ -12,6 +12,10 @@ Contract:
   released after its last piece, `after_piece()` called after each piece.
 * `merge(request, folder, experiments, config, meta)`: every cell whose parts hold all its trials
   becomes a cell file (its rows, the cell statistics), its parts go, and meta's stages record it.
+* Extending: a cell file that holds fewer trials than the request (a --resume with more --trials) is
+  planned from its first missing trial, and merged as its rows followed by the new ones; an experiment
+  whose cell statistics need every trial's auxiliary arrays (`Experiment.stats_from_every_trial`) is
+  planned from trial 0 again, and its cell file replaced. Either way the rows equal a fresh run's.
 A trial's numbers depend only on (seed, experiment, d, trial index): never on the plan's chunks,
 the process that ran it, or whether the run was resumed.
 """
@@ -73,7 +77,8 @@ def plan(
     for name, point in request.pairs():
         cell, config = grid.cell_name(name, point), grid.config_for(runner.config, point)
         for d in request.dims:
-            missing = [] if (cell, d) in done else store.gaps(parts.get((cell, d), []), request.trials)
+            first = first_trial(folder, experiments[name], cell, d, done, request.trials)
+            missing = [] if first is None else store.gaps(parts.get((cell, d), []), request.trials, first)
             ranges = distributed.share(missing, processes)
             if ranges:
                 trials = sum(stop - start for start, stop in ranges)
@@ -81,6 +86,17 @@ def plan(
                     Piece(name, point, d, ranges, runner.chunk_for(experiments[name], d, chunk, trials, config))
                 )
     return pieces
+
+
+def first_trial(folder: store.RunFolder, experiment: Experiment, cell: str, d: int, done: set, trials: int) -> int | None:
+    """The first trial a cell's new parts start at: 0 for a cell not on disk (or whose statistics need
+    every trial), the cell file's count for one being extended; None for a cell with all `trials`."""
+    if (cell, d) not in done:
+        return 0
+    held = folder.cell_trials(cell, d)
+    if held >= trials:
+        return None
+    return 0 if experiment.stats_from_every_trial else held
 
 
 def program_key(runner, experiments: dict[str, Experiment], piece: Piece):
@@ -145,36 +161,42 @@ def merge(
     points = {grid.label(point): point for point in request.points}
     done, parts = folder.done_cells(), folder.parts()
     for cell, d in parts:
-        if (cell, d) in done:  # merged by a run that stopped before removing the parts
-            folder.remove_parts(cell, d)
-            continue
         name, point_label = grid.split_cell_name(cell)
         if name not in request.experiments or point_label not in points or d not in request.dims:
             continue
-        if store.gaps(parts[(cell, d)], trials):
-            continue
         experiment, point = experiments[name], points[point_label]
+        first = first_trial(folder, experiment, cell, d, done, trials)
+        if first is None:  # merged by a run that stopped before removing the parts
+            folder.remove_parts(cell, d)
+            continue
+        if store.gaps(parts[(cell, d)], trials, first):
+            continue
         point_config = grid.config_for(config, point)
-        arrays, infos = folder.read_parts(cell, d, trials)
+        arrays, infos = folder.read_parts(cell, d, trials, first)
         # An experiment may leave out columns an option turns off (relu's certified ones without --certify).
         columns = {column: arrays[column] for column in experiment.columns if column in arrays}
+        count = trials - first
         rows = pd.DataFrame(
             {
                 "experiment": name,
-                **{field: [value] * trials for field, value in point},  # grid columns: the cell's point
-                "d": np.full(trials, d, np.int32),
-                "trial": np.arange(trials, dtype=np.int32),
-                "seed": np.full(trials, point_config.seed, np.int64),
+                **{field: [value] * count for field, value in point},  # grid columns: the cell's point
+                "d": np.full(count, d, np.int32),
+                "trial": np.arange(first, trials, dtype=np.int32),
+                "seed": np.full(count, point_config.seed, np.int64),
                 "nonfinite": stats.nonfinite_rows(columns),
                 **columns,
             }
         )
+        if first:  # extending: the cell file's rows first, unchanged
+            rows = pd.concat([folder.read_cell(cell, d)[0], rows], ignore_index=True)
         size = experiment.size(d, point_config)
         aux = {key: value for key, value in arrays.items() if key.startswith("_")}
         folder.write_cell(cell, d, rows, {"size": size, **experiment.cell_stats(aux, d, size, point_config)})
         folder.remove_parts(cell, d)
-        run_s = sum(info["run_s"] for info in infos)
-        meta["stages"][f"{cell}/d={d}"] = {
+        key = f"{cell}/d={d}"
+        earlier_s = meta["stages"].get(key, {}).get("run_s", 0.0) if first else 0.0
+        run_s = earlier_s + sum(info["run_s"] for info in infos)
+        meta["stages"][key] = {
             "compile_s": max(info["compile_s"] for info in infos),
             "compile_wait_s": max(info["compile_wait_s"] for info in infos),
             "run_s": round(run_s, 3),
@@ -182,6 +204,6 @@ def merge(
             "compiled_size": size,
             "chunk": sorted({info["chunk"] for info in infos}),
             "processes": sorted({info["process"] for info in infos}),
-            **({"decoder_nodes_total": int(columns["decoder_nodes"].sum())} if "decoder_nodes" in columns else {}),
+            **({"decoder_nodes_total": int(rows["decoder_nodes"].sum())} if "decoder_nodes" in rows else {}),
         }
         folder.write_meta(meta)

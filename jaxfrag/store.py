@@ -18,6 +18,9 @@ Every file is written under a temporary name in its own folder, flushed and
 renamed over the target, so a killed run leaves complete files or none.
 `RunFolder.open` refuses folders it could damage: another run's folder without
 --resume, a non-empty folder that is not a run, or a run with another config.
+A resume may raise the config's `GROWABLE` counts (more trials per cell): the
+cells then hold fewer trials than asked, and a run extends them (a cell file
+plus parts for its new trials, merged into one file).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ _TEMP_PREFIX = ".tmp-"
 _CELL_META_KEY = b"jaxfrag.cell"
 
 KEY_COLUMNS = ["experiment", "d", "trial", "seed", "nonfinite"]
+GROWABLE = ("trials",)  # config counts a --resume may raise, never lower: the run's cells are extended
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -130,14 +134,21 @@ class RunFolder:
             raise RunFolderError(
                 f"--out {path} already holds a run; pass --resume to continue it, or choose another folder"
             )
-        elif (folder.done_cells() or folder.parts()) and _canonical(meta.get("config", {})) != _canonical(config):
-            changed = sorted(
-                k for k in set(config) | set(meta.get("config", {})) if config.get(k) != meta["config"].get(k)
-            )
-            raise RunFolderError(
-                f"--resume: {path} was written with a different config ({', '.join(changed)} differ); "
-                "rerun with the same options or choose another folder"
-            )
+        elif folder.done_cells() or folder.parts():
+            earlier = meta.get("config", {})
+            fixed = lambda c: {k: v for k, v in c.items() if k not in GROWABLE}  # noqa: E731
+            if _canonical(fixed(earlier)) != _canonical(fixed(config)):
+                changed = sorted(k for k in set(config) | set(earlier) if config.get(k) != earlier.get(k))
+                raise RunFolderError(
+                    f"--resume: {path} was written with a different config ({', '.join(changed)} differ); "
+                    "rerun with the same options or choose another folder"
+                )
+            for key in GROWABLE:
+                if key in earlier and key in config and config[key] < earlier[key]:
+                    raise RunFolderError(
+                        f"--resume: {path} holds {earlier[key]} {key} per cell; --{key} may grow on --resume "
+                        f"(its cells are extended), not shrink below {earlier[key]}"
+                    )
         return folder
 
     def _remove_scratch(self) -> None:
@@ -189,11 +200,14 @@ class RunFolder:
             found.setdefault((experiment, int(d)), []).append((int(start), int(stop)))
         return {cell: sorted(ranges) for cell, ranges in found.items()}
 
-    def missing(self, experiment: str, d: int, trials: int) -> list[tuple[int, int]]:
-        """The trial ranges of a cell that neither its cell file nor its parts hold."""
-        if (experiment, d) in self.done_cells():
-            return []
-        return gaps(self.parts().get((experiment, d), []), trials)
+    def cell_trials(self, experiment: str, d: int) -> int:
+        """How many trials a finished cell's file holds (from its footer, without reading the rows)."""
+        return pq.read_metadata(self.cell_path(experiment, d)).num_rows
+
+    def read_cell(self, experiment: str, d: int) -> tuple[pd.DataFrame, dict]:
+        """A finished cell's rows and statistics."""
+        table = pq.read_table(self.cell_path(experiment, d))
+        return table.to_pandas(), _cell_stats(table.schema)
 
     def write_part(self, experiment: str, d: int, start: int, stop: int, arrays: dict, info: dict) -> None:
         """Trials start..stop-1 of a cell: its arrays (one entry per trial) and a JSON-able description."""
@@ -201,16 +215,19 @@ class RunFolder:
         with atomic_path(self.part_path(experiment, d, start, stop)) as temp, open(temp, "wb") as handle:
             np.savez(handle, **arrays, **{_PART_INFO: np.asarray(json.dumps(info, sort_keys=True))})
 
-    def read_parts(self, experiment: str, d: int, trials: int) -> tuple[dict[str, np.ndarray], list[dict]]:
-        """A cell's parts joined in trial order, and their descriptions; raises unless they hold every trial."""
-        ranges = self.parts().get((experiment, d), [])
-        position = 0
+    def read_parts(
+        self, experiment: str, d: int, trials: int, first: int = 0
+    ) -> tuple[dict[str, np.ndarray], list[dict]]:
+        """A cell's parts joined in trial order, and their descriptions; raises unless they hold every
+        trial from `first` to `trials` - 1 (first > 0: the new trials of a cell file being extended)."""
+        ranges = [span for span in self.parts().get((experiment, d), []) if span[0] >= first]
+        position = first
         for start, stop in ranges:
             if start != position:
                 raise ValueError(f"{experiment} d={d}: parts do not tile the trials at {position}")
             position = stop
         if position != trials:
-            raise ValueError(f"{experiment} d={d}: parts hold {position} of {trials} trials")
+            raise ValueError(f"{experiment} d={d}: parts hold {position - first} of {trials - first} trials")
         pieces, infos = [], []
         for start, stop in ranges:
             with np.load(self.part_path(experiment, d, start, stop), allow_pickle=False) as npz:
@@ -231,9 +248,8 @@ class RunFolder:
         """All finished cells' rows (in experiment, d order) and their cell statistics."""
         frames, stats = [], {}
         for experiment, d in sorted(self.done_cells()):
-            table = pq.read_table(self.cell_path(experiment, d))
-            stats[(experiment, d)] = _cell_stats(table.schema)
-            frames.append(table.to_pandas())
+            rows, stats[(experiment, d)] = self.read_cell(experiment, d)
+            frames.append(rows)
         if not frames:
             return pd.DataFrame(columns=KEY_COLUMNS), stats
         return pd.concat(frames, ignore_index=True), stats
@@ -258,10 +274,10 @@ class RunFolder:
         return path
 
 
-def gaps(ranges: list[tuple[int, int]], trials: int) -> list[tuple[int, int]]:
-    """The ranges of 0..trials-1 that the sorted finished `ranges` leave out."""
-    missing, position = [], 0
-    for start, stop in ranges:
+def gaps(ranges: list[tuple[int, int]], trials: int, first: int = 0) -> list[tuple[int, int]]:
+    """The ranges of first..trials-1 that the sorted finished `ranges` leave out (those before `first` ignored)."""
+    missing, position = [], first
+    for start, stop in (span for span in ranges if span[0] >= first):
         if start > position:
             missing.append((position, start))
         position = max(position, stop)

@@ -40,14 +40,15 @@ def fisher_p(p_values) -> float:
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def sweep(*args, check=True, timeout=600):
-    """Run `python -m jaxfrag.sweep --no-progress ARGS` in a subprocess, as a user would."""
+def sweep(*args, check=True, timeout=600, env=None):
+    """Run `python -m jaxfrag.sweep --no-progress ARGS` in a subprocess, as a user would (`env`: its environment)."""
     result = subprocess.run(
         [sys.executable, "-m", "jaxfrag.sweep", "--no-progress", *map(str, args)],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=timeout,
+        env=env,
     )
     if check:
         assert result.returncode == 0, result.stderr

@@ -17,7 +17,7 @@ def _log_mixture(s: float, n: float, rho2: float) -> float:
     (the integrand scaled by its peak, whose log is added back): independent of the closed form."""
     precision = n + 1 / rho2
     centre, peak = s / precision, s * s / (2 * precision)
-    scaled = lambda l: math.exp(l * s - l * l * precision / 2 - peak) / math.sqrt(2 * math.pi * rho2)
+    scaled = lambda lam: math.exp(lam * s - lam * lam * precision / 2 - peak) / math.sqrt(2 * math.pi * rho2)
     width = 1 / math.sqrt(precision)
     value, _ = integrate.quad(scaled, centre - 40 * width, centre + 40 * width, limit=200)
     return peak + math.log(value)

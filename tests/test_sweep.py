@@ -146,15 +146,15 @@ def test_resume_with_another_config_is_refused_and_changes_nothing(small_run):
         "thm1",
         "thm6",
         "--trials",
-        "25",
+        "24",
         "--seed",
-        "3",
+        "4",
         "--out",
         out,
         "--resume",
         check=False,
     )
-    assert result.returncode == 2 and "different config" in result.stderr and "trials" in result.stderr
+    assert result.returncode == 2 and "different config" in result.stderr and "seed" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert snapshot(out) == before
 
@@ -166,6 +166,36 @@ def test_resume_of_a_finished_run_recomputes_nothing(small_run):
     sweep("--d", "5,9,14", "--experiment", "thm1", "thm6", "--trials", "24", "--seed", "3", "--out", out, "--resume")
     assert {p.name: p.read_bytes() for p in (out / "cells").iterdir()} == cells
     pd.testing.assert_frame_equal(pd.read_parquet(out / "results.parquet"), rows)
+
+
+EXTEND_ARGS = ["--d", "8", "--experiment", "thm4", "thm6", "linear", "--width", "24", "--epochs", "2"]
+EXTEND_ARGS += ["--attack", "quick", "--seed", "11"]
+
+
+def test_a_run_extended_in_place_equals_a_fresh_run_with_every_trial(tmp_path):
+    # XLA's fusion emitters as users run them: the suite turns them off to compile faster, and with them
+    # off (and LLVM's passes too) a linear net's last bits depended on its chunk (seen at d = 6).
+    flags = os.environ["XLA_FLAGS"].replace("--xla_cpu_use_fusion_emitters=false", "")
+    env = {**os.environ, "XLA_FLAGS": flags}
+    grown, fresh = tmp_path / "grown", tmp_path / "fresh"
+    sweep(*EXTEND_ARGS, "--trials", "16", "--out", grown, env=env)
+    sweep(*EXTEND_ARGS, "--trials", "32", "--out", grown, "--resume", env=env)
+    sweep(*EXTEND_ARGS, "--trials", "32", "--out", fresh, env=env)
+    rows = pd.read_parquet(grown / "results.parquet")
+    assert len(rows) == 3 * 32 and json.loads((grown / "meta.json").read_text())["config"]["trials"] == 32
+    pd.testing.assert_frame_equal(rows, pd.read_parquet(fresh / "results.parquet"), check_exact=True)
+    pd.testing.assert_frame_equal(pd.read_csv(grown / "summary.csv"), pd.read_csv(fresh / "summary.csv"))
+    # Lemma 3's statistics need every trial's R: thm4's cells were run again from trial 0, to the same numbers.
+    from jaxfrag import store
+
+    stats = [store.RunFolder(run).read_cell_stats() for run in (grown, fresh)]
+    assert stats[0] == stats[1] and stats[0][("thm4", 8)]["lemma3_trials"] == 32
+    assert not (grown / "cells" / "parts").exists()
+    # Fewer trials than the cells hold is refused, and changes nothing.
+    before = snapshot(grown)
+    result = sweep(*EXTEND_ARGS, "--trials", "8", "--out", grown, "--resume", check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and "not shrink" in result.stderr
+    assert snapshot(grown) == before
 
 
 KILL_TRIALS = 500  # a second or so per cell in the suite: time to kill the run between its cells

@@ -137,7 +137,7 @@ def test_the_samples_that_would_decide_a_case_are_the_first_at_which_its_interva
         found = verdicts.to_decide(claim, case)
         spread = case.se * np.sqrt(case.n)
 
-        def at(n):
+        def at(n, case=case, claim=claim, spread=spread):
             grown = case._replace(se=spread / np.sqrt(n), n=n, df=case.df + n - case.n)
             return verdicts.case_verdict(claim._replace(cases=(grown,)), grown)
 

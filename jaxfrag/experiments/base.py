@@ -56,6 +56,9 @@ class Experiment(NamedTuple):
     # Trained experiments: the per-trial measures of the slopes, the paired table and the
     # compression-vs-fragility figure.
     ablation: Ablation | None = None
+    # cell_stats reads every trial's auxiliary arrays, which the cell file does not keep: a cell extended
+    # with more trials is run again from trial 0 (`jaxfrag.stages`).
+    stats_from_every_trial: bool = False
 
 
 # Trials per vmapped group inside a device's chunk. On a CPU, a batched

@@ -121,4 +121,5 @@ EXPERIMENT = Experiment(
     gap_theory_kind="asymptotic upper bound RMS||e|| / sqrt(d/2)",
     bytes_per_trial=bytes_per_trial,
     cell_stats=lemma3_stats,
+    stats_from_every_trial=True,  # Lemma 3's two-sample tests need every trial's R
 )
