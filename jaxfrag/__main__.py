@@ -26,6 +26,7 @@ COMMANDS = {
     "imagenet": Command("jaxfrag.imagenet", "main", "an ONNX ImageNet classifier: Tables 7-8, Figure 6"),
     "export": Command("jaxfrag.models.__main__", "export_main", "export a pretrained model to ONNX"),
     "verdicts": Command("jaxfrag.verdicts", "main", "the verdict ledger of run folders"),
+    "decide": Command("jaxfrag.decide", "main", "add trials until every claim of the ledger is decided"),
     "report": Command("jaxfrag.report", "main", "rebuild run folders' report.html"),
 }
 EXAMPLES = (

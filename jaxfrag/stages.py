@@ -88,7 +88,9 @@ def plan(
     return pieces
 
 
-def first_trial(folder: store.RunFolder, experiment: Experiment, cell: str, d: int, done: set, trials: int) -> int | None:
+def first_trial(
+    folder: store.RunFolder, experiment: Experiment, cell: str, d: int, done: set, trials: int
+) -> int | None:
     """The first trial a cell's new parts start at: 0 for a cell not on disk (or whose statistics need
     every trial), the cell file's count for one being extended; None for a cell with all `trials`."""
     if (cell, d) not in done:

@@ -377,5 +377,58 @@ def report_stage(folder, experiments, config, args, request, meta, started) -> N
     print(f"\nwrote {folder.path}/ ({written}) in {meta['wall_s']:.1f} s")
 
 
+def extend(run, targets: dict[str, int], show_progress: bool = False, by: str = "") -> int:
+    """Extend a sweep run's cells in place: `targets` maps a cell's stage name ("CELL/d=D", as meta.json's
+    stages name it) to the trials it should hold. Each cell grows as `--trials N --resume` grows every
+    cell (`jaxfrag.stages`), so its rows stay those of a fresh run with that many trials; the run's tables,
+    figures and report.html are then written again. Returns the trials run. The run's own command
+    (meta.json's argv) gives every option; meta.json records the cells' counts under "extended", and
+    `by` (the command that extended them) under "extended_by"."""
+    import collections
+    import contextlib
+    import io
+
+    import jax
+
+    from jaxfrag import distributed, parallel, stages, store
+    from jaxfrag.experiments import registry
+
+    folder = store.RunFolder(run)
+    meta = folder.read_meta()
+    args = parse_args([*meta["argv"], "--out", str(run), "--resume", "--no-progress"])
+    jax.config.update("jax_enable_x64", args.x64)
+    config, experiments = make_config(args), registry()
+    points = {grid.label(point): point for point in args.points}
+    groups = collections.defaultdict(list)
+    for key, target in targets.items():
+        cell, _, d = key.rpartition("/d=")
+        name, label = grid.split_cell_name(cell)
+        groups[(name, label, int(target))].append(int(d))
+    started, ran = time.perf_counter(), 0
+    runner = parallel.CellRunner(config, parallel.make_mesh(jax.local_devices()), compile_workers=args.compile_workers)
+    single = distributed.Processes(0, 1)
+    try:
+        for (name, label, target), dims in sorted(groups.items()):
+            request = stages.Request([name], [points[label]], sorted(dims), target)
+            plan = stages.plan(request, folder, runner, experiments, single)
+            total = sum(piece.trials for piece in plan)
+            with tqdm(total=total, unit="trial", disable=not show_progress, leave=False) as progress:
+                stages.run(plan, folder, runner, experiments, single, 1 + args.compile_workers, progress, lambda: None)
+            stages.merge(request, folder, experiments, config, meta)
+            ran += total
+    finally:
+        runner.close()
+    meta["extended"] = {**meta.get("extended", {}), **{key: int(t) for key, t in targets.items()}}
+    if by:
+        meta["extended_by"] = by
+    earlier_s = meta.get("wall_s", 0.0)
+    request = stages.Request(args.experiments, args.points, args.dims, args.trials)
+    with contextlib.redirect_stdout(io.StringIO()):  # the run's report, written again, not printed
+        report_stage(folder, experiments, config, args, request, meta, started)
+    meta["wall_s"] = round(earlier_s + meta["wall_s"], 3)
+    folder.write_meta(meta)
+    return ran
+
+
 if __name__ == "__main__":
     sys.exit(main())

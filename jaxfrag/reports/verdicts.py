@@ -98,6 +98,8 @@ class Case(NamedTuple):
     trials: int = 0  # what the run spent to get the n samples: trials (nets, 7s, pairs)...
     cost_s: float = math.nan  # ... and seconds
     unit: str = "samples"  # what one of the n samples is, for "about N more <unit>"
+    # The cells whose trials it rests on, as "RUN|CELL/d=D" (a sweep's; `jaxfrag decide` extends them).
+    cells: tuple[str, ...] = ()
 
 
 class Claim(NamedTuple):
@@ -249,8 +251,9 @@ def to_decide(claim: Claim, case: Case) -> Decision | None:
     bottom = claim.target - claim.tolerance if claim.relation in ("=", ">=") else -math.inf
     top = claim.target + claim.tolerance if claim.relation in ("=", "<=") else math.inf
     estimate = case.estimate
-    if case.kind == DISTANCE and estimate <= top:
-        # Where the laws agree the observed distance shrinks like 1/sqrt(n): it and the bands must fit under top.
+    if case.kind == DISTANCE and case_interval(claim, case)[0] == 0:
+        # Indistinguishable from laws that agree, whose observed distance shrinks like 1/sqrt(n): it and
+        # the bands must fit under top.
         width = lambda n: estimate * math.sqrt(case.n / n) + _half_width(claim, case, n)  # noqa: E731
         reach = top
     else:
@@ -460,7 +463,15 @@ def study_of(meta: dict) -> str:
 
 
 def command_of(meta: dict, study: str) -> str:
-    """The command that reproduces the run: as it was typed when meta.json has it, else rebuilt."""
+    """The command that reproduces the run: as it was typed when meta.json has it, else rebuilt; with the
+    `jaxfrag decide` that extended its cells after it, where one did."""
+    made = _made_by(meta, study)
+    if meta.get("extended_by"):
+        return f"{made} && {meta['extended_by']}"
+    return made
+
+
+def _made_by(meta: dict, study: str) -> str:
     if meta.get("argv"):
         return shlex.join(["jaxfrag", study, *meta["argv"]])
     command = meta.get("command")
@@ -571,7 +582,7 @@ def _where(configuration: str, *parts: str) -> str:
 def sweep_claims(meta: dict, rows: pd.DataFrame, cell_stats: dict, command: str, run: str) -> list[Claim]:
     out: list[Claim] = []
     axes = grid_axes(meta)
-    costed = sweep_costs(meta, axes)
+    costed = sweep_costs(meta, axes, run)
     finite = rows[~rows["nonfinite"].astype(bool)] if "nonfinite" in rows else rows
     present = list(dict.fromkeys(finite["experiment"]))
     for name, (order, title, paper) in THEOREMS.items():
@@ -592,21 +603,22 @@ def sweep_claims(meta: dict, rows: pd.DataFrame, cell_stats: dict, command: str,
     return out
 
 
-def sweep_costs(meta: dict, axes: list[str]):
-    """costed(case, part, unit): the case (and its ends) with the trials of `part` (the rows of the cells
-    it was measured on, before any filter) and the seconds the run spent on those cells (meta's stages)."""
+def sweep_costs(meta: dict, axes: list[str], run: str = ""):
+    """costed(case, part, unit): the case (and its ends) with the cells of `part` (the rows it was
+    measured on, before any filter), their trials and the seconds the run spent on them (meta's stages)."""
     stages = meta.get("stages", {})
 
-    def seconds(part: pd.DataFrame) -> float:
-        total = 0.0
+    def cells(part: pd.DataFrame) -> tuple[str, ...]:
+        found = []
         for values in part[["experiment", *axes, "d"]].drop_duplicates().itertuples(index=False):
             experiment, *point, d = (getattr(v, "item", lambda v=v: v)() for v in values)
-            cell = grid.cell_name(experiment, tuple(zip(axes, point, strict=True)))
-            total += stages.get(f"{cell}/d={int(d)}", {}).get("run_s", math.nan)
-        return total
+            found.append(f"{grid.cell_name(experiment, tuple(zip(axes, point, strict=True)))}/d={int(d)}")
+        return tuple(found)
 
     def costed(case: Case, part: pd.DataFrame, unit: str) -> Case:
-        spent = {"trials": len(part), "cost_s": seconds(part), "unit": unit}
+        keys = cells(part)
+        seconds = sum(stages.get(key, {}).get("run_s", math.nan) for key in keys)
+        spent = {"trials": len(part), "cost_s": seconds, "unit": unit, "cells": tuple(f"{run}|{key}" for key in keys)}
         ends = tuple(end._replace(**spent) for end in case.ends) if case.ends else None
         return case._replace(ends=ends, **spent)
 
@@ -1036,12 +1048,12 @@ def records(found: list[Claim]) -> pd.DataFrame:
     return pd.DataFrame.from_records(out, columns=list(CSV_COLUMNS))
 
 
-STORED = ("estimate", "se", "n", "df", "kind", "entries", "trials", "cost_s", "unit")  # a Case's fields on disk
+STORED = ("estimate", "se", "n", "df", "kind", "entries", "trials", "cost_s", "unit", "cells")  # a Case's, on disk
 END_FIELDS = ("estimate", "se", "low", "high")
 END_COLUMNS = tuple(f"{end}_{field}" for end in ENDS for field in END_FIELDS)
 CASE_COLUMNS = (
     "claim", "where", "estimate", "se", "low", "high", "n", "level", "verdict", "to_decide",
-    "df", "kind", "entries", "trials", "cost_s", "unit", *END_COLUMNS, "interval", "run",
+    "df", "kind", "entries", "trials", "cost_s", "unit", *END_COLUMNS, "interval", "run", "cells",
 )  # fmt: skip
 
 
@@ -1051,6 +1063,7 @@ def case_records(found: list[Claim]) -> pd.DataFrame:
         for case, decided in zip(claim.cases, case_verdicts(claim), strict=True):
             low, high = case_interval(claim, case)
             row = {field: getattr(case, field) for field in ("where", *STORED)}
+            row["cells"] = " ".join(case.cells)  # a cell's name holds no space
             row |= {"claim": claim.claim, "low": low, "high": high, "level": 1 - case_alpha(claim)}
             row |= {"verdict": decided, "interval": claim.interval, "run": claim.run}
             row["to_decide"] = decision_text(claim, case) if decided == UNDECIDED else ""
@@ -1065,7 +1078,8 @@ def case_records(found: list[Claim]) -> pd.DataFrame:
 def _case_of(row) -> Case:
     """A Case from a row of verdict_cases.csv (its ends, where the row has them)."""
     types = {"estimate": float, "se": float, "n": int, "df": float, "kind": str, "entries": int, "trials": int,
-             "cost_s": float, "unit": str}  # fmt: skip
+             "cost_s": float, "unit": str, "cells": lambda text: tuple(str(text).split()) if text == text else ()}
+    # fmt: skip
     case = Case(str(row["where"]), *(types[field](row[field]) for field in STORED[:3]))
     case = case._replace(**{field: types[field](row[field]) for field in STORED[3:]})
     if not np.isfinite(row.get("lowest_estimate", math.nan)):
@@ -1161,6 +1175,7 @@ def read(out: str | Path) -> list[Claim]:
     text = ["claim", "statement", "paper", "statistic", "relation", "command", "run", "brackets"]
     table[text] = table[text].astype(object).fillna("")  # an empty cell reads back as NaN
     table_cases[["where", "kind", "unit", "interval"]] = table_cases[["where", "kind", "unit", "interval"]].astype(str)
+    table_cases["cells"] = table_cases["cells"].astype(object).fillna("")
 
     def note(row) -> str:
         # Why a claim has no certified ends is what the tool can do now, not when the ledger was written.

@@ -1,0 +1,199 @@
+"""`jaxfrag decide RUN [RUN ...] --ledger DIR --budget 2h`: add trials until every claim is decided.
+
+Each round makes the verdict ledger of the runs (`jaxfrag.reports.verdicts`, anytime-valid intervals,
+so looking again after every round keeps each claim's error at 5%), takes every undecided case that
+more samples can decide (`verdicts.to_decide`), and extends the sweep cells it rests on
+(`jaxfrag.sweep.extend`: a trial's numbers depend only on its seed, experiment, d and index, so an
+extended run equals one made with that many trials from the start). A round grows a cell by at most
+`--growth` times, so the next look comes soon; it stops when no case is left that more trials can
+decide, when `--rounds` rounds are done, or when the budget is spent (a round that would overrun it
+is cut down to what fits). The ledger is written after every round.
+
+State: DIR/decide.json (the runs, the budget, the rounds done and the seconds spent). Killed, the
+trials that finished are on disk; `--resume` goes on from them to the same ledger. Cases measured in
+mnist and imagenet runs are not extended here: the ledger names the 7s or pairs that would decide
+them. Bad input exits 2 with one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from jaxfrag import cli, store
+
+EXAMPLES = (
+    "jaxfrag decide runs/demo runs/tables --ledger runs/verdicts --budget 2h",
+    "jaxfrag decide runs/demo runs/tables --ledger runs/verdicts --budget 2h --resume",
+)
+STATE = "decide.json"
+UNITS = {"s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str) -> float:
+    """'2h', '90m', '1h30m', '45s' or seconds as a number -> seconds; ValueError otherwise."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        seconds = float(text)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", text)
+        if not parts or "".join(number + unit for number, unit in parts) != text:
+            raise ValueError(f"--budget {text!r} is not a duration such as 2h, 90m, 1h30m or 600")
+        seconds = sum(float(number) * UNITS[unit] for number, unit in parts)
+    if seconds <= 0:
+        raise ValueError(f"--budget must be positive, got {text!r}")
+    return seconds
+
+
+def build_parser(prog: str) -> cli.Parser:
+    parser = cli.Parser(
+        prog=prog,
+        description="Extend the runs' cells with more trials until every claim of the ledger is decided, "
+        "within a budget of time.",
+        examples=EXAMPLES,
+    )
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders (sweep, mnist, imagenet)")
+    parser.add_argument("--ledger", type=Path, required=True, metavar="DIR", help="folder of the verdict ledger")
+    parser.add_argument("--budget", default="2h", help="wall time to spend on new trials (e.g. 2h, 90m, 600)")
+    parser.add_argument("--rounds", type=cli.number("--rounds"), default=None, help="stop after this many rounds")
+    parser.add_argument(
+        "--growth",
+        type=cli.number("--growth", float, 1),
+        default=4.0,
+        help="a round grows a cell to at most this many times its trials (default 4)",
+    )
+    parser.add_argument("--resume", action="store_true", help="go on from DIR/decide.json after a kill")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def round_targets(found, growth: float, held) -> dict[str, dict[str, int]]:
+    """{run: {cell stage name: trials}} for one round: every undecided case's cells grown by the factor
+    that would decide it, at most `growth`; `held(run, key)` is a cell's trials now."""
+    from jaxfrag.reports import verdicts
+
+    targets: dict[str, dict[str, int]] = {}
+    for claim in found:
+        for case, decided in zip(claim.cases, verdicts.case_verdicts(claim), strict=True):
+            decision = verdicts.to_decide(claim, case) if decided == verdicts.UNDECIDED and case.cells else None
+            if decision is None:
+                continue
+            factor = min(decision.n / case.n, growth)
+            for reference in case.cells:
+                run, _, key = reference.partition("|")
+                now = held(run, key)
+                cells = targets.setdefault(run, {})
+                cells[key] = max(cells.get(key, now), math.ceil(now * factor))
+    return {run: {k: t for k, t in cells.items() if t > held(run, k)} for run, cells in targets.items() if cells}
+
+
+def _held(run: str, key: str) -> int:
+    cell, _, d = key.rpartition("/d=")
+    return store.RunFolder(run).cell_trials(cell, int(d))
+
+
+def _seconds(run: str, cells: dict[str, int]) -> float:
+    """The time a run's cells take to grow to `cells`, at the rate each took so far."""
+    stages = store.RunFolder(run).read_meta().get("stages", {})
+    total = 0.0
+    for key, target in cells.items():
+        now = _held(run, key)
+        total += stages.get(key, {}).get("run_s", 0.0) / max(now, 1) * (target - now)
+    return total
+
+
+def _fit(targets: dict[str, dict[str, int]], remaining: float) -> dict[str, dict[str, int]]:
+    """The round's targets cut down in proportion, so that they take about `remaining` seconds at most."""
+    needed = sum(_seconds(run, cells) for run, cells in targets.items())
+    if needed <= remaining:
+        return targets
+    share = remaining / needed
+    cut = {}
+    for run, cells in targets.items():
+        grown = {key: _held(run, key) + math.floor((t - _held(run, key)) * share) for key, t in cells.items()}
+        cut[run] = {key: target for key, target in grown.items() if target > _held(run, key)}
+    return {run: cells for run, cells in cut.items() if cells}
+
+
+def main(argv=None, prog: str = "python -m jaxfrag.decide") -> int:
+    program = cli.program_name(prog)
+    try:
+        args = cli.parse_run_folders(build_parser(prog), argv)
+        budget = parse_duration(args.budget)
+    except (cli.UsageError, ValueError) as error:
+        return cli.fail(program, error)
+    state_path = args.ledger / STATE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else None
+    runs = [str(run) for run in args.runs]
+    if state and state.get("status") == "running" and not args.resume:
+        return cli.fail(program, f"{args.ledger} holds a decide that did not finish; pass --resume to go on with it")
+    if args.resume and not state:
+        return cli.fail(program, f"--resume: {args.ledger} holds no {STATE} to go on from")
+    if args.resume and state["runs"] != runs:
+        return cli.fail(program, f"--resume: {STATE} was made for the runs {' '.join(state['runs'])}; give the same")
+    if not args.resume:
+        words = [str(word) for word in (sys.argv[1:] if argv is None else argv) if word != "--no-progress"]
+        state = {"runs": runs, "budget_s": budget, "spent_s": 0.0, "rounds": 0, "trials": 0}
+        state["command"] = shlex.join(["jaxfrag", "decide", *words])  # what the ledger says made it
+    state["status"] = "running"
+
+    from tqdm import tqdm
+
+    from jaxfrag import parallel, sweep
+    from jaxfrag.reports import verdicts
+
+    parallel.configure_cpu_devices()
+
+    def look():
+        found = verdicts.ledger(args.runs)
+        verdicts.write(args.ledger, found)
+        undecided = sum(v == verdicts.UNDECIDED for claim in found for v in verdicts.case_verdicts(claim))
+        return found, undecided
+
+    try:
+        args.ledger.mkdir(parents=True, exist_ok=True)
+        store.atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
+        found, undecided = look()
+        bar = tqdm(total=undecided, unit="case", desc="undecided cases decided", disable=args.no_progress)
+        first = undecided
+        while args.rounds is None or state["rounds"] < args.rounds:
+            remaining = state["budget_s"] - state["spent_s"]
+            targets = round_targets(found, args.growth, _held)
+            if not targets or remaining <= 0:
+                break
+            targets = _fit(targets, remaining)
+            if not targets:
+                break
+            started = time.perf_counter()
+            for run, cells in targets.items():
+                state["trials"] += sweep.extend(run, cells, not args.no_progress, by=state["command"])
+            state["spent_s"] += time.perf_counter() - started
+            state["rounds"] += 1
+            found, undecided = look()
+            bar.n = max(first - undecided, 0)
+            bar.set_postfix(undecided=undecided, spent=f"{state['spent_s'] / 60:.1f} min")
+            store.atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
+        bar.close()
+    except KeyboardInterrupt:
+        print("\ninterrupted; finished trials are kept; rerun with --resume to go on", file=sys.stderr)
+        return 130
+    except (OSError, ValueError) as error:
+        return cli.fail(program, error)
+    state["status"] = "done"
+    store.atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
+    table = verdicts.records(found)
+    print(verdicts.markdown(table, runs_text=False), end="")
+    print(
+        f"\n{state['rounds']} rounds, {state['trials']} new trials in {state['spent_s'] / 60:.1f} min; "
+        f"{undecided} cases undecided; wrote {args.ledger}/ (verdicts.csv, verdict_cases.csv, verdicts.md, {STATE})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""jaxfrag decide: a round's targets from the ledger's undecided cases, the extension it runs, and a
+kill in the middle that --resume takes to the same ledger."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+from helpers import ROOT, sweep
+
+from jaxfrag import decide
+from jaxfrag.reports import verdicts
+from jaxfrag.reports.verdicts import Case, Claim
+
+
+@pytest.mark.parametrize("text, seconds", [("2h", 7200), ("90m", 5400), ("1h30m", 5400), ("45s", 45), ("600", 600)])
+def test_a_budget_is_a_duration(text, seconds):
+    assert decide.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "2 hours", "h", "0", "-3m", "1x"])
+def test_a_budget_that_is_not_a_duration_is_refused(text):
+    with pytest.raises(ValueError):
+        decide.parse_duration(text)
+
+
+def _claim(*cases):
+    return Claim(1, "claim", "s", "p", "stat", "=", 0.0, 0.05, tuple(cases), "cmd", "run", interval=verdicts.FIXED)
+
+
+def test_a_round_grows_each_undecided_cases_cells_by_what_would_decide_it_at_most_growth():
+    cells = ("a|linear/d=8", "a|linear/d=16")
+    near = Case("near", 0.03, 0.012, 40, df=39.0, cells=cells)  # undecided, a little more decides it
+    far = Case("far", 0.0, 0.05, 40, df=39.0, cells=("a|linear/d=32",))  # undecided, needs far more
+    edge = Case("edge", 0.05, 0.01, 40, df=39.0, cells=("b|relu/d=8",))  # on the band's edge: never
+    decided = Case("held", 0.0, 0.001, 40, df=39.0, cells=("b|relu/d=16",))
+    claim = _claim(near, far, edge, decided)
+    assert verdicts.case_verdicts(claim) == [verdicts.UNDECIDED] * 3 + [verdicts.HOLDS]
+    held = {"linear/d=8": 50, "linear/d=16": 100, "linear/d=32": 10}
+    targets = decide.round_targets([claim], 4.0, lambda run, key: held[key])
+    factor = verdicts.to_decide(claim, near).n / near.n
+    assert 1 < factor < 4
+    assert targets == {
+        "a": {
+            "linear/d=8": math.ceil(50 * factor), "linear/d=16": math.ceil(100 * factor), "linear/d=32": 40,
+        }
+    }  # fmt: skip
+
+
+DECIDE_RUN = ["--experiment", "thm1", "--d", "6..9", "--trials", "10", "--seed", "2"]
+
+
+def _decide(*args, check=True):
+    command = [sys.executable, "-m", "jaxfrag", "decide", "--no-progress", *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_decide_extends_the_cells_to_what_a_fresh_run_would_hold_and_survives_a_kill(tmp_path):
+    run = tmp_path / "run"
+    sweep(*DECIDE_RUN, "--out", run)
+    shutil.copytree(run, tmp_path / "copy")
+    _decide(tmp_path / "copy", "--ledger", tmp_path / "whole", "--rounds", "2")
+    state = json.loads((tmp_path / "whole" / "decide.json").read_text())
+    assert state["rounds"] == 2 and state["status"] == "done" and state["trials"] > 0
+    meta = json.loads((tmp_path / "copy" / "meta.json").read_text())
+    grown = set(meta["extended"].values())
+    assert len(grown) == 1 and grown.pop() > 10  # every d of the slope's case grew alike
+    trials = meta["extended"]["thm1/d=6"]
+    # The extended run equals a run made with that many trials from the start.
+    sweep(*DECIDE_RUN[:-4], "--trials", trials, "--seed", "2", "--out", tmp_path / "fresh")
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "copy" / "results.parquet"),
+        pd.read_parquet(tmp_path / "fresh" / "results.parquet"),
+        check_exact=True,
+    )
+    table = pd.read_csv(tmp_path / "whole" / "verdicts.csv")
+    assert table["command"][0].endswith("&& jaxfrag decide " + f"{tmp_path / 'copy'} --ledger {tmp_path / 'whole'} --rounds 2")
+
+    # Killed in its second round (or between rounds), then resumed: the same ledger.
+    ledger = tmp_path / "ledger"
+    command = [sys.executable, "-m", "jaxfrag", "decide", "--no-progress", str(run), "--ledger", str(ledger)]
+    process = subprocess.Popen(
+        [*command, "--rounds", "2"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        state_file = ledger / "decide.json"
+        if state_file.is_file() and json.loads(state_file.read_text())["rounds"] >= 1:
+            os.killpg(process.pid, signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, "decide finished before it could be killed"
+    refused = _decide(run, "--ledger", ledger, "--rounds", "2", check=False)
+    assert refused.returncode == 2 and "--resume" in refused.stderr and refused.stderr.count("\n") == 1
+    _decide(run, "--ledger", ledger, "--rounds", "2", "--resume")
+    for name in ("verdicts.csv", "verdict_cases.csv"):
+        ours, theirs = (pd.read_csv(folder / name) for folder in (ledger, tmp_path / "whole"))
+        columns = [c for c in ours.columns if c not in ("run", "command", "cells", "cost_s", "to_decide")]
+        pd.testing.assert_frame_equal(ours[columns], theirs[columns])  # the runs' paths and times differ
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(run / "results.parquet"), pd.read_parquet(tmp_path / "copy" / "results.parquet")
+    )
+
+
+def test_decide_refuses_bad_input_in_one_line(tmp_path):
+    for args, message in (
+        ([tmp_path / "absent", "--ledger", tmp_path / "l"], "not a run folder"),
+        ([ROOT, "--ledger", tmp_path / "l", "--budget", "soon"], "not a run folder"),
+    ):
+        result = _decide(*args, check=False)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
