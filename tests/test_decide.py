@@ -85,7 +85,8 @@ def test_decide_extends_the_cells_to_what_a_fresh_run_would_hold_and_survives_a_
         check_exact=True,
     )
     table = pd.read_csv(tmp_path / "whole" / "verdicts.csv")
-    assert table["command"][0].endswith("&& jaxfrag decide " + f"{tmp_path / 'copy'} --ledger {tmp_path / 'whole'} --rounds 2")
+    made_by = f"&& jaxfrag decide {tmp_path / 'copy'} --ledger {tmp_path / 'whole'} --rounds 2"
+    assert table["command"][0].endswith(made_by)
 
     # Killed in its second round (or between rounds), then resumed: the same ledger.
     ledger = tmp_path / "ledger"
