@@ -531,15 +531,23 @@ def test_certified_brackets_judge_a_claim_at_the_lowest_and_highest_values_they_
     assert plain_slope.cases[0].ends is None and verdicts.brackets_text(plain_slope) == verdicts.NOT_CERTIFIED
 
 
-def test_a_ledger_written_before_standard_errors_is_refused_in_one_line(tmp_path):
-    # Its cases held intervals at one level only: the family's level and the anytime intervals need each
-    # case's standard error, so such a ledger is made again from its runs.
+def test_a_ledger_written_before_standard_errors_gives_back_its_means_with_their_standard_errors(tmp_path):
+    # Its cases held 95% t-intervals only: for a mean, (high - low) / (2 t_0.975,n-1) is its standard
+    # error exactly; its slopes' intervals were of another kind, so those claims are left out.
     rng = np.random.default_rng(9)
-    rows = _relu_rows(rng, 12, 40, shift_b2=0.0)
-    meta = {"config": {"experiments": ["relu"], "d": [12], "trials": 40}}
+    rows = pd.concat([_relu_rows(rng, 12, 40, shift_b2=0.0), _sweep_rows(rng, "thm1", [8, 16, 32], -0.8)])
+    meta = {"config": {"experiments": ["thm1", "relu"], "d": [12], "trials": 40}}
     found = verdicts.claims(_write_run(tmp_path / "run", meta, rows))
     verdicts.write(tmp_path / "ledger", found)
     cases = pd.read_csv(tmp_path / "ledger" / "verdict_cases.csv")
-    cases.drop(columns=["se"]).to_csv(tmp_path / "ledger" / "verdict_cases.csv", index=False)
-    with pytest.raises(ValueError, match="before cases had standard errors"):
-        verdicts.read(tmp_path / "ledger")
+    halves = stats.t.ppf(0.975, cases.n - 1) * cases.se  # the 95% t-intervals old ledgers held
+    cases["low"], cases["high"] = cases.estimate - halves, cases.estimate + halves
+    kept = ["claim", "where", "estimate", "low", "high", "n", "verdict", "run"]
+    cases[kept].to_csv(tmp_path / "ledger" / "verdict_cases.csv", index=False)
+    back = {claim.claim: claim for claim in verdicts.read(tmp_path / "ledger")}
+    assert set(back) == {"Table 3 (Theorem 7)", "Table 4 (Theorem 7)"}  # Theorem 1's slope left out
+    wanted = {case.where: case for claim in found for case in claim.cases}
+    for claim in back.values():
+        assert claim.cases and claim.interval == verdicts.ANYTIME
+        for case in claim.cases:
+            assert case.se == pytest.approx(wanted[case.where].se) and case.n == wanted[case.where].n

@@ -52,6 +52,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from jaxfrag import anytime, grid, stats, store
 from jaxfrag.config import Config
@@ -1163,15 +1164,16 @@ RULE_TEXT = (
 def read(out: str | Path) -> list[Claim]:
     """The claims of a ledger `write` made in `out` (verdicts.csv and verdict_cases.csv), in its order.
 
-    ValueError when `out` holds no ledger, or one written before cases carried their standard errors.
-    Verdicts and conditions are not read back: `judge` decides them again from the cases."""
+    ValueError when `out` holds no ledger. Verdicts and conditions are not read back: `judge` decides
+    them again from the cases. A ledger written before cases carried their standard errors (`legacy`)
+    gives back only its claims of means, whose 95% t-intervals give their standard errors exactly."""
     out = Path(out)
     paths = [out / "verdicts.csv", out / "verdict_cases.csv"]
     if not all(path.is_file() for path in paths):
         raise ValueError(f"{out} holds no verdict ledger (verdicts.csv and verdict_cases.csv)")
     table, table_cases = (pd.read_csv(path, keep_default_na=False, na_values=[""]) for path in paths)
     if "se" not in table_cases:
-        raise ValueError(f"{out} holds a ledger written before cases had standard errors; make it again from its runs")
+        table, table_cases = legacy(table, table_cases)
     text = ["claim", "statement", "paper", "statistic", "relation", "command", "run", "brackets"]
     table[text] = table[text].astype(object).fillna("")  # an empty cell reads back as NaN
     table_cases[["where", "kind", "unit", "interval"]] = table_cases[["where", "kind", "unit", "interval"]].astype(str)
@@ -1194,6 +1196,26 @@ def read(out: str | Path) -> list[Claim]:
             )  # fmt: skip
         )
     return found
+
+
+def legacy(table: pd.DataFrame, table_cases: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A ledger written before cases carried standard errors, as one written now: its claims of means
+    (their statistic starts "mean") with each case's standard error from its 95% t-interval,
+    (high - low) / (2 t_0.975,n-1); the others (slopes, Lemma 3's share), whose intervals were not
+    of that form, left out."""
+    means = table[table["statistic"].astype(str).str.startswith("mean")].copy()
+    cases = table_cases[table_cases["claim"].isin(means["claim"])].copy()
+    n = cases["n"].astype(float)
+    quantile = np.where(n > 1, sps.t.ppf(0.975, np.maximum(n - 1, 1)), np.nan)
+    cases["se"] = (cases["high"] - cases["low"]) / (2 * quantile)
+    cases["df"], cases["kind"], cases["entries"], cases["trials"] = n - 1, NORMAL, 1, 0
+    cases["cost_s"], cases["unit"], cases["cells"], cases["interval"] = math.nan, "samples", "", ANYTIME
+    for end in ENDS:
+        if f"{end}_estimate" in cases:
+            cases[f"{end}_se"] = (cases[f"{end}_high"] - cases[f"{end}_low"]) / (2 * quantile)
+    if "brackets" not in means:
+        means["brackets"] = ""
+    return means, cases
 
 
 def updated(earlier: list[Claim], found: list[Claim]) -> list[Claim]:
