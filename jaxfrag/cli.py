@@ -146,13 +146,38 @@ def require(command: str, extra: str, modules: tuple[str, ...]) -> None:
         )
 
 
+def add_resume_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run where it stopped, keeping what it finished"
+    )
+
+
+def add_progress_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one progress bar, on process 0 (default: only when stderr is a terminal)",
+    )
+
+
+def add_ledger_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ledger",
+        type=Path,
+        default=Path("."),
+        metavar="DIR",
+        help="folder of the verdict ledger (verdicts.csv, verdict_cases.csv, verdicts.md)",
+    )
+
+
 def add_run_options(parser: argparse.ArgumentParser, command: str, seed: bool = True) -> None:
     """--out, --resume, --seed (where the run draws at random), --progress/--no-progress, --cache-dir:
     one name, help and default in every command (`finish_run_options` resolves --out's default)."""
     parser.add_argument(
         "--out", default=None, help="the run folder (default: runs/<command>-<date>-<time>; --resume needs it named)"
     )
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out, skipping finished cells")
+    add_resume_option(parser)
     if seed:
         parser.add_argument(
             "--seed",
@@ -160,12 +185,7 @@ def add_run_options(parser: argparse.ArgumentParser, command: str, seed: bool = 
             default=0,
             help="the run's random seed: every draw's key derives from it and the draw's coordinates",
         )
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="one progress bar, on process 0 (default: only when stderr is a terminal)",
-    )
+    add_progress_option(parser)
     parser.add_argument(
         "--cache-dir",
         default=None,

@@ -12,7 +12,8 @@ is cut down to what fits). The ledger is written after every round.
 State: DIR/decide.json (the runs, the budget, the rounds done and the seconds spent). Killed, the
 trials that finished are on disk; `--resume` goes on from them to the same ledger. Cases measured in
 mnist and imagenet runs are not extended here: the ledger names the 7s or pairs that would decide
-them. Bad input exits 2 with one line.
+them. A ledger already in DIR keeps the claims the runs do not decide, as `jaxfrag verdicts
+--update` does. Bad input exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def build_parser(prog: str) -> cli.Parser:
         examples=EXAMPLES,
     )
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders (sweep, mnist, imagenet)")
-    parser.add_argument("--ledger", type=Path, required=True, metavar="DIR", help="folder of the verdict ledger")
+    cli.add_ledger_option(parser)
     parser.add_argument("--budget", default="2h", help="wall time to spend on new trials (e.g. 2h, 90m, 600)")
     parser.add_argument("--rounds", type=cli.number("--rounds"), default=None, help="stop after this many rounds")
     parser.add_argument(
@@ -67,8 +68,8 @@ def build_parser(prog: str) -> cli.Parser:
         default=4.0,
         help="a round grows a cell to at most this many times its trials (default 4)",
     )
-    parser.add_argument("--resume", action="store_true", help="go on from DIR/decide.json after a kill")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    cli.add_resume_option(parser)
+    cli.add_progress_option(parser)
     return parser
 
 
@@ -137,29 +138,34 @@ def main(argv=None, prog: str = "python -m jaxfrag.decide") -> int:
     if args.resume and state["runs"] != runs:
         return cli.fail(program, f"--resume: {STATE} was made for the runs {' '.join(state['runs'])}; give the same")
     if not args.resume:
-        words = [str(word) for word in (sys.argv[1:] if argv is None else argv) if word != "--no-progress"]
+        words = [str(w) for w in (sys.argv[1:] if argv is None else argv) if w not in ("--progress", "--no-progress")]
         state = {"runs": runs, "budget_s": budget, "spent_s": 0.0, "rounds": 0, "trials": 0}
         state["command"] = shlex.join(["jaxfrag", "decide", *words])  # what the ledger says made it
     state["status"] = "running"
 
     from tqdm import tqdm
 
+    shown = cli.show_progress(args)
     from jaxfrag import parallel, sweep
     from jaxfrag.reports import verdicts
 
     parallel.configure_cpu_devices()
 
+    kept = []  # a ledger already in DIR keeps the claims these runs do not decide (as `verdicts --update`)
+
     def look():
-        found = verdicts.ledger(args.runs)
+        found = verdicts.updated(kept, verdicts.ledger(args.runs))
         verdicts.write(args.ledger, found)
         undecided = sum(v == verdicts.UNDECIDED for claim in found for v in verdicts.case_verdicts(claim))
         return found, undecided
 
     try:
+        if (args.ledger / "verdicts.csv").is_file():
+            kept = verdicts.read(args.ledger)
         args.ledger.mkdir(parents=True, exist_ok=True)
         store.atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
         found, undecided = look()
-        bar = tqdm(total=undecided, unit="case", desc="undecided cases decided", disable=args.no_progress)
+        bar = tqdm(total=undecided, unit="case", desc="undecided cases decided", disable=not shown)
         first = undecided
         while args.rounds is None or state["rounds"] < args.rounds:
             remaining = state["budget_s"] - state["spent_s"]
@@ -171,7 +177,7 @@ def main(argv=None, prog: str = "python -m jaxfrag.decide") -> int:
                 break
             started = time.perf_counter()
             for run, cells in targets.items():
-                state["trials"] += sweep.extend(run, cells, not args.no_progress, by=state["command"])
+                state["trials"] += sweep.extend(run, cells, shown, by=state["command"])
             state["spent_s"] += time.perf_counter() - started
             state["rounds"] += 1
             found, undecided = look()

@@ -200,6 +200,12 @@ class RunFolder:
             found.setdefault((experiment, int(d)), []).append((int(start), int(stop)))
         return {cell: sorted(ranges) for cell, ranges in found.items()}
 
+    def missing(self, experiment: str, d: int, trials: int, first: int = 0) -> list[tuple[int, int]]:
+        """The trial ranges from `first` to `trials` - 1 that neither a full cell file nor its parts hold."""
+        if (experiment, d) in self.done_cells() and self.cell_trials(experiment, d) >= trials:
+            return []
+        return gaps(self.parts().get((experiment, d), []), trials, first)
+
     def cell_trials(self, experiment: str, d: int) -> int:
         """How many trials a finished cell's file holds (from its footer, without reading the rows)."""
         return pq.read_metadata(self.cell_path(experiment, d)).num_rows

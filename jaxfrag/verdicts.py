@@ -29,9 +29,7 @@ def build_parser(prog: str) -> cli.Parser:
         examples=EXAMPLES,
     )
     parser.add_argument("runs", nargs="+", type=Path, metavar="RUN", help="run folders (sweep, grid, mnist, imagenet)")
-    parser.add_argument(
-        "--ledger", type=Path, default=Path("."), metavar="DIR", help="folder for verdicts.csv and verdicts.md"
-    )
+    cli.add_ledger_option(parser)
     parser.add_argument(
         "--interval",
         choices=("anytime", "fixed"),

@@ -9,12 +9,17 @@ import pytest
 
 import jaxfrag
 from jaxfrag import __main__ as command_line
-from jaxfrag import cli, imagenet, mnist, report, sweep, verdicts
+from jaxfrag import cli, decide, imagenet, mnist, report, sweep, verdicts
 from jaxfrag.config import ATTACKS
 from jaxfrag.models import __main__ as models_main
 
 RUNS = {"sweep": sweep.build_parser, "mnist": mnist.build_parser, "imagenet": imagenet.build_parser}
-OTHERS = {"export": models_main.build_parser, "verdicts": verdicts.build_parser, "report": report.build_parser}
+OTHERS = {
+    "export": models_main.build_parser,
+    "verdicts": verdicts.build_parser,
+    "decide": decide.build_parser,
+    "report": report.build_parser,
+}
 # The options every run command has, with one name, help and default.
 SHARED = ("--out", "--resume", "--progress", "--cache-dir", "--coordinator", "--num-processes", "--process-id")
 SHARED += ("--peer-timeout",)
@@ -109,7 +114,7 @@ def test_the_jaxfrag_script_dispatches_to_every_subcommand():
         assert sub.returncode == 0 and sub.stdout.startswith(f"usage: jaxfrag {name} "), (name, sub.stderr)
     unknown = subprocess.run([_script(), "sweeep"], capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and unknown.stderr.strip() == (
-        "jaxfrag: error: unknown command 'sweeep'; choose from sweep, mnist, imagenet, export, verdicts, report"
+        "jaxfrag: error: unknown command 'sweeep'; choose from sweep, mnist, imagenet, export, verdicts, decide, report"
     )
     bad = subprocess.run([_script(), "sweep", "--d", "9..4"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("jaxfrag sweep: error: ") and bad.stderr.count("\n") == 1
