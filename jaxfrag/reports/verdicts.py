@@ -609,11 +609,20 @@ def sweep_costs(meta: dict, axes: list[str], run: str = ""):
     measured on, before any filter), their trials and the seconds the run spent on them (meta's stages)."""
     stages = meta.get("stages", {})
 
+    def unordered(key: str) -> tuple:
+        """A stage's name up to the order of its grid point's options (meta.json's config sorts them)."""
+        cell, _, d = key.rpartition("/d=")
+        name, label = grid.split_cell_name(cell)
+        return name, frozenset(label.split(",")) - {""}, d
+
+    named = {unordered(key): key for key in stages if "/d=" in key}
+
     def cells(part: pd.DataFrame) -> tuple[str, ...]:
         found = []
         for values in part[["experiment", *axes, "d"]].drop_duplicates().itertuples(index=False):
             experiment, *point, d = (getattr(v, "item", lambda v=v: v)() for v in values)
-            found.append(f"{grid.cell_name(experiment, tuple(zip(axes, point, strict=True)))}/d={int(d)}")
+            key = f"{grid.cell_name(experiment, tuple(zip(axes, point, strict=True)))}/d={int(d)}"
+            found.append(named.get(unordered(key), key))
         return tuple(found)
 
     def costed(case: Case, part: pd.DataFrame, unit: str) -> Case:
