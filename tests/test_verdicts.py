@@ -390,10 +390,16 @@ def test_grid_claims_pair_widths_by_trial_and_judge_each_configuration(tmp_path)
     rows = pd.concat(frames, ignore_index=True)
     meta = {"config": {"experiments": ["linear"], "d": [8, 16, 32], "trials": 60,
                        "grid": {"protocol": ["epochs"], "width": [512, 64]}}}  # fmt: skip
+    # The cells' stages as the sweep names them, in --grid's order (width first): meta.json's config sorts it.
+    meta["stages"] = {
+        f"linear~width={w},protocol=epochs/d={d}": {"run_s": d + w} for w in (512, 64) for d in (8, 16, 32)
+    }
     run = _write_run(tmp_path / "run", meta, rows)
     found = {claim.claim: claim for claim in verdicts.claims(run, interval=verdicts.FIXED)}
     tracking = found["Beyond the paper: |cos θ1| tracks φ"]
     assert len(tracking.cases) == 6 and tracking.cases[0].where == "protocol=epochs, width=512, d = 8"
+    assert tracking.cases[0].cells == (f"{run}|linear~width=512,protocol=epochs/d=8",)
+    assert (tracking.cases[0].trials, tracking.cases[0].cost_s) == (60, 520)
     assert verdicts.verdict(tracking)[0] == CONDITIONAL  # width 512 tracks phi, width 64 does not
     ok = (rows.train_acc == 1) & ~rows.diverged
     width = found["Beyond the paper: width"]
