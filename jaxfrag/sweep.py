@@ -383,7 +383,7 @@ def extend(run, targets: dict[str, int], show_progress: bool = False, by: str = 
     cell (`jaxfrag.stages`), so its rows stay those of a fresh run with that many trials; the run's tables,
     figures and report.html are then written again. Returns the trials run. The run's own command
     (meta.json's argv) gives every option; meta.json records the cells' counts under "extended", and
-    `by` (the command that extended them) under "extended_by"."""
+    `by` (the command that extended them) at the end of the list "extended_by"."""
     import collections
     import contextlib
     import io
@@ -419,8 +419,10 @@ def extend(run, targets: dict[str, int], show_progress: bool = False, by: str = 
     finally:
         runner.close()
     meta["extended"] = {**meta.get("extended", {}), **{key: int(t) for key, t in targets.items()}}
-    if by:
-        meta["extended_by"] = by
+    if by:  # every command that extended the run, in order: the run is reproduced by its command, then these
+        earlier = meta.get("extended_by", [])
+        earlier = [earlier] if isinstance(earlier, str) else earlier
+        meta["extended_by"] = earlier if earlier[-1:] == [by] else [*earlier, by]
     earlier_s = meta.get("wall_s", 0.0)
     request = stages.Request(args.experiments, args.points, args.dims, args.trials)
     with contextlib.redirect_stdout(io.StringIO()):  # the run's report, written again, not printed

@@ -467,9 +467,8 @@ def command_of(meta: dict, study: str) -> str:
     """The command that reproduces the run: as it was typed when meta.json has it, else rebuilt; with the
     `jaxfrag decide` that extended its cells after it, where one did."""
     made = _made_by(meta, study)
-    if meta.get("extended_by"):
-        return f"{made} && {meta['extended_by']}"
-    return made
+    extended = meta.get("extended_by") or []
+    return " && ".join([made, *([extended] if isinstance(extended, str) else extended)])
 
 
 def _made_by(meta: dict, study: str) -> str:
