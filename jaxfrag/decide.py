@@ -99,12 +99,18 @@ def _held(run: str, key: str) -> int:
 
 
 def _seconds(run: str, cells: dict[str, int]) -> float:
-    """The time a run's cells take to grow to `cells`, at the rate each took so far."""
-    stages = store.RunFolder(run).read_meta().get("stages", {})
+    """The time a run's cells take to grow to `cells`, at the rate each took so far (all the target's
+    trials where the experiment runs a grown cell again from trial 0)."""
+    from jaxfrag import grid
+    from jaxfrag.experiments import registry
+
+    stages, experiments = store.RunFolder(run).read_meta().get("stages", {}), registry()
     total = 0.0
     for key, target in cells.items():
         now = _held(run, key)
-        total += stages.get(key, {}).get("run_s", 0.0) / max(now, 1) * (target - now)
+        name = grid.split_cell_name(key.rpartition("/d=")[0])[0]
+        new = target if experiments[name].stats_from_every_trial else target - now
+        total += stages.get(key, {}).get("run_s", 0.0) / max(now, 1) * new
     return total
 
 
