@@ -122,8 +122,9 @@ def _fit(targets: dict[str, dict[str, int]], remaining: float) -> dict[str, dict
     share = remaining / needed
     cut = {}
     for run, cells in targets.items():
-        grown = {key: _held(run, key) + math.floor((t - _held(run, key)) * share) for key, t in cells.items()}
-        cut[run] = {key: target for key, target in grown.items() if target > _held(run, key)}
+        now = {key: _held(run, key) for key in cells}  # one read of each cell file's footer
+        grown = {key: now[key] + math.floor((t - now[key]) * share) for key, t in cells.items()}
+        cut[run] = {key: target for key, target in grown.items() if target > now[key]}
     return {run: cells for run, cells in cut.items() if cells}
 
 

@@ -627,9 +627,7 @@ def sweep_costs(meta: dict, axes: list[str], run: str = ""):
     def costed(case: Case, part: pd.DataFrame, unit: str) -> Case:
         keys = cells(part)
         seconds = sum(stages.get(key, {}).get("run_s", math.nan) for key in keys)
-        spent = {"trials": len(part), "cost_s": seconds, "unit": unit, "cells": tuple(f"{run}|{key}" for key in keys)}
-        ends = tuple(end._replace(**spent) for end in case.ends) if case.ends else None
-        return case._replace(ends=ends, **spent)
+        return _spent(case, trials=len(part), cost_s=seconds, unit=unit, cells=tuple(f"{run}|{key}" for key in keys))
 
     return costed
 
@@ -929,16 +927,16 @@ def grid_relu_claims(rows: pd.DataFrame, axes: list[str], costed, command: str, 
 
 
 def study_costs(meta: dict, trials: int, unit: str):
-    """costed(case): the case (and its ends) with a study's trials (7s measured, pairs) and its measuring time."""
-    spent = {"trials": int(trials), "cost_s": float(meta.get("wall_s", {}).get("measure", math.nan)), "unit": unit}
+    """costed(case): the case (and its ends) with a study's trials (7s measured, pairs) and its measuring
+    time: a case's samples are a share of the study's, so its trials and time scale with it."""
+    cost_s = float(meta.get("wall_s", {}).get("measure", math.nan))
+    return lambda case: _spent(case, trials=int(trials), cost_s=cost_s, unit=unit)
 
-    def costed(case: Case) -> Case:
-        # A case's samples are a share of the study's: its trials and time scale with it.
-        share = {"trials": spent["trials"], "cost_s": spent["cost_s"], "unit": unit}
-        ends = tuple(end._replace(**share) for end in case.ends) if case.ends else None
-        return case._replace(ends=ends, **share)
 
-    return costed
+def _spent(case: Case, **fields) -> Case:
+    """The case, and its ends where it has them, with what its run spent on it (`fields`)."""
+    ends = tuple(end._replace(**fields) for end in case.ends) if case.ends else None
+    return case._replace(ends=ends, **fields)
 
 
 def mnist_claims(rows: pd.DataFrame, command: str, run: str, meta: dict | None = None) -> list[Claim]:
