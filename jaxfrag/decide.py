@@ -9,6 +9,10 @@ extended run equals one made with that many trials from the start). A round grow
 decide, when `--rounds` rounds are done, or when the budget is spent (a round that would overrun it
 is cut down to what fits). The ledger is written after every round.
 
+Several processes (`--coordinator HOST:PORT --num-processes N --process-id I`, or a cluster
+launcher, as for the sweep): process 0 judges and picks each round's cells, every process runs its
+share of their new trials, and process 0 merges them and writes the runs' reports and the ledger.
+
 State: DIR/decide.json (the runs, the budget, the rounds done and the seconds spent). Killed, the
 trials that finished are on disk; `--resume` goes on from them to the same ledger. Cases measured in
 mnist and imagenet runs are not extended here: the ledger names the 7s or pairs that would decide
@@ -26,7 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from jaxfrag import cli, store
+from jaxfrag import cli, distributed, store
 
 EXAMPLES = (
     "jaxfrag decide runs/demo runs/tables --ledger runs/verdicts --budget 2h",
@@ -34,6 +38,7 @@ EXAMPLES = (
 )
 STATE = "decide.json"
 UNITS = {"s": 1, "m": 60, "h": 3600}
+PROCESS_OPTIONS = ("--coordinator", "--num-processes", "--process-id", "--peer-timeout")
 
 
 def parse_duration(text: str) -> float:
@@ -70,6 +75,7 @@ def build_parser(prog: str) -> cli.Parser:
     )
     cli.add_resume_option(parser)
     cli.add_progress_option(parser)
+    cli.add_process_options(parser)
     return parser
 
 
@@ -133,26 +139,65 @@ def main(argv=None, prog: str = "python -m jaxfrag.decide") -> int:
     try:
         args = cli.parse_run_folders(build_parser(prog), argv)
         budget = parse_duration(args.budget)
-    except (cli.UsageError, ValueError) as error:
+        distributed.validate(args.coordinator, args.num_processes, args.process_id)
+    except (cli.UsageError, ValueError, distributed.DistributedError) as error:
         return cli.fail(program, error)
+    words = [str(w) for w in (sys.argv[1:] if argv is None else argv) if w not in ("--progress", "--no-progress")]
+    command = shlex.join(["jaxfrag", "decide", *_without_process_options(words)])  # what the ledger says made it
+    try:
+        processes = distributed.connect(args.coordinator, args.num_processes, args.process_id)
+    except distributed.DistributedError as error:
+        print(f"{program}: error: {error}", file=sys.stderr)
+        return 1
+    lost_peer = f"{program}: error: stopped; finished trials are kept; rerun with --resume to go on"
+    with distributed.Watchdog(processes, lost_peer, args.peer_timeout):
+        status = _decide(args, budget, command, program, processes)
+    if status == 0:
+        distributed.disconnect(processes)
+    return status
+
+
+def _without_process_options(words: list[str]) -> list[str]:
+    """The command's words less the many-process options (each process has its own --process-id)."""
+    kept, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word in PROCESS_OPTIONS:
+            skip = True
+        elif word.split("=", 1)[0] not in PROCESS_OPTIONS:
+            kept.append(word)
+    return kept
+
+
+def _start(args, budget: float, command: str) -> tuple[dict | None, str]:
+    """decide.json's state to go on with, or the one-line refusal (process 0 reads it)."""
     state_path = args.ledger / STATE
     state = json.loads(state_path.read_text()) if state_path.is_file() else None
     runs = [str(run) for run in args.runs]
     if state and state.get("status") == "running" and not args.resume:
-        return cli.fail(program, f"{args.ledger} holds a decide that did not finish; pass --resume to go on with it")
+        return None, f"{args.ledger} holds a decide that did not finish; pass --resume to go on with it"
     if args.resume and not state:
-        return cli.fail(program, f"--resume: {args.ledger} holds no {STATE} to go on from")
+        return None, f"--resume: {args.ledger} holds no {STATE} to go on from"
     if args.resume and state["runs"] != runs:
-        return cli.fail(program, f"--resume: {STATE} was made for the runs {' '.join(state['runs'])}; give the same")
+        return None, f"--resume: {STATE} was made for the runs {' '.join(state['runs'])}; give the same"
     if not args.resume:
-        words = [str(w) for w in (sys.argv[1:] if argv is None else argv) if w not in ("--progress", "--no-progress")]
-        state = {"runs": runs, "budget_s": budget, "spent_s": 0.0, "rounds": 0, "trials": 0}
-        state["command"] = shlex.join(["jaxfrag", "decide", *words])  # what the ledger says made it
+        state = {"runs": runs, "budget_s": budget, "spent_s": 0.0, "rounds": 0, "trials": 0, "command": command}
     state["status"] = "running"
+    return state, ""
+
+
+def _decide(args, budget: float, command: str, program: str, processes: distributed.Processes) -> int:
+    """The rounds: process 0 judges and picks each round's cells; every process extends its share of them."""
+    state, refusal = _start(args, budget, command) if processes.leader else (None, "")
+    refusal = distributed.from_leader(processes, "decide/start", lambda: refusal)
+    if refusal:
+        return cli.fail(program, refusal)
+    state_path = args.ledger / STATE
 
     from tqdm import tqdm
 
-    shown = cli.show_progress(args)
+    shown = cli.show_progress(args, processes)
     from jaxfrag import parallel, sweep
     from jaxfrag.reports import verdicts
 
@@ -166,37 +211,53 @@ def main(argv=None, prog: str = "python -m jaxfrag.decide") -> int:
         undecided = sum(v == verdicts.UNDECIDED for claim in found for v in verdicts.case_verdicts(claim))
         return found, undecided
 
+    def next_round() -> dict:
+        """Process 0: the round's cells, fitted to what is left of the budget ({} to stop)."""
+        remaining = state["budget_s"] - state["spent_s"]
+        if args.rounds is not None and state["rounds"] >= args.rounds or remaining <= 0:
+            return {}
+        targets = round_targets(found, args.growth, _held)
+        return _fit(targets, remaining) if targets else {}
+
     try:
-        if (args.ledger / "verdicts.csv").is_file():
-            kept = verdicts.read(args.ledger)
-        args.ledger.mkdir(parents=True, exist_ok=True)
-        store.atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
-        found, undecided = look()
+        if processes.leader:
+            if (args.ledger / "verdicts.csv").is_file():
+                kept = verdicts.read(args.ledger)
+            args.ledger.mkdir(parents=True, exist_ok=True)
+            store.atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
+            found, undecided = look()
+        else:
+            found, undecided = [], 0
         bar = tqdm(total=undecided, unit="case", desc="undecided cases decided", disable=not shown)
-        first = undecided
-        while args.rounds is None or state["rounds"] < args.rounds:
-            remaining = state["budget_s"] - state["spent_s"]
-            targets = round_targets(found, args.growth, _held)
-            if not targets or remaining <= 0:
-                break
-            targets = _fit(targets, remaining)
+        first, looks = undecided, 0
+        while True:
+            plan = distributed.from_leader(processes, f"decide/round/{looks}", lambda: json.dumps(next_round()))
+            targets = json.loads(plan)
             if not targets:
                 break
             started = time.perf_counter()
-            for run, cells in targets.items():
-                state["trials"] += sweep.extend(run, cells, shown, by=state["command"])
-            state["spent_s"] += time.perf_counter() - started
-            state["rounds"] += 1
-            found, undecided = look()
-            bar.n = max(first - undecided, 0)
-            bar.set_postfix(undecided=undecided, spent=f"{state['spent_s'] / 60:.1f} min")
-            store.atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
+            new = sum(t - _held(run, key) for run, cells in targets.items() for key, t in cells.items())
+            for position, (run, cells) in enumerate(targets.items()):
+                sweep.extend(run, cells, shown, by=state["command"] if state else "", processes=processes,
+                             tag=f"{looks}/{position}")  # fmt: skip
+            looks += 1
+            if processes.leader:
+                state["trials"] += new
+                state["spent_s"] += time.perf_counter() - started
+                state["rounds"] += 1
+                found, undecided = look()
+                bar.n = max(first - undecided, 0)
+                bar.set_postfix(undecided=undecided, spent=f"{state['spent_s'] / 60:.1f} min")
+                store.atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
         bar.close()
     except KeyboardInterrupt:
         print("\ninterrupted; finished trials are kept; rerun with --resume to go on", file=sys.stderr)
         return 130
     except (OSError, ValueError) as error:
         return cli.fail(program, error)
+    if not processes.leader:
+        print(f"process {processes.index} of {processes.count}: ran its share of {looks} rounds; process 0 judged them")
+        return 0
     state["status"] = "done"
     store.atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")
     table = verdicts.records(found)

@@ -377,13 +377,18 @@ def report_stage(folder, experiments, config, args, request, meta, started) -> N
     print(f"\nwrote {folder.path}/ ({written}) in {meta['wall_s']:.1f} s")
 
 
-def extend(run, targets: dict[str, int], show_progress: bool = False, by: str = "") -> int:
+def extend(
+    run, targets: dict[str, int], show_progress: bool = False, by: str = "", processes=None, tag: str = ""
+) -> int:
     """Extend a sweep run's cells in place: `targets` maps a cell's stage name ("CELL/d=D", as meta.json's
     stages name it) to the trials it should hold. Each cell grows as `--trials N --resume` grows every
     cell (`jaxfrag.stages`), so its rows stay those of a fresh run with that many trials; the run's tables,
-    figures and report.html are then written again. Returns the trials run. The run's own command
+    figures and report.html are then written again. The run's own command
     (meta.json's argv) gives every option; meta.json records the cells' counts under "extended", and
-    `by` (the command that extended them) at the end of the list "extended_by"."""
+    `by` (the command that extended them) at the end of the list "extended_by". With several `processes`
+    (`jaxfrag.distributed`), every process calls it alike: each runs its share of every cell's new trials,
+    and process 0 merges them and writes the report; `tag` names this call's barriers uniquely. Returns the
+    trials this process ran."""
     import collections
     import contextlib
     import io
@@ -393,6 +398,7 @@ def extend(run, targets: dict[str, int], show_progress: bool = False, by: str = 
     from jaxfrag import distributed, parallel, stages, store
     from jaxfrag.experiments import registry
 
+    processes = processes or distributed.Processes(0, 1)
     folder = store.RunFolder(run)
     meta = folder.read_meta()
     args = parse_args([*meta["argv"], "--out", str(run), "--resume", "--no-progress"])
@@ -406,18 +412,23 @@ def extend(run, targets: dict[str, int], show_progress: bool = False, by: str = 
         groups[(name, label, int(target))].append(int(d))
     started, ran = time.perf_counter(), 0
     runner = parallel.CellRunner(config, parallel.make_mesh(jax.local_devices()), compile_workers=args.compile_workers)
-    single = distributed.Processes(0, 1)
     try:
-        for (name, label, target), dims in sorted(groups.items()):
+        for step, ((name, label, target), dims) in enumerate(sorted(groups.items())):
             request = stages.Request([name], [points[label]], sorted(dims), target)
-            plan = stages.plan(request, folder, runner, experiments, single)
+            plan = stages.plan(request, folder, runner, experiments, processes)
             total = sum(piece.trials for piece in plan)
             with tqdm(total=total, unit="trial", disable=not show_progress, leave=False) as progress:
-                stages.run(plan, folder, runner, experiments, single, 1 + args.compile_workers, progress, lambda: None)
-            stages.merge(request, folder, experiments, config, meta)
+                programs = 1 + args.compile_workers
+                stages.run(plan, folder, runner, experiments, processes, programs, progress, lambda: None)
+            distributed.barrier(f"extend/{tag}/{step}/ran", processes)
+            if processes.leader:
+                stages.merge(request, folder, experiments, config, meta)
+            distributed.barrier(f"extend/{tag}/{step}/merged", processes)  # the next plan reads merged cells
             ran += total
     finally:
         runner.close()
+    if not processes.leader:
+        return ran
     meta["extended"] = {**meta.get("extended", {}), **{key: int(t) for key, t in targets.items()}}
     if by:  # every command that extended the run, in order: the run is reproduced by its command, then these
         earlier = meta.get("extended_by", [])

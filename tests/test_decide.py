@@ -14,7 +14,7 @@ import time
 
 import pandas as pd
 import pytest
-from helpers import ROOT, sweep
+from helpers import ROOT, launch_processes, sweep
 
 from jaxfrag import decide
 from jaxfrag.reports import verdicts
@@ -114,6 +114,30 @@ def test_decide_extends_the_cells_to_what_a_fresh_run_would_hold_and_survives_a_
     pd.testing.assert_frame_equal(
         pd.read_parquet(run / "results.parquet"), pd.read_parquet(tmp_path / "copy" / "results.parquet")
     )
+
+
+def test_decide_with_two_processes_extends_and_judges_as_one_process_does(tmp_path):
+    """Each process runs its share of a round's trials; process 0 merges, judges and writes the ledger."""
+    alone, shared = tmp_path / "alone", tmp_path / "shared"
+    sweep(*DECIDE_RUN, "--out", alone)
+    shutil.copytree(alone, shared)
+    _decide(alone, "--ledger", tmp_path / "one", "--rounds", "1")
+    processes = launch_processes("jaxfrag.decide", [shared, "--ledger", tmp_path / "two", "--rounds", "1"], 2)
+    for process in processes:
+        _, stderr = process.communicate(timeout=600)
+        assert process.returncode == 0, stderr
+    meta = json.loads((shared / "meta.json").read_text())
+    assert meta["extended"] == json.loads((alone / "meta.json").read_text())["extended"]
+    assert all(meta["stages"][key]["processes"] == [0, 1] for key in meta["extended"])  # both ran a share
+    assert not list((shared / "cells").glob("parts/*"))  # every part merged
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(shared / "results.parquet"), pd.read_parquet(alone / "results.parquet"), check_exact=True
+    )
+    ours, theirs = (pd.read_csv(tmp_path / name / "verdict_cases.csv") for name in ("two", "one"))
+    columns = [c for c in ours.columns if c not in ("run", "command", "cells", "cost_s", "to_decide")]
+    pd.testing.assert_frame_equal(ours[columns], theirs[columns])
+    made_by = pd.read_csv(tmp_path / "two" / "verdicts.csv")["command"][0]
+    assert made_by.endswith(f"--ledger {tmp_path / 'two'} --rounds 1") and "--process-id" not in made_by
 
 
 def test_decide_refuses_bad_input_in_one_line(tmp_path):

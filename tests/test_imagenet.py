@@ -34,6 +34,26 @@ def tiny(tmp_path_factory):
     return path, (lambda x: f(params, x)), photos
 
 
+def test_the_demo_pairs_every_shipped_photograph_once_as_a_source(tiny, tmp_path):
+    """Tables 7-8 need 10 independent sources by default: every photograph (one per scene) is a source once,
+    whatever the model's confidence, with the nearest photograph the model puts in another class."""
+    from jaxfrag import imagenet as entry
+
+    _, _, photos = tiny
+    names = list(photos)
+    assert len(names) >= 10
+    stack = np.stack([photos[n] for n in names])
+    assert np.min(cdist(stack, stack) + np.eye(len(names)) * 1e9) > 1.0  # no photograph twice
+    predictions = {n: (k % 3, 0.05) for k, n in enumerate(names)}  # three classes, none confident
+    args = entry.parse_args(["--out", str(tmp_path / "run")])
+    pairs = entry._demo_pairs(args, photos, predictions)
+    assert [p.source for p in pairs] == names
+    for pair in pairs:
+        others = [n for n in names if predictions[n][0] != predictions[pair.source][0]]
+        nearest = others[int(np.argmin(cdist(photos[pair.source][None], np.stack([photos[n] for n in others]))))]
+        assert pair.target == nearest and pair.target_class == predictions[nearest][0] != pair.source_class
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_nearest_targets_against_scipy(seed):
     rng = np.random.default_rng(seed)

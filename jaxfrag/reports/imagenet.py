@@ -71,8 +71,9 @@ def format_report(rows: pd.DataFrame, summary: pd.DataFrame, claims: pd.DataFram
     lines = []
     if demo:
         lines.append(
-            "DEMO: scikit-image's photographs, paired by the model's own confident classes. These are NOT the "
-            "paper's English springer / Afghan hound pairs; pass --images SOURCE_DIR TARGET_DIR for those."
+            "DEMO: the photographs scikit-image and matplotlib ship, paired by the model's own classes (each "
+            "photograph a source once: the unit of independence). These are NOT the paper's English springer / "
+            "Afghan hound pairs; pass --image-dirs SOURCE_DIR TARGET_DIR for those."
         )
     lines.append(f"{len(rows)} pairs (source -> nearest target in L2):")
     for _, r in rows.iterrows():
