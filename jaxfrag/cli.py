@@ -295,11 +295,13 @@ def run_processes(args: argparse.Namespace, program: str, body: Callable[[distri
     return status
 
 
-def open_run_folder(program: str, out, config: dict, resume: bool, processes: distributed.Processes):
+def open_run_folder(
+    program: str, out, config: dict, resume: bool, processes: distributed.Processes, growable: tuple[str, ...]
+):
     """`store.RunFolder.open` on process 0, its refusal told to every process; None after an error (printed)."""
     def validate() -> str:
         try:
-            store.RunFolder.open(out, config, resume)
+            store.RunFolder.open(out, config, resume, growable)
         except store.RunFolderError as error:
             return str(error)
         return ""
@@ -325,11 +327,13 @@ def main(
     prepare: Callable[[argparse.Namespace, distributed.Processes], Prepared],
     run: Callable[..., int],
     unit: str,
+    growable: tuple[str, ...] = (),
 ) -> int:
     """An entry point from the command line to its exit status (see the module docstring).
 
     `prepare(args, processes)` may raise UsageError (exit 2, one line); `run(args, prepared, folder,
     processes)` runs the stages. `unit` names what a Ctrl-C keeps: "trials", "networks", "pairs".
+    `growable`: the config entries a --resume may grow (`store.RunFolder.open`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -346,7 +350,7 @@ def main(
             prepared = prepare(args, processes)
         except UsageError as error:
             return fail(program, error)
-        folder = open_run_folder(program, args.out, prepared.config, args.resume, processes)
+        folder = open_run_folder(program, args.out, prepared.config, args.resume, processes, growable)
         if folder is None:
             return 2
         try:

@@ -22,7 +22,8 @@ Run folder (the sweep's contract, `jaxfrag.store`):
   results.parquet   one row per pair; cos_path holds the n_alpha cosines (the paper's alpha order)
   summary.csv       group "all", subset "all", metric: n, mean, se, median and its 95% interval, over pairs
   figures/          figure6.png (|cos theta_alpha| against alpha), pairs.png (the image pairs)
---resume continues a run with the same options; bad input exits 2 with one line.
+--resume continues a run with the same options, or with more pairs (a larger --pairs, or none for
+all): the run keeps its pairs and measures the new ones. Bad input exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -210,7 +211,9 @@ def parse_args(argv=None, prog: str = "python -m jaxfrag.imagenet") -> argparse.
 
 
 def main(argv=None, prog: str = "python -m jaxfrag.imagenet") -> int:
-    return cli.main(cli.program_name(prog), argv, lambda argv: parse_args(argv, prog), prepare, _run, "pairs")
+    # More pairs on --resume (a larger --pairs, or none for all): the run's pairs keep theirs and gain the new ones.
+    parse = lambda argv: parse_args(argv, prog)  # noqa: E731
+    return cli.main(cli.program_name(prog), argv, parse, prepare, _run, "pairs", growable=("pairs",))
 
 
 class Setup(NamedTuple):

@@ -16,7 +16,9 @@ Run folder (the sweep's contract, `jaxfrag.store`):
   summary.csv       group (pooled "all" or a network), mask_rule, subset, metric: n, mean, se, median, its 95% interval
   claims.csv        the paper's two claims tested per rule and Q: paired difference and correlation
   figures/          gallery_<rule>.png, claims.png, cos_alpha.png
---resume continues a run with the same options; bad input exits 2 with one line.
+--resume continues a run with the same options, or with a larger --images (or all): each network's
+cell then gains the next correctly classified 7s, its rows those a run with that many from the start
+holds. Bad input exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -137,7 +139,9 @@ def run_config(args, data_digest: str) -> dict:
 
 
 def main(argv=None, prog: str = "python -m jaxfrag.mnist") -> int:
-    return cli.main(cli.program_name(prog), argv, lambda argv: parse_args(argv, prog), prepare, _run, "networks")
+    # More 7s on --resume (a larger --images, or "all"): every network's cell gains the next ones.
+    parse = lambda argv: parse_args(argv, prog)  # noqa: E731
+    return cli.main(cli.program_name(prog), argv, parse, prepare, _run, "networks", growable=("images",))
 
 
 def prepare(args, processes: distributed.Processes) -> cli.Prepared:
@@ -225,20 +229,19 @@ def measure_stage(args, data, params, accuracies, folder, processes: distributed
     sevens = np.flatnonzero(data.y_test == experiment.SOURCE)
     orders = {int(i): experiment.masking_orders(data.x_test[i]) for i in sevens}
     pad = order_pad(orders.values())
-    done = {d for _, d in folder.done_cells()}
+    wanted = _image_plan(args, data, params, sevens, folder)
     plans = {}
-    mine = distributed.share_items([k for k in range(args.networks) if k not in done], processes)
-    for k in mine:
-        correct = sevens[cnn.predict(cnn.select(params, k), data.x_test[sevens]) == experiment.SOURCE]
-        plans[k] = (correct if args.images is None else correct[: args.images], len(correct))
-    total = sum(len(chosen) for chosen, _ in plans.values())
+    for k in distributed.share_items(sorted(wanted), processes):
+        chosen, n_correct, held = wanted[k]
+        plans[k] = (chosen[held:], n_correct, held)
+    total = sum(len(new) for new, _, _ in plans.values())
     measure = measure_program(args.n_alpha, args.eps_max, args.attack)
     with tqdm(total=total, unit="7", desc="attacking", disable=not cli.show_progress(args, processes)) as bar:
-        for k, (chosen, n_correct) in plans.items():
+        for k, (new, n_correct, held) in plans.items():
             one = cnn.select(params, k)
             parts = []
-            for start in range(0, len(chosen), CHUNK):
-                index = chosen[start : start + CHUNK]
+            for start in range(0, len(new), CHUNK):
+                index = new[start : start + CHUNK]
                 padded_index = np.concatenate([index, np.repeat(index[-1:], CHUNK - len(index))])
                 images = data.x_test[padded_index].reshape(CHUNK, -1).astype(np.float32) / 255
                 rule_orders = np.stack(
@@ -254,9 +257,34 @@ def measure_stage(args, data, params, accuracies, folder, processes: distributed
             rows = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
             if args.certify != "off" and len(rows):
                 rows = certify_rows(args.certify, one, data, rows, cli.show_progress(args, processes))
+            if held:  # extending: the cell's rows first, unchanged
+                rows = pd.concat([folder.read_cell("mnist", k)[0], rows], ignore_index=True)
             stats = {"test_accuracy": accuracies[k], "sevens": int(len(sevens)), "sevens_correct": int(n_correct)}
             folder.write_cell("mnist", k, rows, stats)
-    return f"measured {len(plans)} networks"
+    grown = sum(1 for _, _, held in plans.values() if held)
+    return f"measured {len(plans)} networks" + (f" ({grown} extended with more 7s)" if grown else "")
+
+
+def _image_plan(args, data, params, sevens, folder) -> dict[int, tuple[np.ndarray, int, int]]:
+    """network -> (its chosen 7s: the first --images it classifies correctly, how many it does, how many of
+    the chosen its cell holds already), for every network whose cell is missing or holds fewer."""
+    from jaxfrag.experiments import mnist as experiment
+    from jaxfrag.models import cnn
+
+    done = {d for _, d in folder.done_cells()}
+    plan = {}
+    for k in range(args.networks):
+        correct = sevens[cnn.predict(cnn.select(params, k), data.x_test[sevens]) == experiment.SOURCE]
+        chosen = correct if args.images is None else correct[: args.images]
+        held = 0
+        if k in done:
+            images = pd.unique(folder.read_cell("mnist", k)[0]["image"])
+            if not np.array_equal(images, chosen[: len(images)]):  # a run's cells are always a prefix
+                raise ValueError(f"network {k}'s cell holds 7s other than its first {len(images)} correct ones")
+            held = len(images)
+        if held < len(chosen):
+            plan[k] = (chosen, len(correct), held)
+    return plan
 
 
 def certify_rows(method: str, params, data, rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:

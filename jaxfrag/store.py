@@ -18,9 +18,12 @@ Every file is written under a temporary name in its own folder, flushed and
 renamed over the target, so a killed run leaves complete files or none.
 `RunFolder.open` refuses folders it could damage: another run's folder without
 --resume, a non-empty folder that is not a run, or a run with another config.
-A resume may raise the config's `GROWABLE` counts (more trials per cell): the
-cells then hold fewer trials than asked, and a run extends them (a cell file
-plus parts for its new trials, merged into one file).
+A resume may grow the config entries its entry point names growable (`open(...,
+growable)`; the sweep's trials per cell, the MNIST study's 7s per network, the
+ImageNet study's pairs): a count may rise (or become None, "all"), a list may
+gain entries after its old ones; nothing may shrink. The cells then hold fewer
+trials than asked, and a run extends them (for the sweep, a cell file plus parts
+for its new trials, merged into one file).
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ _TEMP_PREFIX = ".tmp-"
 _CELL_META_KEY = b"jaxfrag.cell"
 
 KEY_COLUMNS = ["experiment", "d", "trial", "seed", "nonfinite"]
-GROWABLE = ("trials",)  # config counts a --resume may raise, never lower: the run's cells are extended
+GROWABLE = ("trials",)  # the sweep's: config counts a --resume may raise, never lower: the run's cells are extended
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -110,7 +113,7 @@ class RunFolder:
         self.path = Path(path)
 
     @classmethod
-    def open(cls, path: str | Path, config: dict, resume: bool) -> RunFolder:
+    def open(cls, path: str | Path, config: dict, resume: bool, growable: tuple[str, ...] = GROWABLE) -> RunFolder:
         """Validate `path` for a run with `config` and make it ready; raises RunFolderError."""
         path = Path(path)
         if path.exists() and not path.is_dir():
@@ -136,18 +139,19 @@ class RunFolder:
             )
         elif folder.done_cells() or folder.parts():
             earlier = meta.get("config", {})
-            fixed = lambda c: {k: v for k, v in c.items() if k not in GROWABLE}  # noqa: E731
+            fixed = lambda c: {k: v for k, v in c.items() if k not in growable}  # noqa: E731
             if _canonical(fixed(earlier)) != _canonical(fixed(config)):
                 changed = sorted(k for k in set(config) | set(earlier) if config.get(k) != earlier.get(k))
                 raise RunFolderError(
                     f"--resume: {path} was written with a different config ({', '.join(changed)} differ); "
                     "rerun with the same options or choose another folder"
                 )
-            for key in GROWABLE:
-                if key in earlier and key in config and config[key] < earlier[key]:
+            for key in growable:
+                if key in earlier and key in config and not grows(earlier[key], config[key]):
+                    held = len(earlier[key]) if isinstance(earlier[key], list) else earlier[key]
                     raise RunFolderError(
-                        f"--resume: {path} holds {earlier[key]} {key} per cell; --{key} may grow on --resume "
-                        f"(its cells are extended), not shrink below {earlier[key]}"
+                        f"--resume: {path} holds {held} {key.replace('_', ' ')}; they may grow on --resume "
+                        f"(the run is extended), not shrink or change"
                     )
         return folder
 
@@ -278,6 +282,18 @@ class RunFolder:
         path = self.path / FIGURES / name
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
+
+
+def grows(earlier, now) -> bool:
+    """Whether a growable config entry may go from `earlier` to `now` on --resume: a count that rises
+    (or becomes None, "all"), a list that keeps its entries and adds some after them, or no change."""
+    if earlier == now:
+        return True
+    if isinstance(earlier, list):
+        return isinstance(now, list) and now[: len(earlier)] == earlier
+    if isinstance(earlier, int):
+        return now is None or (isinstance(now, int) and now > earlier)
+    return False
 
 
 def gaps(ranges: list[tuple[int, int]], trials: int, first: int = 0) -> list[tuple[int, int]]:

@@ -24,7 +24,7 @@ import time
 
 from tqdm import tqdm
 
-from jaxfrag import cli, distributed, grid
+from jaxfrag import cli, distributed, grid, store
 from jaxfrag.cli import UsageError
 from jaxfrag.config import CERTIFY, EXPERIMENTS, INITS, MAX_TRAINED_D, OPTIMIZERS, PAIRS, PROTOCOLS, Config
 
@@ -272,6 +272,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m jaxfrag.sweep") -
         lambda args, processes: cli.Prepared(run_config(args)),
         _run,
         "trials",
+        growable=store.GROWABLE,
     )
 
 

@@ -139,3 +139,28 @@ def test_a_killed_process_stops_the_other_and_resume_completes_the_rows(referenc
     sweep(*ARGS, "--out", tmp_path, "--resume")
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results.parquet"), reference)
     assert not [p for p in tmp_path.rglob("*") if p.name.startswith(".tmp-")]
+
+
+@pytest.mark.parametrize(
+    "earlier, now, allowed",
+    [
+        (16, 16, True), (16, 32, True), (16, None, True), (16, 8, False), (16, "16", False),
+        ([[1, 2]], [[1, 2], [3, 4]], True), ([[1, 2]], [[1, 2]], True), ([[1, 2], [3, 4]], [[1, 2]], False),
+        ([[1, 2]], [[3, 4], [1, 2]], False), ([[1, 2]], 3, False), ("demo", "demo", True), ("demo", "x", False),
+    ],
+)  # fmt: skip
+def test_a_growable_entry_may_rise_or_gain_entries_after_its_own_never_shrink_or_change(
+    tmp_path, earlier, now, allowed
+):
+    folder = store.RunFolder.open(tmp_path, {"fixed": 1, "pairs": earlier}, resume=False)
+    folder.write_meta({"config": {"fixed": 1, "pairs": earlier}})
+    folder.write_cell("x", 0, pd.DataFrame({"a": [1]}), {})
+    assert store.grows(earlier, now) is allowed
+    if allowed:
+        store.RunFolder.open(tmp_path, {"fixed": 1, "pairs": now}, resume=True, growable=("pairs",))
+    else:
+        with pytest.raises(store.RunFolderError, match="not shrink"):
+            store.RunFolder.open(tmp_path, {"fixed": 1, "pairs": now}, resume=True, growable=("pairs",))
+    if earlier != now:
+        with pytest.raises(store.RunFolderError, match="different config"):  # only the named entries may grow
+            store.RunFolder.open(tmp_path, {"fixed": 1, "pairs": now}, resume=True, growable=())

@@ -2,6 +2,7 @@
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 
@@ -381,3 +382,24 @@ def test_mnist_entry_point_resumes_and_its_notebook_executes(tmp_path):
     text, images = execute(ROOT / "notebooks" / "mnist.ipynb", run)
     assert "8 (network, 7) pairs from 1 networks" in text and "paper 1" in text and "rule bar" in text
     assert len(images) == 1
+
+    # More 7s on --resume, twice (8 -> 11 -> 14: the new 7s sit in other places of the compiled chunks):
+    # the rows equal those of the networks measured with 14 from the start.
+    with_images = lambda n, out: [w if w not in ("8", str(run)) else {"8": str(n)}.get(w, str(out)) for w in command]
+    for images in (11, 14):
+        grown = subprocess.run(with_images(images, run) + ["--resume"], capture_output=True, text=True, cwd=ROOT,
+                               timeout=300, env=env)  # fmt: skip
+        assert grown.returncode == 0, grown.stderr
+    shrunk = subprocess.run(with_images(9, run) + ["--resume"], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert shrunk.returncode == 2 and "not shrink" in shrunk.stderr and shrunk.stderr.count("\n") == 1
+    extended = pd.read_parquet(run / "results.parquet")
+    assert len(extended) == 14 * 2
+    pd.testing.assert_frame_equal(extended.head(len(rows)), rows)  # the first 8 unchanged
+    scratch = tmp_path / "scratch"  # the same trained network, its 14 7s measured at once
+    scratch.mkdir()
+    shutil.copy(run / "networks.npz", scratch / "networks.npz")
+    shutil.copy(run / "meta.json", scratch / "meta.json")
+    at_once = subprocess.run(with_images(14, scratch) + ["--resume"], capture_output=True, text=True, cwd=ROOT,
+                             timeout=300, env=env)  # fmt: skip
+    assert at_once.returncode == 0, at_once.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(scratch / "results.parquet"), extended, check_exact=True)
