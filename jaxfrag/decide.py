@@ -14,10 +14,11 @@ launcher, as for the sweep): process 0 judges and picks each round's cells, ever
 share of their new trials, and process 0 merges them and writes the runs' reports and the ledger.
 
 State: DIR/decide.json (the runs, the budget, the rounds done and the seconds spent). Killed, the
-trials that finished are on disk; `--resume` goes on from them to the same ledger. Cases measured in
-mnist and imagenet runs are not extended here: the ledger names the 7s or pairs that would decide
-them. A ledger already in DIR keeps the claims the runs do not decide, as `jaxfrag verdicts
---update` does. Bad input exits 2 with one line.
+trials that finished are on disk; `--resume` goes on from them to the same ledger. An MNIST study
+grows by its 7s per network and an ImageNet study by its pairs (`extend_study`: the study's own
+command with a larger --images or --pairs and --resume), until it has no more (every correctly
+classified 7, every pair). A ledger already in DIR keeps the claims the runs do not decide, as
+`jaxfrag verdicts --update` does. Bad input exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ EXAMPLES = (
 STATE = "decide.json"
 UNITS = {"s": 1, "m": 60, "h": 3600}
 PROCESS_OPTIONS = ("--coordinator", "--num-processes", "--process-id", "--peer-timeout")
+STUDY_OPTIONS = {
+    "mnist/images": "--images",
+    "imagenet/pairs": "--pairs",
+}  # verdicts.STUDY_CELLS: the option growing each
 
 
 def parse_duration(text: str) -> float:
@@ -81,16 +86,25 @@ def build_parser(prog: str) -> cli.Parser:
 
 def round_targets(found, growth: float, held) -> dict[str, dict[str, int]]:
     """{run: {cell stage name: trials}} for one round: every undecided case's cells grown by the factor
-    that would decide it, at most `growth`; `held(run, key)` is a cell's trials now."""
+    that would decide it, and every case under `verdicts.MIN_SAMPLES` by the factor that reaches them,
+    at most `growth`; `held(run, key)` is a cell's trials now."""
     from jaxfrag.reports import verdicts
 
     targets: dict[str, dict[str, int]] = {}
     for claim in found:
         for case, decided in zip(claim.cases, verdicts.case_verdicts(claim), strict=True):
-            decision = verdicts.to_decide(claim, case) if decided == verdicts.UNDECIDED and case.cells else None
-            if decision is None:
+            if not case.cells or not case.n:
                 continue
-            factor = min(decision.n / case.n, growth)
+            if decided == verdicts.UNDECIDED:
+                decision = verdicts.to_decide(claim, case)
+                wanted = None if decision is None else decision.n
+            else:  # too few samples to be judged at all: first to the floor
+                wanted = (
+                    verdicts.MIN_SAMPLES if decided == verdicts.UNTESTED and case.n < verdicts.MIN_SAMPLES else None
+                )
+            if wanted is None:
+                continue
+            factor = min(wanted / case.n, growth)
             for reference in case.cells:
                 run, _, key = reference.partition("|")
                 now = held(run, key)
@@ -100,24 +114,78 @@ def round_targets(found, growth: float, held) -> dict[str, dict[str, int]]:
 
 
 def _held(run: str, key: str) -> int:
+    """A cell's trials now: a sweep cell's rows; a study's 7s per network or its pairs (`STUDY_OPTIONS`)."""
+    if key in STUDY_OPTIONS:
+        config = store.RunFolder(run).read_meta()["config"]
+        return len(config["pairs"]) if key == "imagenet/pairs" else int(config["images"] or 0)
     cell, _, d = key.rpartition("/d=")
     return store.RunFolder(run).cell_trials(cell, int(d))
 
 
 def _seconds(run: str, cells: dict[str, int]) -> float:
     """The time a run's cells take to grow to `cells`, at the rate each took so far (all the target's
-    trials where the experiment runs a grown cell again from trial 0)."""
+    trials where the experiment runs a grown cell again from trial 0; a study at its measuring rate)."""
     from jaxfrag import grid
     from jaxfrag.experiments import registry
 
-    stages, experiments = store.RunFolder(run).read_meta().get("stages", {}), registry()
+    meta = store.RunFolder(run).read_meta()
+    stages, experiments = meta.get("stages", {}), registry()
     total = 0.0
     for key, target in cells.items():
         now = _held(run, key)
+        if key in STUDY_OPTIONS:
+            total += meta.get("wall_s", {}).get("measure", 0.0) / max(now, 1) * (target - now)
+            continue
         name = grid.split_cell_name(key.rpartition("/d=")[0])[0]
         new = target if experiments[name].stats_from_every_trial else target - now
         total += stages.get(key, {}).get("run_s", 0.0) / max(now, 1) * new
     return total
+
+
+def extend_study(run: str, key: str, target: int, by: str) -> int:
+    """Grow an MNIST study's 7s per network, or an ImageNet study's pairs, to `target` (the study's own
+    command with a larger --images or --pairs, and --resume); returns the rows it added (none where the
+    study has no more: every correctly classified 7, every pair).
+    meta.json keeps the command that made the run and records the growth as `sweep.extend` does."""
+    import contextlib
+    import io
+
+    import pyarrow.parquet as pq
+
+    from jaxfrag import imagenet, mnist
+
+    folder = store.RunFolder(run)
+    before = folder.read_meta()
+    option = STUDY_OPTIONS[key]
+    argv = _without_option(before["argv"], option)
+    argv = _without_option(_without_option(argv, "--out"), "--resume", takes_value=False)
+    main = mnist.main if key == "mnist/images" else imagenet.main
+    rows = lambda: pq.read_metadata(folder.path / store.RESULTS).num_rows  # noqa: E731
+    held = rows()
+    with contextlib.redirect_stdout(io.StringIO()):  # the study's report, written again, not printed
+        status = main([*argv, option, str(target), "--out", run, "--resume", "--no-progress"])
+    if status != 0:
+        raise ValueError(f"extending {run} to {option} {target} failed (exit status {status})")
+    meta = folder.read_meta()
+    meta.update(argv=before["argv"], command=before["command"])  # the run's own command; decide grew it
+    meta["extended"] = {**meta.get("extended", {}), key: int(target)}
+    earlier = meta.get("extended_by", [])
+    meta["extended_by"] = earlier if earlier[-1:] == [by] or not by else [*earlier, by]
+    folder.write_meta(meta)
+    return rows() - held
+
+
+def _without_option(words: list[str], option: str, takes_value: bool = True) -> list[str]:
+    """`words` less every `option` (with its value, as one word or two)."""
+    kept, skip = [], False
+    for word in words:
+        if skip:
+            skip = False
+        elif word == option:
+            skip = takes_value
+        elif not word.startswith(option + "="):
+            kept.append(word)
+    return kept
 
 
 def _fit(targets: dict[str, dict[str, int]], remaining: float) -> dict[str, dict[str, int]]:
@@ -159,15 +227,9 @@ def main(argv=None, prog: str = "python -m jaxfrag.decide") -> int:
 
 def _without_process_options(words: list[str]) -> list[str]:
     """The command's words less the many-process options (each process has its own --process-id)."""
-    kept, skip = [], False
-    for word in words:
-        if skip:
-            skip = False
-        elif word in PROCESS_OPTIONS:
-            skip = True
-        elif word.split("=", 1)[0] not in PROCESS_OPTIONS:
-            kept.append(word)
-    return kept
+    for option in PROCESS_OPTIONS:
+        words = _without_option(words, option)
+    return words
 
 
 def _start(args, budget: float, command: str) -> tuple[dict | None, str]:
@@ -214,7 +276,7 @@ def _decide(args, budget: float, command: str, program: str, processes: distribu
     def next_round() -> dict:
         """Process 0: the round's cells, fitted to what is left of the budget ({} to stop)."""
         remaining = state["budget_s"] - state["spent_s"]
-        if args.rounds is not None and state["rounds"] >= args.rounds or remaining <= 0:
+        if args.rounds is not None and state["rounds"] >= args.rounds or remaining <= 0 or state.get("exhausted"):
             return {}
         targets = round_targets(found, args.growth, _held)
         return _fit(targets, remaining) if targets else {}
@@ -236,16 +298,23 @@ def _decide(args, budget: float, command: str, program: str, processes: distribu
             if not targets:
                 break
             started = time.perf_counter()
-            new = sum(t - _held(run, key) for run, cells in targets.items() for key, t in cells.items())
+            new = sum(t - _held(run, key) for run, cells in targets.items() for key, t in cells.items() if "/d=" in key)
             for position, (run, cells) in enumerate(targets.items()):
-                sweep.extend(run, cells, shown, by=state["command"] if state else "", processes=processes,
-                             tag=f"{looks}/{position}")  # fmt: skip
+                studies = {key: t for key, t in cells.items() if key in STUDY_OPTIONS}
+                if studies:  # a study grows on process 0 (its own entry point), the others wait
+                    if processes.leader:
+                        new += sum(extend_study(run, key, target, state["command"]) for key, target in studies.items())
+                    distributed.barrier(f"decide/{looks}/{position}/study", processes)
+                else:
+                    sweep.extend(run, cells, shown, by=state["command"] if state else "", processes=processes,
+                                 tag=f"{looks}/{position}")  # fmt: skip
             looks += 1
             if processes.leader:
                 state["trials"] += new
                 state["spent_s"] += time.perf_counter() - started
                 state["rounds"] += 1
                 found, undecided = look()
+                state["exhausted"] = new == 0  # nothing left to add where it was asked for: stop
                 bar.n = max(first - undecided, 0)
                 bar.set_postfix(undecided=undecided, spent=f"{state['spent_s'] / 60:.1f} min")
                 store.atomic_write_text(state_path, json.dumps(state, indent=1) + "\n")

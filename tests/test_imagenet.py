@@ -246,6 +246,30 @@ def test_entry_point_resumes_and_its_notebook_executes(tiny, tmp_path):
     assert shrunk.returncode == 2 and "not shrink" in shrunk.stderr and shrunk.stderr.count("\n") == 1
 
 
+def test_decide_grows_an_untested_study_to_ten_pairs_and_judges_it(tiny, tmp_path):
+    """Tables 7-8 on 2 pairs are untested; `jaxfrag decide` runs the study again with --pairs 10 --resume,
+    keeps its two pairs, and the ledger judges the ten (the entry point's options as above)."""
+    model, _, _ = tiny
+    run, ledger = tmp_path / "run", tmp_path / "ledger"
+    options = ["--model", model, "--size", SIZE, "--mean", "0.5", "--std", "0.25", "--confidence", "0"]
+    options += ["--pairs", 2, "--n-alpha", 11, "--refinements", 2, *PLAIN_ATTACK, "--out", run]
+    assert _imagenet(*options).returncode == 0
+    first = pd.read_parquet(run / "results.parquet")
+    command = [sys.executable, "-m", "jaxfrag", "decide", "--no-progress", str(run), "--ledger", str(ledger)]
+    decided = subprocess.run([*command, "--growth", "5", "--rounds", "1"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=900)  # fmt: skip
+    assert decided.returncode == 0, decided.stderr
+    rows = pd.read_parquet(run / "results.parquet")
+    assert len(rows) == 10
+    pd.testing.assert_frame_equal(rows.head(2), first)
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["extended"] == {"imagenet/pairs": 10} and "--pairs 2" in " ".join(meta["command"])
+    table = pd.read_csv(ledger / "verdicts.csv").set_index("claim")
+    assert (table.loc[["Table 8", "Table 7 and Figure 6"], "n"] >= 10).all()
+    assert not table.loc[["Table 8", "Table 7 and Figure 6"], "verdict"].str.startswith("untested").any()
+    assert table.loc["Table 8", "command"].endswith(f"&& jaxfrag decide {run} --ledger {ledger} --growth 5 --rounds 1")
+
+
 def test_user_folders_pair_each_source_with_its_nearest_target(tiny, tmp_path):
     """--image-dirs SOURCE_DIR TARGET_DIR: the photos the model assigns to the folder's class, nearest pairs.
     (The entry point's options as in the test above: its compiled programs come from the compilation cache.)"""

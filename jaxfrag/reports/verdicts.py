@@ -926,11 +926,17 @@ def grid_relu_claims(rows: pd.DataFrame, axes: list[str], costed, command: str, 
 # ---- MNIST (Tables 5-6) and ImageNet (Tables 7-8, Figure 6) -------------------------------------
 
 
-def study_costs(meta: dict, trials: int, unit: str):
+STUDY_CELLS = {"mnist": "mnist/images", "imagenet": "imagenet/pairs"}  # what `jaxfrag decide` grows in a study
+
+
+def study_costs(meta: dict, trials: int, unit: str, run: str = ""):
     """costed(case): the case (and its ends) with a study's trials (7s measured, pairs) and its measuring
-    time: a case's samples are a share of the study's, so its trials and time scale with it."""
+    time: a case's samples are a share of the study's, so its trials and time scale with it. Its cells
+    name what grows it ("RUN|mnist/images": the 7s per network; "RUN|imagenet/pairs")."""
     cost_s = float(meta.get("wall_s", {}).get("measure", math.nan))
-    return lambda case: _spent(case, trials=int(trials), cost_s=cost_s, unit=unit)
+    study = study_of(meta) if meta else None
+    cells = (f"{run}|{STUDY_CELLS[study]}",) if run and study in STUDY_CELLS else ()
+    return lambda case: _spent(case, trials=int(trials), cost_s=cost_s, unit=unit, cells=cells)
 
 
 def _spent(case: Case, **fields) -> Case:
@@ -942,7 +948,7 @@ def _spent(case: Case, **fields) -> Case:
 def mnist_claims(rows: pd.DataFrame, command: str, run: str, meta: dict | None = None) -> list[Claim]:
     usable = rows[~rows["crossed"].astype(bool) & rows["has_a1"].astype(bool)]
     measured = len(rows.drop_duplicates(["network", "image"])) if {"network", "image"} <= set(rows) else len(rows)
-    costed = study_costs(meta or {}, measured, "uncrossed test 7s with an A_1")
+    costed = study_costs(meta or {}, measured, "uncrossed test 7s with an A_1", run)
     paper5 = mnist_experiment.PAPER_TABLE5
     bracketed = "Q_certified_ratio" in rows  # jaxfrag mnist --certify: the minimal L2 Q within [certified, Q_l2]
     out = []
@@ -994,7 +1000,7 @@ def mnist_claims(rows: pd.DataFrame, command: str, run: str, meta: dict | None =
 
 
 def imagenet_claims(rows: pd.DataFrame, command: str, run: str, meta: dict | None = None) -> list[Claim]:
-    costed = study_costs(meta or {}, len(rows), "pairs")
+    costed = study_costs(meta or {}, len(rows), "pairs", run)
     paper8 = imagenet_experiment.PAPER_TABLE8
     m = rows["M_ratio"].abs()
     cases = []
