@@ -38,6 +38,9 @@ def test_the_readme_is_a_landing_page():
         assert (ROOT / image).is_file(), image
     for link in re.findall(r"\]\((docs/[^)#]+)", text):
         assert (ROOT / link).is_file(), link
+    for page in (text, (ROOT / "docs" / "ledger" / "verdicts.md").read_text()):  # an empty cell is empty
+        rows = [line for line in page.splitlines() if line.startswith("| **")]
+        assert rows and not [row for row in rows if re.search(r"\bnan\b", row)]
 
 
 def test_the_worked_example_attacks_an_exported_model(tmp_path):

@@ -1123,7 +1123,8 @@ def markdown(table: pd.DataFrame, runs_text: bool = True) -> str:
 
     for _, row in table.iterrows():
         ours = stats.format_estimate(row["estimate"], low=row["low"], high=row["high"], spec="+.3f")
-        verdict_text = f"**{row['verdict']}**" + (f": {row['conditions']}" if row["conditions"] else "")
+        conditions = row["conditions"] if isinstance(row["conditions"], str) else ""  # empty reads back as NaN
+        verdict_text = f"**{row['verdict']}**" + (f": {conditions}" if conditions else "")
         lines.append(
             f"| **{cell(row['claim'])}**: {cell(row['statement'])} | {cell(row['paper'])} "
             f"| {ours} ({cell(row['statistic'])}; {cell(row['interval'])}) | {int(row['n'])} | {band(row)} "
