@@ -204,7 +204,7 @@ def test_a_convolutional_net_with_max_pool_is_never_certified_past_the_attack():
     # No exact minimum is known for these nets: the attack's verified norm is an upper bound on it,
     # so a certified radius above it is unsound. Each rung is at least as tight as the one before.
     # (The walk preset: on these nets its norms are the full attack's to 1%, at a tenth of the time.)
-    count = 24
+    count = 12
     nets = jax.vmap(lambda key: conv_net(key, jnp.float32, pool=True))(jax.random.split(jax.random.key(11), count))
     inputs = jax.random.uniform(jax.random.key(12), (count, 128))
     labels = jax.vmap(lambda net, x: jnp.argmax(certify.apply(net, x)))(nets, inputs)

@@ -242,13 +242,15 @@ def test_b1_and_b2_are_training_points_or_held_out_as_asked():
         np.testing.assert_array_equal(columns["pair_index"], rows["train"]["pair_index"])  # the same pair
         assert np.all(columns["n_points"] == 48) and columns["points_sampled"].all()
         assert np.all(columns["pair_trained"] == (pair == "train"))
+        # The trial's training set as train_trial builds it (compiled once: only its indices are kept).
+        asked = config._replace(pair=pair)
+        training_set = jax.jit(lambda k, both, c=asked: linear.train_trial(k, d, c, "relu", relu_net, both).indices)
         for trial in range(config.trials):
             # The training set, rebuilt from the trial's key, checked in numpy.
             key_train, _ = jax.random.split(parallel.trial_keys(key, jnp.asarray([trial]))[0])
             z_minus = int(columns["pair_index"][trial])
             both = relu.pair_indices(data.index_words(jnp.asarray([z_minus], jnp.int32))[0], d)
-            _, indices, *_ = linear.train_trial(key_train, d, config._replace(pair=pair), "relu", relu_net, both)
-            points = data.words_to_int(np.asarray(indices))
+            points = data.words_to_int(np.asarray(training_set(key_train, both)))
             assert np.isin([z_minus + 2 ** (d - 1), z_minus], points).tolist() == [pair == "train"] * 2
     # A net that fits its training set classifies b1 and b2 correctly when they are in it.
     train = rows["train"]
