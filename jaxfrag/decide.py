@@ -78,6 +78,14 @@ def build_parser(prog: str) -> cli.Parser:
         default=4.0,
         help="a round grows a cell to at most this many times its trials (default 4)",
     )
+    parser.add_argument(
+        "--claim",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="add trials only to this claim's cases (its name as the ledger writes it, e.g. 'Table 1'; "
+        "repeatable; default: every claim)",
+    )
     cli.add_resume_option(parser)
     cli.add_progress_option(parser)
     cli.add_process_options(parser)
@@ -234,6 +242,8 @@ def _without_process_options(words: list[str]) -> list[str]:
 
 def _start(args, budget: float, command: str) -> tuple[dict | None, str]:
     """decide.json's state to go on with, or the one-line refusal (process 0 reads it)."""
+    from jaxfrag.reports import verdicts
+
     state_path = args.ledger / STATE
     state = json.loads(state_path.read_text()) if state_path.is_file() else None
     runs = [str(run) for run in args.runs]
@@ -241,6 +251,14 @@ def _start(args, budget: float, command: str) -> tuple[dict | None, str]:
         return None, f"{args.ledger} holds a decide that did not finish; pass --resume to go on with it"
     if args.resume and not state:
         return None, f"--resume: {args.ledger} holds no {STATE} to go on from"
+    if args.claim is not None:
+        known = {claim.claim for claim in verdicts.ledger(args.runs)}
+        unknown = [name for name in args.claim if name not in known]
+        if unknown:
+            return (
+                None,
+                f"--claim {unknown[0]!r}: the runs decide no such claim (they decide {', '.join(sorted(known))})",
+            )
     if args.resume and state["runs"] != runs:
         return None, f"--resume: {STATE} was made for the runs {' '.join(state['runs'])}; give the same"
     if not args.resume:
@@ -278,7 +296,8 @@ def _decide(args, budget: float, command: str, program: str, processes: distribu
         remaining = state["budget_s"] - state["spent_s"]
         if args.rounds is not None and state["rounds"] >= args.rounds or remaining <= 0 or state.get("exhausted"):
             return {}
-        targets = round_targets(found, args.growth, _held)
+        asked = [claim for claim in found if args.claim is None or claim.claim in args.claim]
+        targets = round_targets(asked, args.growth, _held)
         return _fit(targets, remaining) if targets else {}
 
     try:
