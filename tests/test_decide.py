@@ -147,3 +147,17 @@ def test_decide_refuses_bad_input_in_one_line(tmp_path):
     ):
         result = _decide(*args, check=False)
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
+
+
+def test_decide_adds_trials_only_to_the_claims_named(tmp_path):
+    run = tmp_path / "run"
+    sweep("--experiment", "thm1", "thm6", "--d", "6..9", "--trials", "10", "--seed", "1", "--out", run)
+    refused = _decide(run, "--ledger", tmp_path / "l", "--claim", "Table 9", check=False)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "Theorem 1" in refused.stderr
+    assert not (tmp_path / "l" / decide.STATE).exists()
+    table = verdicts.records(verdicts.claims(run))
+    assert set(table["verdict"]) == {verdicts.UNDECIDED}  # both would grow: more trials decide each
+    assert all(text.count("more trials") == 1 for text in table["to_decide"])
+    _decide(run, "--ledger", tmp_path / "l", "--claim", "Theorem 6", "--rounds", "1")
+    grown = json.loads((run / "meta.json").read_text())["extended"]
+    assert grown and all(key.startswith("thm6/") for key in grown)
