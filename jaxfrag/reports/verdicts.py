@@ -280,7 +280,7 @@ def decision_text(claim: Claim, case: Case) -> str:
             "would not decide it"
         )
     text = f"about {found.more} more {case.unit}"
-    if np.isfinite(found.trials) and case.unit != "trials":
+    if np.isfinite(found.trials) and case.unit != "trials" and math.ceil(found.trials) != found.more:
         text += f" (about {math.ceil(found.trials)} trials)"
     if np.isfinite(found.seconds):
         text += f", about {_duration(found.seconds)}"
