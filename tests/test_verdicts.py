@@ -557,3 +557,23 @@ def test_a_ledger_written_before_standard_errors_gives_back_its_means_with_their
         assert claim.cases and claim.interval == verdicts.ANYTIME
         for case in claim.cases:
             assert case.se == pytest.approx(wanted[case.where].se) and case.n == wanted[case.where].n
+
+
+def test_the_committed_ledger_holds_and_fails_only_what_its_intervals_show():
+    """docs/ledger, read as plain CSV and checked without `judge`: a case holds only with its interval
+    inside its claim's band, fails only with it wholly outside; the paper's claims have 10 samples."""
+    claims = pd.read_csv(ROOT / "docs" / "ledger" / "verdicts.csv").set_index("claim")
+    cases = pd.read_csv(ROOT / "docs" / "ledger" / "verdict_cases.csv")
+    assert len(cases) > 100
+    for _, case in cases.iterrows():
+        claim = claims.loc[case["claim"]]
+        bottom = claim["target"] - claim["tolerance"] if claim["relation"] in ("=", ">=") else -np.inf
+        top = claim["target"] + claim["tolerance"] if claim["relation"] in ("=", "<=") else np.inf
+        inside = bottom <= case["low"] and case["high"] <= top
+        outside = case["high"] < bottom or case["low"] > top
+        if case["verdict"] == verdicts.HOLDS:
+            assert inside, (case["claim"], case["where"])
+        if case["verdict"] == verdicts.FAILS:
+            assert outside, (case["claim"], case["where"])
+    paper = claims[~claims.index.str.startswith("Beyond the paper")]
+    assert (paper["n"] >= verdicts.MIN_SAMPLES).all(), paper["n"]
