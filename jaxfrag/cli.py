@@ -280,14 +280,19 @@ def use_compilation_cache(path: str) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
-def run_processes(args: argparse.Namespace, program: str, body: Callable[[distributed.Processes], int]) -> int:
-    """Join the run's processes (`jaxfrag.distributed`), run body(processes) under the watchdog, and leave."""
+def run_processes(
+    args: argparse.Namespace, program: str, body: Callable[[distributed.Processes], int], lost_peer: str = ""
+) -> int:
+    """Join the run's processes (`jaxfrag.distributed`), run body(processes) under the watchdog, and leave.
+    `lost_peer`: what a process says when a peer stops answering (default: the run folder's resume advice)."""
     try:
         processes = distributed.connect(args.coordinator, args.num_processes, args.process_id)
     except distributed.DistributedError as error:
         print(f"{program}: error: {error}", file=sys.stderr)
         return 1
-    lost_peer = f"{program}: error: stopped; what finished is kept in {args.out}; rerun with --resume to complete it"
+    lost_peer = lost_peer or (
+        f"{program}: error: stopped; what finished is kept in {args.out}; rerun with --resume to complete it"
+    )
     with distributed.Watchdog(processes, lost_peer, args.peer_timeout):
         status = body(processes)
     if status == 0:

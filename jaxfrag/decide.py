@@ -220,17 +220,9 @@ def main(argv=None, prog: str = "python -m jaxfrag.decide") -> int:
         return cli.fail(program, error)
     words = [str(w) for w in (sys.argv[1:] if argv is None else argv) if w not in ("--progress", "--no-progress")]
     command = shlex.join(["jaxfrag", "decide", *_without_process_options(words)])  # what the ledger says made it
-    try:
-        processes = distributed.connect(args.coordinator, args.num_processes, args.process_id)
-    except distributed.DistributedError as error:
-        print(f"{program}: error: {error}", file=sys.stderr)
-        return 1
     lost_peer = f"{program}: error: stopped; finished trials are kept; rerun with --resume to go on"
-    with distributed.Watchdog(processes, lost_peer, args.peer_timeout):
-        status = _decide(args, budget, command, program, processes)
-    if status == 0:
-        distributed.disconnect(processes)
-    return status
+    body = lambda processes: _decide(args, budget, command, program, processes)  # noqa: E731
+    return cli.run_processes(args, program, body, lost_peer)
 
 
 def _without_process_options(words: list[str]) -> list[str]:
@@ -317,7 +309,12 @@ def _decide(args, budget: float, command: str, program: str, processes: distribu
             if not targets:
                 break
             started = time.perf_counter()
-            new = sum(t - _held(run, key) for run, cells in targets.items() for key, t in cells.items() if "/d=" in key)
+            new = sum(
+                t - _held(run, key)
+                for run, cells in targets.items()
+                for key, t in cells.items()
+                if key not in STUDY_OPTIONS
+            )
             for position, (run, cells) in enumerate(targets.items()):
                 studies = {key: t for key, t in cells.items() if key in STUDY_OPTIONS}
                 if studies:  # a study grows on process 0 (its own entry point), the others wait
