@@ -47,7 +47,7 @@ PAPER_CLASSES = (217, 160)  # English springer, Afghan hound
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
 # Softmax probability of the top class for a demo photograph to be used. None by default: Tables 7-8
 # use no label (the path and the attacks are between the model's own classes), and a threshold such as
-# 0.3 leaves 6 of the 12 shipped photographs, fewer than the 10 sources a verdict needs.
+# 0.3 leaves 5 of the 12 shipped photographs, fewer than the 10 sources a verdict needs.
 DEMO_CONFIDENCE = 0.0
 CLASSIFY_BATCH = 8  # images per compiled classification call
 
