@@ -63,15 +63,30 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch_processes(module: str, args, count: int) -> list[subprocess.Popen]:
-    """`python -m MODULE ARGS` as `count` local processes joined by jax.distributed, one CPU device each."""
+# Process 1 starts planning seconds after process 0 (a slow start on a busy machine).
+PLAN_LATE = """
+import time
+from jaxfrag import stages
+plan = stages.plan
+def late(request, folder, runner, experiments, processes, *rest):
+    if processes.index == 1:
+        time.sleep(8)
+    return plan(request, folder, runner, experiments, processes, *rest)
+stages.plan = late
+"""
+
+
+def launch_processes(module: str, args, count: int, before: str = "") -> list[subprocess.Popen]:
+    """`python -m MODULE ARGS` as `count` local processes joined by jax.distributed, one CPU device each;
+    `before`: Python code each process runs first (to slow one down, say)."""
     import os
 
     coordinator = f"127.0.0.1:{free_port()}"
     environment = {**os.environ, "JAX_NUM_CPU_DEVICES": "1"}
+    start = ["-c", f"{before}\nimport runpy; runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"]
     return [
         subprocess.Popen(
-            [sys.executable, "-m", module, "--no-progress", *map(str, args)]
+            [sys.executable, *(start if before else ["-m", module]), "--no-progress", *map(str, args)]
             + ["--coordinator", coordinator, "--num-processes", str(count), "--process-id", str(index)],
             cwd=ROOT,
             env=environment,

@@ -14,9 +14,9 @@ import time
 
 import pandas as pd
 import pytest
-from helpers import ROOT, launch_processes, sweep
+from helpers import PLAN_LATE, ROOT, launch_processes, sweep
 
-from jaxfrag import decide
+from jaxfrag import decide, distributed
 from jaxfrag.reports import verdicts
 from jaxfrag.reports.verdicts import Case, Claim
 
@@ -122,13 +122,22 @@ def test_decide_with_two_processes_extends_and_judges_as_one_process_does(tmp_pa
     sweep(*DECIDE_RUN, "--out", alone)
     shutil.copytree(alone, shared)
     _decide(alone, "--ledger", tmp_path / "one", "--rounds", "1")
-    processes = launch_processes("jaxfrag.decide", [shared, "--ledger", tmp_path / "two", "--rounds", "1"], 2)
+    processes = launch_processes(
+        "jaxfrag.decide", [shared, "--ledger", tmp_path / "two", "--rounds", "1"], 2, before=PLAN_LATE
+    )  # process 1 plans its share late: it must still run exactly that share
     for process in processes:
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr
     meta = json.loads((shared / "meta.json").read_text())
     assert meta["extended"] == json.loads((alone / "meta.json").read_text())["extended"]
-    assert all(meta["stages"][key]["processes"] == [0, 1] for key in meta["extended"])  # both ran a share
+    # Every process that has a share of a cell's new trials ran it (a cell grown by one trial has one share).
+    held = 10  # DECIDE_RUN's --trials
+    shares = {
+        key: [i for i in range(2) if distributed.share([(held, target)], distributed.Processes(i, 2))]
+        for key, target in meta["extended"].items()
+    }
+    assert {key: meta["stages"][key]["processes"] for key in shares} == shares
+    assert any(share == [0, 1] for share in shares.values())  # the round gave both processes work
     assert not list((shared / "cells").glob("parts/*"))  # every part merged
     pd.testing.assert_frame_equal(
         pd.read_parquet(shared / "results.parquet"), pd.read_parquet(alone / "results.parquet"), check_exact=True

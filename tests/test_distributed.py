@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import launch_processes, sweep
+from helpers import PLAN_LATE, launch_processes, sweep
 
 from jaxfrag import distributed, store
 
@@ -114,6 +114,16 @@ def test_two_processes_give_the_single_process_rows_bit_for_bit(reference, tmp_p
     stages = pd.read_json(tmp_path / "meta.json", typ="series")["stages"]
     assert all(stages[f"thm6/d={d}"]["processes"] == [0, 1] for d in range(7, 11))  # both did a share
     assert not (tmp_path / "cells" / "parts").exists()
+
+
+def test_a_process_that_plans_late_still_runs_exactly_its_share(reference, tmp_path):
+    """Every process plans from the same listing of the run folder, whatever parts another has written since."""
+    processes = launch_processes("jaxfrag.sweep", [*ARGS, "--chunk", "96", "--out", tmp_path], 2, before=PLAN_LATE)
+    outputs = [process.communicate(timeout=600) for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results.parquet"), reference)
+    stages = pd.read_json(tmp_path / "meta.json", typ="series")["stages"]
+    assert all(stages[f"thm6/d={d}"]["processes"] == [0, 1] for d in range(7, 11))
 
 
 def test_a_killed_process_stops_the_other_and_resume_completes_the_rows(reference, tmp_path):
