@@ -163,11 +163,12 @@ def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes)
     meta = cli.start_meta(folder, processes, config, ("jax", "flax", "optax"), cli.provenance(args.argv, "mnist"))
 
     t = time.perf_counter()
+    measured = [network["test_accuracy"] for network in meta.get("networks", [])]  # resuming: kept
     if processes.leader:
-        params, accuracies = train_stage(args, data, folder)
+        params, accuracies = train_stage(args, data, folder, measured=measured)
     distributed.barrier("trained", processes)
     if not processes.leader:
-        params, accuracies = train_stage(args, data, folder, quiet=True)  # loads networks.npz
+        params, accuracies = train_stage(args, data, folder, quiet=True, measured=measured)  # loads networks.npz
     meta["networks"] = [{"network": k, "test_accuracy": a} for k, a in enumerate(accuracies)]
     cli.add_wall_time(meta, "train", t)
     if processes.leader:
@@ -192,13 +193,15 @@ def network_keys(seed: int, networks: int):
     return jax.vmap(lambda k: jax.random.fold_in(base, k))(jax.numpy.arange(networks))
 
 
-def train_stage(args, data, folder, quiet: bool = False):
-    """The trained networks: loaded from networks.npz when the run has them, else trained and saved."""
+def train_stage(args, data, folder, quiet: bool = False, measured: list[float] | None = None):
+    """The trained networks and their test accuracies: loaded from networks.npz when the run has them
+    (with the accuracies `measured` then, as meta.json recorded them), else trained and saved."""
     from jaxfrag.models import cnn
 
     path = folder.path / "networks.npz"
     train_config = cnn.CNNConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_decay=args.lr_decay)
-    if path.exists():
+    loaded = path.exists()
+    if loaded:
         params, _ = cnn.load(path)
     else:
         n = args.train_images or len(data.y_train)
@@ -211,7 +214,10 @@ def train_stage(args, data, folder, quiet: bool = False):
         ) as bar:
             params = cnn.train(network_keys(args.seed, args.networks), images, labels, train_config, bar.update)
         cnn.save(path, params, train_config)
-    accuracies = [cnn.accuracy(cnn.select(params, k), data.x_test, data.y_test) for k in range(args.networks)]
+    if loaded and measured and len(measured) == args.networks:
+        accuracies = list(measured)  # a pass over the 10 000 test images per network, not made again
+    else:
+        accuracies = [cnn.accuracy(cnn.select(params, k), data.x_test, data.y_test) for k in range(args.networks)]
     for k, accuracy in enumerate(accuracies if not quiet else []):
         short = (
             f" (below the {MIN_ACCURACY:.1%} PyTorch's example reaches in 2 epochs)" if accuracy < MIN_ACCURACY else ""

@@ -59,18 +59,23 @@ def pytest_unconfigure(config):
 # workers in collection order, so the long ones start at once and the short ones fill in at the end.
 _LONGEST_FIRST = (
     "test_mnist.py",
-    "test_linear.py",
-    "test_attacks_relu.py",
-    "test_attacks.py",
     "test_imagenet.py",
+    "test_certify.py",
+    "test_onnx_bounds.py",
+    "test_attacks_relu.py",
+    "test_sweep.py",
     "test_relu.py",
+    "test_attacks.py",
+    "test_linear.py",
     "test_imagenet_model.py",
+    "test_decide.py",
     "test_notebook.py",
     "test_distributed.py",
-    "test_sweep.py",
-    "test_cnn.py",
-    "test_docs.py",
+    "test_data.py",
     "test_experiments.py",
+    "test_rmt.py",
+    "test_docs.py",
+    "test_cnn.py",
 )
 
 

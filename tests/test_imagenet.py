@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
 
@@ -194,13 +195,25 @@ def _imagenet(*args, timeout=600):
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
 
 
-def test_entry_point_resumes_and_its_notebook_executes(tiny, tmp_path):
+def _options(model, run, pairs: int = 2) -> list:
+    options = ["--model", model, "--size", SIZE, "--mean", "0.5", "--std", "0.25", "--confidence", "0"]
+    return options + ["--pairs", pairs, "--n-alpha", 11, "--refinements", 2, *PLAIN_ATTACK, "--out", run]
+
+
+@pytest.fixture(scope="module")
+def two_pairs(tiny, tmp_path_factory):
+    """The entry point's run of the demo's first two pairs, and what it printed (each test works on a copy)."""
+    run = tmp_path_factory.mktemp("two") / "run"
+    first = _imagenet(*_options(tiny[0], run))
+    assert first.returncode == 0, first.stderr
+    return run, first
+
+
+def test_entry_point_resumes_and_its_notebook_executes(tiny, two_pairs, tmp_path):
     model, _, _ = tiny
     run = tmp_path / "run"
-    options = ["--model", model, "--size", SIZE, "--mean", "0.5", "--std", "0.25", "--confidence", "0"]
-    options += ["--pairs", 2, "--n-alpha", 11, "--refinements", 2, *PLAIN_ATTACK, "--out", run]
-    first = _imagenet(*options)
-    assert first.returncode == 0, first.stderr
+    shutil.copytree(two_pairs[0], run)
+    options, first = _options(model, run), two_pairs[1]
     assert "Table 7" in first.stdout and "Table 8" in first.stdout and "NOT the paper's" in first.stdout
     assert "+5.804" in first.stdout and "-0.0765" in first.stdout  # the paper's numbers beside ours
     for name in ("results.parquet", "summary.csv", "claims.csv", "meta.json"):
@@ -246,14 +259,11 @@ def test_entry_point_resumes_and_its_notebook_executes(tiny, tmp_path):
     assert shrunk.returncode == 2 and "not shrink" in shrunk.stderr and shrunk.stderr.count("\n") == 1
 
 
-def test_decide_grows_an_untested_study_to_ten_pairs_and_judges_it(tiny, tmp_path):
+def test_decide_grows_an_untested_study_to_ten_pairs_and_judges_it(two_pairs, tmp_path):
     """Tables 7-8 on 2 pairs are untested; `jaxfrag decide` runs the study again with --pairs 10 --resume,
-    keeps its two pairs, and the ledger judges the ten (the entry point's options as above)."""
-    model, _, _ = tiny
+    keeps its two pairs, and the ledger judges the ten."""
     run, ledger = tmp_path / "run", tmp_path / "ledger"
-    options = ["--model", model, "--size", SIZE, "--mean", "0.5", "--std", "0.25", "--confidence", "0"]
-    options += ["--pairs", 2, "--n-alpha", 11, "--refinements", 2, *PLAIN_ATTACK, "--out", run]
-    assert _imagenet(*options).returncode == 0
+    shutil.copytree(two_pairs[0], run)
     first = pd.read_parquet(run / "results.parquet")
     command = [sys.executable, "-m", "jaxfrag", "decide", "--no-progress", str(run), "--ledger", str(ledger)]
     decided = subprocess.run([*command, "--growth", "5", "--rounds", "1"], capture_output=True, text=True,
