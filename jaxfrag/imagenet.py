@@ -452,7 +452,7 @@ def measure_stage(args, setup: Setup, folder, processes: distributed.Processes) 
     done = {d for _, d in folder.done_cells()}
     todo = [k for k in range(len(setup.pairs)) if k not in done]
     todo = distributed.share_items(todo, processes)
-    distributed.barrier("planned", processes)  # every process plans from the cells as they were (see sweep._run)
+    distributed.barrier("planned", processes)  # every process plans from the cells as they were (see stages.plan)
     compiled = programs(setup.f, args)
     classify = jax.jit(setup.f)
     shown = cli.show_progress(args, processes)

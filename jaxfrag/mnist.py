@@ -236,7 +236,7 @@ def measure_stage(args, data, params, accuracies, folder, processes: distributed
     orders = {int(i): experiment.masking_orders(data.x_test[i]) for i in sevens}
     pad = order_pad(orders.values())
     wanted = _image_plan(args, data, params, sevens, folder)
-    distributed.barrier("planned", processes)  # every process plans from the cells as they were (see sweep._run)
+    distributed.barrier("planned", processes)  # every process plans from the cells as they were (see stages.plan)
     plans = {}
     for k in distributed.share_items(sorted(wanted), processes):
         chosen, n_correct, held = wanted[k]

@@ -70,8 +70,13 @@ def plan(
     experiments: dict[str, Experiment],
     processes: distributed.Processes,
     chunk: int | None = None,
+    barrier: str = "planned",
 ) -> list[Piece]:
-    """This process's share of every trial not yet on disk (`chunk`: trials per compiled step, else automatic)."""
+    """This process's share of every trial not yet on disk (`chunk`: trials per compiled step, else automatic).
+
+    Every process plans from the same listing of the run folder: they wait for each other at `barrier`
+    (a name unique to this call) before any runs, since one that listed the folder after another had
+    written parts would take those trials as done, share out only the rest, and leave a gap."""
     done, parts = folder.done_cells(), folder.parts()  # one listing for every cell
     pieces = []
     for name, point in request.pairs():
@@ -85,6 +90,7 @@ def plan(
                 pieces.append(
                     Piece(name, point, d, ranges, runner.chunk_for(experiments[name], d, chunk, trials, config))
                 )
+    distributed.barrier(barrier, processes)
     return pieces
 
 

@@ -293,9 +293,6 @@ def _run(args, prepared: cli.Prepared, folder, processes: distributed.Processes)
     runner = parallel.CellRunner(config, parallel.make_mesh(jax.local_devices()), compile_workers=args.compile_workers)
     meta = meta_stage(args, folder, processes) if processes.leader else None
     plan = stages.plan(request, folder, runner, experiments, processes, args.chunk)
-    # Every process plans from the same listing: one that plans after another has written parts would
-    # take those trials as done and share out only the rest, leaving a gap in the cell.
-    distributed.barrier("planned", processes)
     last_refresh = time.perf_counter()
 
     def after_piece() -> None:
@@ -419,8 +416,7 @@ def extend(
     try:
         for step, ((name, label, target), dims) in enumerate(sorted(groups.items())):
             request = stages.Request([name], [points[label]], sorted(dims), target)
-            plan = stages.plan(request, folder, runner, experiments, processes)
-            distributed.barrier(f"extend/{tag}/{step}/planned", processes)  # one listing for all (see _run)
+            plan = stages.plan(request, folder, runner, experiments, processes, barrier=f"extend/{tag}/{step}/planned")
             total = sum(piece.trials for piece in plan)
             with tqdm(total=total, unit="trial", disable=not show_progress, leave=False) as progress:
                 programs = 1 + args.compile_workers

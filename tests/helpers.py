@@ -68,10 +68,10 @@ PLAN_LATE = """
 import time
 from jaxfrag import stages
 plan = stages.plan
-def late(request, folder, runner, experiments, processes, *rest):
+def late(request, folder, runner, experiments, processes, *rest, **options):
     if processes.index == 1:
         time.sleep(8)
-    return plan(request, folder, runner, experiments, processes, *rest)
+    return plan(request, folder, runner, experiments, processes, *rest, **options)
 stages.plan = late
 """
 

@@ -246,16 +246,14 @@ def test_entry_point_resumes_and_its_notebook_executes(tiny, two_pairs, tmp_path
     assert "2 pairs in" in text and "paper 1" in text and "|M/(0.5L)| - Q_ll/(0.5L)" in text
     assert len(images) == 1
     # More pairs on --resume: the run keeps its two and gains the next; fewer are refused in one line.
-    more = [*options[: options.index("--pairs")], "--pairs", 3, *options[options.index("--pairs") + 2 :]]
     kept = {cell.name: cell.stat().st_mtime_ns for cell in (run / "cells").glob("*.parquet")}
-    grown = _imagenet(*more, "--resume")
+    grown = _imagenet(*_options(model, run, pairs=3), "--resume")
     assert grown.returncode == 0, grown.stderr
     extended = pd.read_parquet(run / "results.parquet")
     assert len(extended) == 3 and len(kept) == 2
     assert all((run / "cells" / name).stat().st_mtime_ns == when for name, when in kept.items())  # not measured again
     pd.testing.assert_frame_equal(extended.head(2), rows)
-    fewer = [*options[: options.index("--pairs")], "--pairs", 1, *options[options.index("--pairs") + 2 :]]
-    shrunk = _imagenet(*fewer, "--resume")
+    shrunk = _imagenet(*_options(model, run, pairs=1), "--resume")
     assert shrunk.returncode == 2 and "not shrink" in shrunk.stderr and shrunk.stderr.count("\n") == 1
 
 
