@@ -16,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from exact_relu2d import problems
+from helpers import long_running_jit
 
 from jaxfrag import attacks, certify
-from jaxfrag.xla_options import runtime_bound
 
 SEEDS = 3
 NETS = 40
@@ -26,10 +26,6 @@ WIDTH = 12
 DTYPES = [jnp.float64, jnp.float32]
 # The certified radius over the exact minimum: never above 1 beyond the bounds' rounding.
 BELOW = {jnp.float64: 1e-9, jnp.float32: 1e-5}
-# Branch and bound and alpha-CROWN run for seconds (rounds of optimised bounds): compiled at XLA's
-# optimisation level 1, not the suite's level 0 for programs that run once and briefly (conftest);
-# the conv net's branch and bound 2.5 + 4.3 + 27 s -> 3.0 + 12.4 + 2.9 s (trace, compile, run).
-long_running = functools.partial(jax.jit, compiler_options=runtime_bound())
 
 
 @functools.cache
@@ -61,7 +57,7 @@ def radius_program(method: str, targeted: bool, dtype, with_upper: bool = False,
     if method == "bab":
         # One problem at a time: vmapped, branch and bound's while loops would run every lane for as
         # many rounds as the slowest lane needs (about 6x the time here).
-        return long_running(lambda *problems: jax.lax.map(lambda problem: one(*problem), problems))
+        return long_running_jit(lambda *problems: jax.lax.map(lambda problem: one(*problem), problems))
     return jax.jit(jax.vmap(one, in_axes=(0, 0, 0, 0, 0 if with_upper else None)))
 
 
@@ -232,7 +228,7 @@ def test_a_convolutional_net_with_max_pool_is_never_certified_past_the_attack():
             upper = upper if method == "bab" else None
             return certify.certified_radius(net, x, label, method=method, upper=upper, budget=budget).radius
 
-        compiled = long_running if method in ("alpha", "bab") else jax.jit
+        compiled = long_running_jit if method in ("alpha", "bab") else jax.jit
         ratios[method] = np.asarray(compiled(jax.vmap(one))(nets, inputs, labels, attacked.norm) / attacked.norm)
         assert np.all(ratios[method] <= 1 + 1e-5), (method, ratios[method].max())
     for looser, tighter in zip(certify.METHODS, certify.METHODS[1:], strict=False):
@@ -337,7 +333,7 @@ def test_halfspace_cuts_close_the_brackets_of_wide_one_hidden_layer_nets():
 
     norm, landed = jax.jit(jax.vmap(attack))(network, x, labels)
     # One net at a time (see radius_program): vmapped, every net would run the slowest one's rounds.
-    radius = long_running(lambda *problem: jax.lax.map(certified, problem))(network, x, labels, norm).radius
+    radius = long_running_jit(lambda *problem: jax.lax.map(certified, problem))(network, x, labels, norm).radius
     norm, radius, landed = np.asarray(norm), np.asarray(radius), np.asarray(landed)
     assert landed.all()
     bracket = norm / radius

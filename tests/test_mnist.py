@@ -1,6 +1,5 @@
 """The MNIST experiment: masking rules, A_1, every column recomputed independently, and the entry point."""
 
-import functools
 import os
 import shutil
 import subprocess
@@ -11,11 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import ROOT, check_report_page
+from helpers import ROOT, check_report_page, long_running_jit
 from test_cnn import numpy_forward
 from test_notebook import execute
 
-from jaxfrag import attacks, certify, datasets, xla_options
+from jaxfrag import attacks, certify, datasets
 from jaxfrag import mnist as entry
 from jaxfrag.experiments import mnist as experiment
 from jaxfrag.models import cnn
@@ -136,18 +135,17 @@ def measured(data, network, sevens):
     return chosen, images, chosen_orders, {k: np.asarray(v) for k, v in out.items()}
 
 
-# The network's own passes over many images, which run long: compiled as the CNN's programs are.
-_cnn_jit = functools.partial(jax.jit, compiler_options=xla_options.runtime_bound())
+# The network's own passes over many images, which run long, are compiled with long_running_jit.
 
 
-@_cnn_jit
+@long_running_jit
 def _first_ones(network, images, orders):
     # The network is an argument, not a closed-over constant: 1.2 M constants slow the compiler.
     f = lambda v: cnn.apply(network, v.reshape(28, 28))  # noqa: E731
     return jax.lax.map(lambda a: experiment.first_one(f, *a), (images, orders), batch_size=8)
 
 
-@_cnn_jit
+@long_running_jit
 def _labels(network, images):
     return jnp.argmax(cnn.apply(network, images), -1)
 
@@ -198,7 +196,7 @@ def _directional(network, x, u, h=1e-6):
     return (g[0] - g[1]) / (2 * h)
 
 
-@_cnn_jit
+@long_running_jit
 def _jacobian(network, x):
     return jax.jacfwd(lambda v: cnn.apply(network, v.reshape(28, 28)))(x)
 
@@ -209,7 +207,7 @@ def _gradient(network, x):
     return np.asarray(jacobian[7] - jacobian[1], np.float64)
 
 
-@_cnn_jit
+@long_running_jit
 def _minimal_l2_alone(network, x):
     f = lambda v: cnn.apply(network, v.reshape(28, 28))  # noqa: E731
     return attacks.minimal_l2(f, x, 7, 1, **attacks.PRESETS[PLUMBING_ATTACK])
@@ -324,7 +322,7 @@ def test_certified_q_is_the_certifiers_own_and_below_every_perturbation_that_rea
     # Its own: I_7 certified against 1 directly (the same program, so to the bisection's last step).
     first = got.iloc[0]
     x = jnp.asarray(images[list(chosen).index(first["image"])])
-    direct = _cnn_jit(
+    direct = long_running_jit(
         lambda network, x, upper: (
             certify.certified_radius(
                 network, x, 7, 1, method="crown", upper=upper, bisections=entry.CERTIFY_BISECTIONS

@@ -20,6 +20,7 @@ import onnx
 import onnxruntime
 import pytest
 from exact_relu2d import problems
+from helpers import long_running_jit
 from onnx import helper
 from onnx_models import chain_model, clip_residual_model, onnx_model, tiny_classifier
 from test_certify import conv_net
@@ -28,7 +29,6 @@ from jaxfrag import attacks, certify
 from jaxfrag.models import onnx_bounds
 from jaxfrag.models.imagenet import Preprocessing
 from jaxfrag.models.onnx_graph import OnnxError
-from jaxfrag.xla_options import runtime_bound
 
 BELOW = 1e-5  # float32: the certified radius over an upper bound on the minimum, never above 1 beyond this
 
@@ -175,12 +175,10 @@ def test_a_mobile_style_graph_is_never_certified_past_the_attack(tmp_path):
             norms = np.asarray(found.norm)
         for method in certify.BOUNDS:
             # The radius to 2^-12 of its bracket (a run's is to 2^-24), at about half the time: an
-            # unsound rung certifies past the attack by far more than that.
-            radius_of = functools.partial(certify.certified_radius, method=method, bisections=12)
-            # Optimised (the suite compiles at level 0, conftest): CROWN's and alpha-CROWN's bisections
-            # over this graph run for seconds, about half the time it takes them unoptimised.
-            one = lambda v, y, n=network, r=radius_of: r(n, v, y)  # noqa: E731
-            program = jax.jit(jax.vmap(one), compiler_options=runtime_bound())
+            # unsound rung certifies past the attack by far more than that. Optimised: CROWN's and
+            # alpha-CROWN's bisections over this graph take about half as long.
+            one = lambda v, y, n=network, m=method: certify.certified_radius(n, v, y, method=m, bisections=12)  # noqa: E731
+            program = long_running_jit(jax.vmap(one))
             radius = np.asarray(program(x, labels).radius)
             assert np.all(radius <= norms * (1 + BELOW)), (hidden, method, radius / norms)
             assert np.all(radius > 0), (hidden, method)
