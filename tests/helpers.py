@@ -15,8 +15,7 @@ from jaxfrag.xla_options import runtime_bound
 
 # jax.jit for a test's programs that run for seconds (a CNN's passes over many inputs, rounds of
 # branch and bound): optimised, not at the suite's level 0 for programs that run once and briefly
-# (conftest). E.g. a conv net's branch and bound: 2.5 + 4.3 + 27 s -> 3.0 + 12.4 + 2.9 s (trace,
-# compile, run).
+# (conftest): they compile longer and run several times faster (docs/performance.md, the suite's time).
 long_running_jit = functools.partial(jax.jit, compiler_options=runtime_bound())
 
 

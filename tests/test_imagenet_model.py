@@ -118,8 +118,7 @@ def test_gradients_match_pytorch_autograd(exported, photos, dtype):
     tight = 1e-9 if wide else 2e-2
     with jax.enable_x64(wide):
         f, params = imagenet.classifier(exported, imagenet.Preprocessing(SPEC.size, SPEC.mean, SPEC.std), dtype)
-        logits_of = jax.jit(f)  # one program, not op by op (6.7 s -> 1.0 s the first photograph)
-        # The full network's gradient optimised: 2.1 s -> 0.25 s a photograph.
+        logits_of = jax.jit(f)  # one program: op by op, every primitive compiles on its own
         gradient = long_running_jit(lambda x, i, j: jax.grad(lambda x: f(params, x)[i] - f(params, x)[j])(x))
         # The tightest and the most kink-prone photographs; float64 (2 of them, for time) has no kink to fear.
         for name in ("coffee", "camera") if wide else ("coffee", "camera", "chelsea", "retina"):
